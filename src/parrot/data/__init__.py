@@ -1,0 +1,1 @@
+"""Data: the embedded default corpus, reading text files, token shards and batches."""
