@@ -1,0 +1,173 @@
+"""Reading and writing Hugging Face `tokenizer.json` files.
+
+A byte-level BPE `tokenizer.json` stores each token as a printable string: GPT-2's table
+maps every byte to one visible character (bytes that print as themselves keep their
+character, the rest move to code points 256 and up). Merges are pairs of such strings.
+
+`read_tokenizer_json` dispatches on the model type through `MODEL_READERS`; another
+vocabulary kind (WordPiece for BERT-style encoders, #7) plugs in by adding a reader there,
+and other containers (GGUF vocabularies, #5) build a `TokenizerParts` directly.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from parrot.errors import ParrotError
+from parrot.tokenizer.pretokenize import PATTERNS
+
+
+@dataclass(frozen=True)
+class TokenizerParts:
+    """Everything a byte-level BPE tokenizer is made of, independent of the file format."""
+
+    token_bytes: list[bytes]  # id → bytes (special tokens: their UTF-8)
+    merges: list[tuple[int, int]]  # learned pairs in rank order
+    pattern: str  # the pre-tokenization regex
+    special_tokens: dict[str, int] = field(default_factory=dict)
+    ignore_merges: bool = False  # a chunk that is itself a token is kept whole
+
+
+@lru_cache(maxsize=1)
+def byte_to_char() -> tuple[str, ...]:
+    """GPT-2's printable stand-in character for each byte value 0..255."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+                 *range(ord("®"), ord("ÿ") + 1)]
+    chars = {b: chr(b) for b in printable}
+    extra = 0
+    for b in range(256):
+        if b not in chars:
+            chars[b] = chr(256 + extra)
+            extra += 1
+    return tuple(chars[b] for b in range(256))
+
+
+@lru_cache(maxsize=1)
+def char_to_byte() -> dict[str, int]:
+    return {c: b for b, c in enumerate(byte_to_char())}
+
+
+def bytes_to_str(token: bytes) -> str:
+    table = byte_to_char()
+    return "".join(table[b] for b in token)
+
+
+def str_to_bytes(token: str, where: str) -> bytes:
+    table = char_to_byte()
+    try:
+        return bytes(table[c] for c in token)
+    except KeyError:
+        raise ParrotError(
+            f"{where} has token {token!r}, which is not in byte-level form; "
+            "only byte-level BPE tokenizers are supported."
+        ) from None
+
+
+def write_tokenizer_json(parts: TokenizerParts) -> dict[str, Any]:
+    """The Hugging Face `tokenizer.json` structure for `parts`."""
+    special_ids = set(parts.special_tokens.values())
+    vocab = {bytes_to_str(b): i for i, b in enumerate(parts.token_bytes) if i not in special_ids}
+    as_str = [bytes_to_str(b) for b in parts.token_bytes]
+    added = [
+        {"id": i, "content": s, "single_word": False, "lstrip": False, "rstrip": False,
+         "normalized": False, "special": True}
+        for s, i in sorted(parts.special_tokens.items(), key=lambda item: item[1])
+    ]
+    split = {"type": "Split", "pattern": {"Regex": parts.pattern}, "behavior": "Isolated",
+             "invert": False}
+    byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
+                  "use_regex": False}
+    return {
+        "version": "1.0", "truncation": None, "padding": None, "added_tokens": added,
+        "normalizer": None,
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [split, byte_level]},
+        "post_processor": None,
+        "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True,
+                    "use_regex": True},
+        "model": {
+            "type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+            "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False,
+            "ignore_merges": parts.ignore_merges, "vocab": vocab,
+            "merges": [[as_str[a], as_str[b]] for a, b in parts.merges],
+        },
+    }
+
+
+def read_tokenizer_json(path: Path) -> TokenizerParts:
+    """Parse a `tokenizer.json`; ParrotError when it is corrupt or of an unsupported kind."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ParrotError(f"{path} is not a readable tokenizer.json ({err}).") from None
+    model = data.get("model") if isinstance(data, dict) else None
+    kind = model.get("type", "BPE" if "merges" in model else None) if isinstance(model, dict) else None
+    reader = MODEL_READERS.get(kind)
+    if reader is None:
+        raise ParrotError(
+            f"{path} holds a {kind or 'unknown'} tokenizer model; parrot supports only "
+            "byte-level BPE for now."
+        )
+    try:
+        return reader(data, str(path))
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise ParrotError(f"{path} is a corrupt tokenizer.json ({type(err).__name__}: {err}).") from None
+
+
+def _read_bpe(data: dict[str, Any], where: str) -> TokenizerParts:
+    model = data["model"]
+    if model.get("continuing_subword_prefix") or model.get("end_of_word_suffix"):
+        raise ParrotError(f"{where} uses subword prefixes or suffixes; this is not supported yet.")
+    if data.get("normalizer") is not None:
+        raise ParrotError(f"{where} has a text normalizer; this is not supported yet.")
+    pattern = _read_pattern(data.get("pre_tokenizer"), where)
+    specials = {t["content"]: int(t["id"]) for t in data.get("added_tokens") or []}
+    size = 1 + max([*model["vocab"].values(), *specials.values()])
+    token_bytes: list[bytes | None] = [None] * size
+    special_ids = set(specials.values())
+    for token, i in model["vocab"].items():
+        if i not in special_ids:  # a special's text need not be in byte-level form
+            token_bytes[i] = str_to_bytes(token, where)
+    for token, i in specials.items():
+        token_bytes[i] = token.encode("utf-8")
+    if None in token_bytes:
+        raise ParrotError(f"{where} leaves token id {token_bytes.index(None)} undefined.")
+    id_of = {token: i for token, i in model["vocab"].items()}
+    merges = [_read_merge(m, id_of, where) for m in model["merges"]]
+    return TokenizerParts(token_bytes, merges, pattern, specials,  # type: ignore[arg-type]
+                          bool(model.get("ignore_merges", False)))
+
+
+def _read_merge(merge: str | list[str], id_of: dict[str, int], where: str) -> tuple[int, int]:
+    left, right = merge.split(" ") if isinstance(merge, str) else merge
+    if left not in id_of or right not in id_of or left + right not in id_of:
+        raise ParrotError(f"{where} has merge {left!r} + {right!r} whose tokens are missing.")
+    return id_of[left], id_of[right]
+
+
+def _read_pattern(pre: dict[str, Any] | None, where: str) -> str:
+    """The split regex of the supported pre-tokenizers: ByteLevel(use_regex) alone, or
+    Split(regex, Isolated) followed by ByteLevel without its own regex."""
+    steps = pre.get("pretokenizers", []) if pre and pre.get("type") == "Sequence" else [pre]
+    kinds = [s.get("type") if s else None for s in steps]
+    if kinds == ["ByteLevel"] and steps[0].get("use_regex", True):
+        if not steps[0].get("add_prefix_space"):
+            return PATTERNS["gpt2"]
+    if kinds == ["Split", "ByteLevel"]:
+        split, level = steps
+        regex = split.get("pattern", {}).get("Regex")
+        if regex and split.get("behavior") == "Isolated" and not split.get("invert") and not (
+            level.get("use_regex") or level.get("add_prefix_space")
+        ):
+            return regex
+    raise ParrotError(f"{where} uses a pre-tokenizer ({kinds}) that parrot does not support yet.")
+
+
+# Model type in tokenizer.json → reader; WordPiece (#7) adds its entry here.
+MODEL_READERS: dict[str | None, Callable[[dict[str, Any], str], TokenizerParts]] = {
+    "BPE": _read_bpe,
+}
