@@ -1,0 +1,12 @@
+"""The configurable transformer: one model whose variants are `ModelConfig` values.
+
+Imports only torch and parrot's lower layers (no format or server libraries).
+"""
+
+from parrot.model.cache import KVCache
+from parrot.model.capture import AttentionCapture
+from parrot.model.config import ModelConfig
+from parrot.model.presets import PRESETS, get_preset
+from parrot.model.transformer import Transformer
+
+__all__ = ["AttentionCapture", "KVCache", "ModelConfig", "PRESETS", "Transformer", "get_preset"]

@@ -1,0 +1,132 @@
+"""Multi-head self-attention with grouped-query heads, an explicit and a fast path.
+
+The explicit path (`attention`) computes softmax(q k^T / sqrt(D) + bias) v step by step
+and returns the weights; the fast path (`fast_attention`) calls PyTorch's fused
+`scaled_dot_product_attention`. They agree to float rounding; tests hold them together.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from parrot.model.cache import KVCache
+from parrot.model.capture import AttentionCapture
+from parrot.model.config import ModelConfig
+from parrot.model.positions import apply_rope
+
+
+def causal_mask(q_pos: torch.Tensor, k_pos: torch.Tensor) -> torch.Tensor:
+    """allowed[b, 0, t, s] = k_pos[s] <= q_pos[b, t], shape (B, 1, T, S), bool.
+
+    q_pos (B, T); k_pos (S,). The one place attention masks are built: without a cache
+    both are indices 0..T-1 (a lower triangle); with a cache k_pos are slot numbers.
+    """
+    return (k_pos[None, None, :] <= q_pos[:, :, None])[:, None]
+
+
+def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
+    """(B, Hkv, S, D) -> (B, Hkv * n_rep, S, D): query head h reads kv head h // n_rep."""
+    return x if n_rep == 1 else x.repeat_interleave(n_rep, dim=1)
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+              mask: torch.Tensor | None = None, bias: torch.Tensor | None = None,
+              dropout_p: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The explicit path: out = softmax(q k^T / sqrt(D) + bias, masked) v.
+
+    q (B, H, T, D); k, v (B, H, S, D) (kv heads already repeated); mask (B|1, 1, T, S)
+    bool, True = may attend; bias broadcastable to (B, H, T, S). Returns out (B, H, T, D)
+    and the softmax weights (B, H, T, S) (before dropout). Softmax runs in float32.
+    """
+    scores = (q @ k.transpose(-2, -1)).float() / math.sqrt(q.shape[-1])   # (B, H, T, S)
+    if bias is not None:
+        scores = scores + bias
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores, dim=-1).to(q.dtype)
+    dropped = F.dropout(weights, dropout_p) if dropout_p > 0 else weights
+    return dropped @ v, weights
+
+
+def fast_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                   mask: torch.Tensor | None, bias: torch.Tensor | None, is_causal: bool,
+                   dropout_p: float = 0.0) -> torch.Tensor:
+    """The same computation through `scaled_dot_product_attention` (fused kernels).
+
+    k, v may have fewer heads than q (grouped-query): the kernel shares them without
+    copying (`enable_gqa`), which matters when decoding reads a long cache every step.
+    `is_causal` (no cache, no bias) lets the kernel skip the masked half; otherwise the
+    mask and bias are merged into one additive float mask.
+    """
+    gqa = k.shape[1] != q.shape[1]
+    if is_causal:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout_p,
+                                              enable_gqa=gqa)
+    attn_mask = mask
+    if bias is not None:
+        attn_mask = bias.to(q.dtype)
+        if mask is not None:
+            attn_mask = attn_mask.masked_fill(~mask, float("-inf"))
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p,
+                                          enable_gqa=gqa)
+
+
+@dataclass
+class AttentionInputs:
+    """What every layer's attention needs for one forward, built once per forward.
+
+    positions (B, T); rope = (cos, sin) or None; mask (B|1, 1, T, S) bool or None;
+    bias (B, H, T, S) float or None; is_causal: the fast path may use the kernel's own
+    causal mask; cache and capture as passed to the model; kv_len: the S cache slots read.
+    """
+
+    positions: torch.Tensor
+    rope: tuple[torch.Tensor, torch.Tensor] | None
+    mask: torch.Tensor | None
+    bias: torch.Tensor | None
+    is_causal: bool
+    cache: KVCache | None
+    capture: AttentionCapture | None
+    kv_len: int
+
+
+class Attention(nn.Module):
+    """Self-attention with n_heads query heads sharing n_kv_heads key/value heads."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.kv_heads, cfg.head_size
+        self.dropout = cfg.dropout
+        self.q_proj = nn.Linear(cfg.d_model, cfg.n_heads * cfg.head_size, bias=cfg.bias)
+        self.k_proj = nn.Linear(cfg.d_model, cfg.kv_heads * cfg.head_size, bias=cfg.bias)
+        self.v_proj = nn.Linear(cfg.d_model, cfg.kv_heads * cfg.head_size, bias=cfg.bias)
+        self.o_proj = nn.Linear(cfg.n_heads * cfg.head_size, cfg.d_model, bias=cfg.bias)
+
+    def forward(self, x: torch.Tensor, inputs: AttentionInputs, layer: int) -> torch.Tensor:
+        B, T, _ = x.shape
+        q = self._heads(self.q_proj(x), self.n_heads)                   # (B, H, T, D)
+        k = self._heads(self.k_proj(x), self.n_kv_heads)                # (B, Hkv, T, D)
+        v = self._heads(self.v_proj(x), self.n_kv_heads)                # (B, Hkv, T, D)
+        if inputs.rope is not None:
+            q, k = apply_rope(q, *inputs.rope), apply_rope(k, *inputs.rope)
+        if inputs.cache is not None:
+            k, v = inputs.cache.update(layer, k, v, inputs.positions)  # (B, Hkv, max_len, D)
+            k, v = k[:, :, :inputs.kv_len], v[:, :, :inputs.kv_len]      # (B, Hkv, S, D)
+        p = self.dropout if self.training else 0.0
+        if inputs.capture is not None:
+            n_rep = self.n_heads // self.n_kv_heads
+            k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)             # (B, H, S, D)
+            out, weights = attention(q, k, v, inputs.mask, inputs.bias, p)
+            inputs.capture.record(weights)
+        else:
+            out = fast_attention(q, k, v, inputs.mask, inputs.bias, inputs.is_causal, p)
+        return self.o_proj(out.transpose(1, 2).reshape(B, T, -1))      # (B, T, d_model)
+
+    def _heads(self, x: torch.Tensor, n: int) -> torch.Tensor:
+        """(B, T, n * D) -> (B, n, T, D)."""
+        return x.view(x.shape[0], x.shape[1], n, self.head_dim).transpose(1, 2)

@@ -1,0 +1,164 @@
+"""The model configuration: one frozen dataclass whose fields are the architecture's switches.
+
+Every variant of the model (GPT-2, Llama, encoder-only, ...) is a value of `ModelConfig`,
+never a subclass. Invalid values raise `ParrotError` with a sentence saying what to change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+
+from parrot.errors import ParrotError
+
+POSITIONS = ("learned", "sinusoidal", "rope", "alibi", "none")
+NORMS = ("layernorm", "rmsnorm")
+NORM_PLACEMENTS = ("pre", "post")
+# Plain MLPs apply one activation; gated ones (GLU family) multiply act(gate(x)) * up(x).
+PLAIN_MLPS = ("relu", "gelu", "gelu_tanh")
+GATED_MLPS = ("swiglu", "geglu", "geglu_tanh")
+MLPS = PLAIN_MLPS + GATED_MLPS
+# Positions that index a table of `context_length` rows cannot go past it.
+TABLE_POSITIONS = ("learned", "sinusoidal")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The transformer's architecture. `None` fields take the derived defaults below.
+
+    n_kv_heads: None = n_heads (multi-head); 1 = multi-query; between = grouped-query.
+    head_dim: None = d_model // n_heads.
+    d_ff: None = 4 * d_model for plain MLPs; for gated MLPs 8/3 * d_model rounded up to a
+        multiple of 64, which keeps the parameter count of a 4x plain MLP (three matrices).
+    """
+
+    vocab_size: int = 256
+    context_length: int = 64
+    d_model: int = 128
+    n_layers: int = 4
+    n_heads: int = 4
+    n_kv_heads: int | None = None
+    head_dim: int | None = None
+    d_ff: int | None = None
+    positions: str = "learned"
+    rope_theta: float = 10000.0
+    norm: str = "layernorm"
+    norm_placement: str = "pre"
+    norm_eps: float = 1e-5
+    mlp: str = "gelu"
+    bias: bool = True
+    dropout: float = 0.0
+    tie_embeddings: bool = True
+    causal: bool = True
+
+    def __post_init__(self) -> None:
+        for key in _FIELD_TYPES:  # normalise (e.g. an int rope_theta becomes a float)
+            object.__setattr__(self, key, _coerce(key, getattr(self, key)))
+        _validate(self)
+
+    # Derived sizes: read these, not the raw optional fields.
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_heads if self.n_kv_heads is not None else self.n_heads
+
+    @property
+    def head_size(self) -> int:
+        return self.head_dim if self.head_dim is not None else self.d_model // self.n_heads
+
+    @property
+    def ff_size(self) -> int:
+        if self.d_ff is not None:
+            return self.d_ff
+        if self.gated:
+            return 64 * math.ceil(8 * self.d_model / 3 / 64)
+        return 4 * self.d_model
+
+    @property
+    def gated(self) -> bool:
+        return self.mlp in GATED_MLPS
+
+    def to_dict(self) -> dict[str, Any]:
+        """All fields as a JSON-ready dict (the raw fields, not the derived sizes)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Build a config from a dict; unknown keys and wrong types raise ParrotError."""
+        if not isinstance(data, dict):
+            raise ParrotError(f"A model config must be a mapping of field names to values, "
+                              f"got {type(data).__name__}.")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ParrotError(f"Unknown model config key(s) {', '.join(unknown)}; "
+                              f"valid keys are: {', '.join(sorted(known))}.")
+        return cls(**{key: _coerce(key, value) for key, value in data.items()})
+
+    def replace(self, **changes: Any) -> ModelConfig:
+        """A copy with some fields changed, validated like `from_dict`."""
+        return ModelConfig.from_dict({**self.to_dict(), **changes})
+
+
+_FIELD_TYPES = {
+    "vocab_size": int, "context_length": int, "d_model": int, "n_layers": int, "n_heads": int,
+    "n_kv_heads": (int, None), "head_dim": (int, None), "d_ff": (int, None),
+    "positions": str, "rope_theta": float, "norm": str, "norm_placement": str,
+    "norm_eps": float, "mlp": str, "bias": bool, "dropout": float,
+    "tie_embeddings": bool, "causal": bool,
+}
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """Check a value's type for field `key`; ints are accepted where floats are expected."""
+    kind = _FIELD_TYPES[key]
+    optional = isinstance(kind, tuple)
+    base = kind[0] if optional else kind
+    if value is None and optional:
+        return None
+    ok = isinstance(value, base) and not (base is int and isinstance(value, bool))
+    if base is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not ok:
+        expected = base.__name__ + (" or null" if optional else "")
+        raise ParrotError(f"Model config key {key!r} must be {expected}, "
+                          f"got {value!r} ({type(value).__name__}).")
+    return value
+
+
+def _validate(cfg: ModelConfig) -> None:
+    """Raise ParrotError for the first impossible value in `cfg`."""
+    for key in ("vocab_size", "context_length", "d_model", "n_layers", "n_heads"):
+        _require(getattr(cfg, key) > 0, f"Model config {key} must be positive, "
+                                       f"got {getattr(cfg, key)}.")
+    for key in ("n_kv_heads", "head_dim", "d_ff"):
+        value = getattr(cfg, key)
+        _require(value is None or value > 0, f"Model config {key} must be positive or null, "
+                                              f"got {value}.")
+    _check_choice("positions", cfg.positions, POSITIONS)
+    _check_choice("norm", cfg.norm, NORMS)
+    _check_choice("norm_placement", cfg.norm_placement, NORM_PLACEMENTS)
+    _check_choice("mlp", cfg.mlp, MLPS)
+    _require(cfg.head_dim is not None or cfg.d_model % cfg.n_heads == 0,
+             f"d_model ({cfg.d_model}) must be divisible by n_heads ({cfg.n_heads}); "
+             "change one of them or set head_dim.")
+    _require(cfg.n_heads % cfg.kv_heads == 0,
+             f"n_heads ({cfg.n_heads}) must be a multiple of n_kv_heads ({cfg.kv_heads}).")
+    _require(cfg.positions != "rope" or cfg.head_size % 2 == 0,
+             f"RoPE needs an even head size, got {cfg.head_size}.")
+    _require(cfg.positions != "sinusoidal" or cfg.d_model % 2 == 0,
+             f"Sinusoidal positions need an even d_model, got {cfg.d_model}.")
+    _require(cfg.rope_theta > 0, f"rope_theta must be positive, got {cfg.rope_theta}.")
+    _require(cfg.norm_eps > 0, f"norm_eps must be positive, got {cfg.norm_eps}.")
+    _require(0.0 <= cfg.dropout < 1.0, f"dropout must be in [0, 1), got {cfg.dropout}.")
+
+
+def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    _require(value in choices, f"Model config {key} must be one of {', '.join(choices)}; "
+                               f"got {value!r}.")
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ParrotError(message)

@@ -1,0 +1,205 @@
+"""The decoder-only transformer: embeddings, L blocks, a final norm and the output head.
+
+    logits = head(norm(block_L(... block_1(embed(tokens) + pos(positions)))))
+
+`forward` returns logits only: no loss, no sampling, and no state left on the modules.
+A KV cache and an attention capture, when wanted, are objects the caller passes in.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from parrot.errors import ParrotError
+from parrot.model.attention import AttentionInputs, causal_mask
+from parrot.model.block import Block
+from parrot.model.cache import KVCache
+from parrot.model.capture import AttentionCapture
+from parrot.model.config import TABLE_POSITIONS, ModelConfig
+from parrot.model.norms import LayerNorm, RMSNorm, make_norm
+from parrot.model.positions import (
+    alibi_bias,
+    alibi_slopes,
+    rope_angles,
+    rope_frequencies,
+    sinusoidal_table,
+)
+
+INIT_STD = 0.02
+
+
+class Transformer(nn.Module):
+    """A decoder (or, with causal=False, an encoder) configured by a `ModelConfig`."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        learned = cfg.positions == "learned"
+        self.pos_emb = nn.Embedding(cfg.context_length, cfg.d_model) if learned else None
+        if cfg.positions == "sinusoidal":
+            table = sinusoidal_table(cfg.context_length, cfg.d_model)
+            self.register_buffer("pos_table", table, persistent=False)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
+        # Post-norm blocks already end in a norm; pre-norm stacks need one before the head.
+        pre = cfg.norm_placement == "pre"
+        self.final_norm = make_norm(cfg.norm, cfg.d_model, cfg.norm_eps, cfg.bias) if pre else None
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.tok_emb.weight
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """GPT-2 initialisation from torch's global RNG (seed it for reproducibility).
+
+        Weights ~ N(0, 0.02), biases 0, norm weights 1; the projections that write into the
+        residual stream (attention output, MLP down) get std 0.02 / sqrt(2 * n_layers), so
+        the stream's variance does not grow with depth.
+        """
+        residual_std = INIT_STD / math.sqrt(2 * self.config.n_layers)
+        for name, module in self.named_modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                last = name.rsplit(".", 1)[-1]
+                std = residual_std if last in ("o_proj", "down_proj") else INIT_STD
+                nn.init.normal_(module.weight, 0.0, std)
+                if getattr(module, "bias", None) is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, (LayerNorm, RMSNorm)):
+                nn.init.ones_(module.weight)
+                if getattr(module, "bias", None) is not None:
+                    nn.init.zeros_(module.bias)
+
+    def forward(self, tokens: torch.Tensor, positions: torch.Tensor | None = None,
+                cache: KVCache | None = None,
+                capture: AttentionCapture | None = None) -> torch.Tensor:
+        """tokens (B, T) long -> logits (B, T, vocab_size) float32.
+
+        positions (B, T) default to 0..T-1 in every row. With a cache, keys/values are
+        written at slot == position and each query attends to slots 0..its position.
+        """
+        positions = self._check_inputs(tokens, positions, cache)
+        x = self.tok_emb(tokens)                                       # (B, T, d)
+        if self.pos_emb is not None:
+            x = x + self.pos_emb(positions)
+        elif self.config.positions == "sinusoidal":
+            x = x + self.pos_table[positions].to(x.dtype)
+        x = self.drop(x)
+        inputs = self._attention_inputs(positions, cache, capture)
+        for block in self.blocks:
+            x = block(x, inputs)                                       # (B, T, d)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        return self.lm_head(x).float()                                 # (B, T, V)
+
+    def _check_inputs(self, tokens: torch.Tensor, positions: torch.Tensor | None,
+                      cache: KVCache | None) -> torch.Tensor:
+        """Validate shapes (always) and values (eagerly); return the positions (B, T)."""
+        cfg = self.config
+        if tokens.dim() != 2 or tokens.dtype not in (torch.long, torch.int32):
+            raise ParrotError(f"Tokens must be a (batch, time) integer tensor, got shape "
+                              f"{tuple(tokens.shape)} of {tokens.dtype}.")
+        B, T = tokens.shape
+        if T > cfg.context_length:
+            raise ParrotError(f"The input has {T} tokens but the model's context length is "
+                              f"{cfg.context_length}; shorten the input.")
+        if positions is None:
+            positions = torch.arange(T, device=tokens.device).expand(B, T)
+        elif positions.shape != tokens.shape:
+            raise ParrotError(f"positions must have the tokens' shape {tuple(tokens.shape)}, "
+                              f"got {tuple(positions.shape)}.")
+        if cache is not None and cache.batch_size != B:
+            raise ParrotError(f"The KV cache holds {cache.batch_size} rows but the input has "
+                              f"{B}; pass cache.rows(start, stop) for a subset.")
+        # Value checks read tensors back; a compiled graph (the engine's decode step) skips them.
+        if tokens.numel() and not torch.compiler.is_compiling():
+            self._check_values(tokens, positions, cache)
+        return positions
+
+    def _check_values(self, tokens: torch.Tensor, positions: torch.Tensor,
+                      cache: KVCache | None) -> None:
+        """ParrotError for token ids outside the vocabulary or positions out of range."""
+        cfg = self.config
+        if int(tokens.min()) < 0 or int(tokens.max()) >= cfg.vocab_size:
+            raise ParrotError(f"Token ids must lie in 0..{cfg.vocab_size - 1}; check that the "
+                              "tokenizer matches the model.")
+        last = int(positions.max())
+        if cfg.positions in TABLE_POSITIONS and last >= cfg.context_length:
+            raise ParrotError(f"Position {last} is past the {cfg.positions} position table of "
+                              f"{cfg.context_length} entries.")
+        if cache is not None and last >= cache.max_len:
+            raise ParrotError(f"Position {last} is past the KV cache length {cache.max_len}; "
+                              "allocate a longer cache.")
+
+    def _attention_inputs(self, positions: torch.Tensor, cache: KVCache | None,
+                          capture: AttentionCapture | None) -> AttentionInputs:
+        """Build the rotary angles, mask and ALiBi bias shared by every layer."""
+        cfg, device = self.config, positions.device
+        rope = None
+        if cfg.positions == "rope":
+            inv_freq = rope_frequencies(cfg.head_size, cfg.rope_theta).to(device)
+            rope = rope_angles(positions, inv_freq)
+        # Keys are cache slots (slot == position) or, without a cache, this call's tokens.
+        kv_len = self._cache_span(positions, cache)
+        k_pos = torch.arange(kv_len, device=device) if cache is not None else None
+        bias = None
+        if cfg.positions == "alibi":
+            slopes = alibi_slopes(cfg.n_heads).to(device)
+            bias = alibi_bias(slopes, positions, positions if k_pos is None else k_pos,
+                              cfg.causal)
+        mask = None
+        if cache is not None:
+            mask = causal_mask(positions, k_pos)
+        elif cfg.causal and (bias is not None or capture is not None):
+            index = torch.arange(positions.shape[1], device=device)
+            mask = causal_mask(index[None], index)
+        is_causal = cfg.causal and cache is None and bias is None
+        return AttentionInputs(positions, rope, mask, bias, is_causal, cache, capture, kv_len)
+
+    @staticmethod
+    def _cache_span(positions: torch.Tensor, cache: KVCache | None) -> int:
+        """How many cache slots attention reads: 0..max position, as no query sees further.
+
+        Eagerly this skips the unused tail of a long cache (decode reads less memory); a
+        compiled step keeps the static full length so its shapes never change.
+        """
+        if cache is None:
+            return positions.shape[1]
+        if torch.compiler.is_compiling() or not positions.numel():
+            return cache.max_len
+        return int(positions.max()) + 1
+
+    def num_parameters(self, exclude_embeddings: bool = False) -> int:
+        """Trainable parameters, each shared tensor counted once.
+
+        exclude_embeddings drops the token embedding, a learned position table and an
+        untied output head (Kaplan et al.'s non-embedding count N).
+        """
+        total = sum(p.numel() for p in self.parameters())
+        if exclude_embeddings:
+            total -= self.tok_emb.weight.numel()
+            if self.pos_emb is not None:
+                total -= self.pos_emb.weight.numel()
+            if not self.config.tie_embeddings:
+                total -= self.lm_head.weight.numel()
+        return total
+
+    def flops_per_token(self) -> int:
+        """Forward FLOPs per token at full context (one multiply-add = 2 FLOPs):
+
+            2 * N  +  4 * n_layers * context_length * d_attn  +  2 * d_model * vocab_size
+
+        N = non-embedding parameters (every weight is used once per token); the attention
+        term counts q.k scores and the weighted sum of values over the full context, with
+        d_attn = n_heads * head_dim (Kaplan et al. 2020 count only the scores, 2 instead of
+        4; Chinchilla and PaLM count both); the last term is the output head's logits.
+        Norms, softmax and activations are ignored. Training costs about 3x this.
+        """
+        cfg = self.config
+        d_attn = cfg.n_heads * cfg.head_size
+        attention = 4 * cfg.n_layers * cfg.context_length * d_attn
+        logits = 2 * cfg.d_model * cfg.vocab_size
+        return 2 * self.num_parameters(exclude_embeddings=True) + attention + logits
