@@ -17,6 +17,7 @@ from parrot.errors import ParrotError
 COMMAND_MODULES = (
     "demo",
     "tokenizer",
+    "train",
 )
 
 

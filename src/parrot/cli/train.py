@@ -1,0 +1,84 @@
+"""`parrot train`, `parrot eval` and `parrot sample`: pretraining and a first look at a run."""
+
+from __future__ import annotations
+
+import argparse
+
+from parrot.errors import ParrotError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from parrot.train.recipes import RECIPES
+
+    train = subparsers.add_parser("train", help="pretrain a model into a run directory")
+    train.add_argument("--preset", required=True, help=f"one of: {', '.join(RECIPES)}")
+    train.add_argument("--data", nargs="+", metavar="PATH", default=None,
+                       help="text files, folders or .jsonl (default: the embedded corpus)")
+    train.add_argument("--text-field", default="text", help="the JSONL field holding the text")
+    train.add_argument("--tokenizer", default=None, help="use this tokenizer.json, not a new one")
+    train.add_argument("--set", dest="overrides", action="append", default=[],
+                       metavar="KEY=VALUE", help="change a setting, e.g. train.lr=3e-3")
+    train.add_argument("--out", required=True, help="the run directory to write")
+    train.add_argument("--resume", action="store_true", help="continue from its checkpoint")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(run=run_train)
+
+    evaluate = subparsers.add_parser("eval", help="perplexity and bits per byte on a text")
+    evaluate.add_argument("run_dir", metavar="RUN_DIR")
+    evaluate.add_argument("--data", nargs="+", required=True, metavar="PATH")
+    evaluate.add_argument("--text-field", default="text")
+    evaluate.add_argument("--stride", type=int, default=None,
+                          help="tokens between windows (default: half the context)")
+    evaluate.set_defaults(run=run_eval)
+
+    sample = subparsers.add_parser("sample", help="a quick sample from a run directory")
+    sample.add_argument("run_dir", metavar="RUN_DIR")
+    sample.add_argument("--prompt", default="", help="the text to continue")
+    sample.add_argument("--max-new-tokens", type=int, default=200)
+    sample.add_argument("--temperature", type=float, default=0.8, help="0 means greedy")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.set_defaults(run=run_sample)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from parrot.train.runner import train
+
+    result = train(args.preset, args.out, data=args.data, overrides=args.overrides,
+                   resume=args.resume, text_field=args.text_field, tokenizer=args.tokenizer,
+                   show_progress=not args.quiet)
+    if result.final_val_loss is not None:
+        print(f"{result.run_dir}: {result.steps} steps, validation loss "
+              f"{result.final_val_loss:.4f}, {result.train_time_s:.1f} s training")
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from parrot.data.corpus import load_texts
+    from parrot.eval.perplexity import evaluate_text
+    from parrot.rundir import load_model
+
+    model, tokenizer, config = load_model(args.run_dir)
+    text = "\n".join(load_texts(args.data, text_field=args.text_field))
+    stride = args.stride or max(1, config.context_length // 2)
+    result = evaluate_text(model, tokenizer, text, config.context_length, stride)
+    print(f"tokens {result.tokens}  bytes {result.bytes}")
+    print(f"nll {result.nll:.4f}  perplexity {result.perplexity:.3f}  "
+          f"bits/byte {result.bits_per_byte:.4f}")
+    return 0
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    from parrot.eval.sample import sample_ids
+    from parrot.rundir import load_model
+
+    if args.max_new_tokens < 1:
+        raise ParrotError("--max-new-tokens must be at least 1.")
+    model, tokenizer, config = load_model(args.run_dir)
+    prompt = tokenizer.encode(args.prompt)
+    if not prompt:
+        start = tokenizer.bos_id if tokenizer.bos_id is not None else tokenizer.eos_id
+        prompt = [start if start is not None else tokenizer.encode("\n")[0]]
+    new = sample_ids(model, prompt, config.context_length, args.max_new_tokens,
+                     args.temperature, args.seed, stop_id=tokenizer.eos_id)
+    print(args.prompt + tokenizer.decode(new))
+    return 0

@@ -1,0 +1,176 @@
+"""Training and data configuration: frozen, validated, serialised into every run directory."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from parrot.errors import ParrotError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to optimise. `batch_size` is the global number of windows per micro-step
+    (split across data-parallel ranks); one optimizer step sees batch_size * grad_accum windows."""
+
+    steps: int = 2000
+    batch_size: int = 12
+    grad_accum: int = 1
+    seq_len: int | None = None  # window length; None = the model's context_length
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup: int = 100
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0  # 0 disables clipping (the norm is still reported)
+    eval_every: int = 100
+    eval_iters: int = 20
+    eval_batch_size: int | None = None  # None = batch_size; fix it to compare runs on one set
+    checkpoint_every: int = 500
+    log_every: int = 10
+    seed: int = 1337
+    bf16: bool = False
+    compile: bool = False
+    objective: str = "next_token"
+    device: str = "cpu"
+    threads: int | None = None  # torch intra-op threads; None leaves torch's default
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        for name in ("steps", "batch_size", "grad_accum", "eval_every", "eval_iters",
+                     "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ParrotError(f"train.{name} must be at least 1, got {getattr(self, name)}.")
+        for name in ("seq_len", "eval_batch_size", "threads"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ParrotError(f"train.{name} must be at least 1, got {getattr(self, name)}.")
+        if not 0 <= self.min_lr <= self.lr:
+            raise ParrotError(f"train.min_lr must lie in [0, lr={self.lr}], got {self.min_lr}.")
+        if self.warmup < 0 or self.grad_clip < 0 or self.weight_decay < 0:
+            raise ParrotError("train.warmup, train.grad_clip and train.weight_decay must be >= 0.")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise ParrotError("train.beta1 and train.beta2 must lie in [0, 1).")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        return from_dict(cls, d, "train")
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where the text comes from and how it becomes train/validation token ids.
+
+    tokenizer: "bytes" (256 byte ids, no training) or "bpe" (trained on the train split).
+    split: "documents" (the last val_fraction of documents is validation) or "chars" (the
+    last val_fraction of the concatenated characters: the customary tinyshakespeare split).
+    """
+
+    tokenizer: Literal["bytes", "bpe"] = "bpe"
+    vocab_size: int = 512
+    split: Literal["documents", "chars"] = "documents"
+    val_fraction: float = 0.1
+    needs_path: bool = False  # the preset names a specific file the user must pass with --data
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        if self.tokenizer not in ("bytes", "bpe"):
+            raise ParrotError(f"data.tokenizer must be 'bytes' or 'bpe', got {self.tokenizer!r}.")
+        if self.split not in ("documents", "chars"):
+            raise ParrotError(f"data.split must be 'documents' or 'chars', got {self.split!r}.")
+        if not 0 < self.val_fraction < 1:
+            raise ParrotError(f"data.val_fraction must lie in (0, 1), got {self.val_fraction}.")
+        if self.vocab_size < 256:
+            raise ParrotError(f"data.vocab_size must be at least 256, got {self.vocab_size}.")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DataSpec:
+        return from_dict(cls, d, "data")
+
+
+def from_dict(cls: type, d: dict, prefix: str) -> Any:
+    """Build dataclass `cls` from `d`, with a ParrotError naming any unknown key."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ParrotError(
+            f"Unknown {prefix} config key {unknown[0]!r}; valid keys: {', '.join(sorted(names))}."
+        )
+    return cls(**d)
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    """Resolved type hints of a dataclass's fields."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _allowed(hint: Any) -> tuple:
+    """The Python types a value annotated `hint` may have (bool is not an int here)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return tuple(t for a in typing.get_args(hint) for t in _allowed(a))
+    if origin is Literal:
+        return tuple({type(a) for a in typing.get_args(hint)})
+    if hint is type(None):
+        return (type(None),)
+    if hint is float:
+        return (float, int)
+    return (hint,)
+
+
+def _check_types(obj: Any) -> None:
+    prefix = "train" if isinstance(obj, TrainConfig) else "data"
+    for name, hint in field_types(type(obj)).items():
+        value = getattr(obj, name)
+        allowed = _allowed(hint)
+        if isinstance(value, bool) and bool not in allowed:
+            ok = False
+        else:
+            ok = isinstance(value, allowed)
+        if not ok:
+            raise ParrotError(
+                f"{prefix}.{name} must be of type {_type_name(hint)}, got {value!r}."
+            )
+
+
+def _type_name(hint: Any) -> str:
+    return " or ".join(sorted({t.__name__ for t in _allowed(hint)}))
+
+
+def parse_value(text: str, hint: Any, key: str) -> Any:
+    """Parse the command-line string `text` into a value of annotated type `hint`."""
+    allowed = _allowed(hint)
+    if type(None) in allowed and text.lower() in ("none", "null"):
+        return None
+    for t in allowed:
+        if t is bool:
+            if text.lower() in ("true", "1", "yes", "on"):
+                return True
+            if text.lower() in ("false", "0", "no", "off"):
+                return False
+        elif t is int:
+            try:
+                return int(text)
+            except ValueError:
+                pass
+        elif t is float:
+            try:
+                return float(text)
+            except ValueError:
+                pass
+        elif t is str:
+            return text
+    raise ParrotError(f"--set {key}={text}: expected a value of type {_type_name(hint)}.")
