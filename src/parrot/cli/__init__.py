@@ -18,6 +18,9 @@ COMMAND_MODULES = (
     "demo",
     "tokenizer",
     "train",
+    "generate",
+    "chat",
+    "viz",
 )
 
 

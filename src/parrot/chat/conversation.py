@@ -1,0 +1,146 @@
+"""Conversations: messages, rendering to token ids with a loss mask, and fitting a context.
+
+A message is a dict with a `role` ("system", "user", "assistant", or another role the
+template knows) and a `content` string, the shape Jinja chat templates expect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from parrot.chat.templates import ChatTemplate, get_template, render_template
+from parrot.errors import ParrotError
+
+Message = dict[str, Any]
+
+
+def check_messages(messages: Sequence[Message]) -> list[Message]:
+    """The messages as plain dicts; ParrotError for a missing role or non-text content."""
+    checked = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise ParrotError(f"Message {i} needs a 'role' string, e.g. "
+                              "{'role': 'user', 'content': 'Hello'}.")
+        if not isinstance(message.get("content"), str):
+            raise ParrotError(f"Message {i} ({message['role']}) needs 'content' text.")
+        checked.append(dict(message))
+    return checked
+
+
+def special_tokens_text(tokenizer: Any) -> dict[str, str]:
+    """bos_token / eos_token strings for templates, from the tokenizer's ids when it has them."""
+    out = {}
+    for key, attr in (("bos_token", "bos_id"), ("eos_token", "eos_id")):
+        token_id = getattr(tokenizer, attr, None)
+        out[key] = "" if token_id is None else tokenizer.decode([token_id])
+    return out
+
+
+def render(
+    messages: Sequence[Message],
+    template: str | ChatTemplate = "chatml",
+    add_generation_prompt: bool = True,
+    bos_token: str = "",
+    eos_token: str = "",
+) -> str:
+    """The conversation as text in the template's layout (optionally opening an assistant turn)."""
+    return render_template(template, check_messages(messages), add_generation_prompt,
+                           bos_token=bos_token, eos_token=eos_token)
+
+
+def render_ids(
+    messages: Sequence[Message],
+    tokenizer: Any,
+    template: str | ChatTemplate = "chatml",
+    add_generation_prompt: bool = False,
+) -> tuple[list[int], list[int]]:
+    """Token ids of the rendered conversation and a mask that is 1 on assistant tokens only.
+
+    An assistant turn's span is the text that rendering it adds after rendering the
+    conversation before it with the generation prompt: the answer and its end-of-turn
+    marker, which the model must learn to emit. Each span is encoded on its own so the mask
+    falls exactly on token boundaries.
+    """
+    messages = check_messages(messages)
+    specials = special_tokens_text(tokenizer)
+    pieces: list[tuple[str, int]] = []  # (text, is_assistant)
+    done = ""
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        before = render_template(template, messages[:i], True, **specials)
+        after = render_template(template, messages[: i + 1], False, **specials)
+        if not (before.startswith(done) and after.startswith(before)):
+            raise ParrotError("This chat template does not render turns incrementally, so "
+                              "assistant tokens cannot be masked; use a built-in template.")
+        pieces += [(before[len(done):], 0), (after[len(before):], 1)]
+        done = after
+    full = render_template(template, messages, add_generation_prompt, **specials)
+    if not full.startswith(done):
+        raise ParrotError("This chat template does not render turns incrementally, so "
+                          "assistant tokens cannot be masked; use a built-in template.")
+    pieces.append((full[len(done):], 0))
+    ids: list[int] = []
+    mask: list[int] = []
+    for text, is_assistant in pieces:
+        piece = tokenizer.encode(text, allowed_special="all") if text else []
+        ids += piece
+        mask += [is_assistant] * len(piece)
+    return ids, mask
+
+
+def fit_to_context(
+    messages: Sequence[Message],
+    count_tokens: Callable[[list[Message]], int],
+    limit: int,
+) -> tuple[list[Message], int]:
+    """Drop the oldest turns until the conversation fits in `limit` tokens.
+
+    Leading system messages and the latest message are always kept. Returns the kept
+    messages and how many were dropped (0: nothing happened), so the caller can say so.
+    """
+    messages = list(messages)
+    n_system = next((i for i, m in enumerate(messages) if m["role"] != "system"), len(messages))
+    system, turns = messages[:n_system], messages[n_system:]
+    dropped = 0
+    while count_tokens(system + turns) > limit:
+        if len(turns) <= 1:
+            raise ParrotError(
+                f"The system prompt and the latest message alone take more than {limit} "
+                "tokens, the room in the context; shorten them."
+            )
+        # Drop a whole exchange (a user turn and the replies after it) to keep turns aligned.
+        cut = 1 + next((i for i, m in enumerate(turns[1:]) if m["role"] == "user"),
+                       len(turns) - 2)
+        turns = turns[cut:]
+        dropped += cut
+    return system + turns, dropped
+
+
+@dataclass
+class Conversation:
+    """A chat's state: an optional system prompt and the turns so far."""
+
+    system: str | None = None
+    turns: list[Message] = field(default_factory=list)
+
+    def messages(self) -> list[Message]:
+        head = [{"role": "system", "content": self.system}] if self.system else []
+        return head + list(self.turns)
+
+    def add(self, role: str, content: str) -> None:
+        self.turns.append({"role": role, "content": content})
+
+    def reset(self) -> None:
+        self.turns.clear()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"messages": self.messages()}
+
+
+__all__ = [
+    "Conversation", "Message", "check_messages", "fit_to_context", "get_template", "render",
+    "render_ids", "special_tokens_text",
+]

@@ -1,0 +1,84 @@
+"""`parrot generate MODEL --prompt TEXT`: one completion, streamed or as JSON.
+
+Also home of what the chat command shares: model resolution and the sampling flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from parrot.infer import Engine, SamplingParams
+
+
+def resolve_model(spec: str, device: str = "cpu") -> tuple[Any, Any]:
+    """(model, tokenizer) for a MODEL argument. Today: a run directory.
+
+    The one place that decides what MODEL may name; pulled names, GGUF files and Hugging
+    Face folders are added here.
+    """
+    from parrot.rundir import load_model
+
+    model, tokenizer, _ = load_model(spec, device=device)
+    return model, tokenizer
+
+
+def add_sampling_flags(parser: argparse.ArgumentParser, max_new_tokens: int = 128) -> None:
+    group = parser.add_argument_group("sampling")
+    group.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
+    group.add_argument("--top-k", type=int, default=0, help="0 = off")
+    group.add_argument("--top-p", type=float, default=1.0, help="nucleus mass; 1 = off")
+    group.add_argument("--min-p", type=float, default=0.0, help="0 = off")
+    group.add_argument("--repetition-penalty", type=float, default=1.0)
+    group.add_argument("--frequency-penalty", type=float, default=0.0)
+    group.add_argument("--presence-penalty", type=float, default=0.0)
+    group.add_argument("--seed", type=int, default=None)
+    group.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
+    group.add_argument("--stop", action="append", default=[], metavar="TEXT",
+                       help="stop when this text appears (repeatable)")
+    parser.add_argument("--device", default="cpu")
+
+
+def sampling_params(args: argparse.Namespace, extra_stop: tuple[str, ...] = ()) -> SamplingParams:
+    """SamplingParams from the flags (validated: a bad value is a ParrotError)."""
+    return SamplingParams(
+        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
+        repetition_penalty=args.repetition_penalty, frequency_penalty=args.frequency_penalty,
+        presence_penalty=args.presence_penalty, seed=args.seed,
+        max_new_tokens=args.max_new_tokens, stop=tuple(args.stop) + tuple(extra_stop),
+    )
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("generate", help="complete a prompt with a model")
+    parser.add_argument("model", metavar="MODEL", help="a run directory")
+    parser.add_argument("--prompt", required=True, help="the text to continue")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object (text, tokens, finish reason, stats)")
+    parser.add_argument("--truncate", action="store_true",
+                        help="keep the end of a prompt longer than the context")
+    add_sampling_flags(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    params = sampling_params(args)  # validate flags before loading the model
+    model, tokenizer = resolve_model(args.model, args.device)
+    engine = Engine(model, tokenizer, max_batch=1)
+    if args.json:
+        completion = engine.generate(args.prompt, params, truncate=args.truncate)
+        print(json.dumps({
+            "prompt": args.prompt, "text": completion.text,
+            "prompt_ids": completion.prompt_ids, "token_ids": completion.token_ids,
+            "finish_reason": completion.finish_reason, "stop_reason": completion.stop_reason,
+            "stats": completion.stats.to_dict(),
+        }, ensure_ascii=False))
+        return 0
+    stream = engine.stream(args.prompt, params, truncate=args.truncate)
+    for delta in stream:
+        sys.stdout.write(delta)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    return 0

@@ -1,0 +1,196 @@
+"""Choosing the next token: pure functions on (B, V) logits.
+
+Generation picks one token from the last position's logits, again and again. Each step
+here is a small function a reader can hold against its formula; `sample` chains them in
+the usual order (penalties → temperature → top-k → top-p → min-p → draw). Randomness
+comes only from the `torch.Generator` passed in, so a request with a seed replays exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import torch
+
+from parrot.errors import ParrotError
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How one request chooses tokens and when it stops.
+
+    `temperature=0` means greedy (argmax). `top_k=0`, `top_p=1`, `min_p=0` and the neutral
+    penalties (1, 0, 0) switch those steps off. `seed=None` draws a fresh seed.
+    """
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    seed: int | None = None
+    max_new_tokens: int = 128
+    stop: tuple[str, ...] = ()
+    stop_token_ids: tuple[int, ...] = ()
+    ignore_eos: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.stop, str):  # a lone string is one stop string, not its characters
+            object.__setattr__(self, "stop", (self.stop,))
+        object.__setattr__(self, "stop", tuple(self.stop))
+        object.__setattr__(self, "stop_token_ids", tuple(self.stop_token_ids))
+        for problem in _problems(self):
+            raise ParrotError(problem)
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0 or self.top_k == 1
+
+    def replace(self, **changes: object) -> SamplingParams:
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return SamplingParams(**values)  # type: ignore[arg-type]
+
+
+def _problems(p: SamplingParams) -> list[str]:
+    """Every rule a SamplingParams breaks, each as a sentence that says what to change."""
+    checks = [
+        (_finite(p.temperature) and p.temperature >= 0,
+         f"temperature must be a number >= 0 (0 means greedy), got {p.temperature}."),
+        (isinstance(p.top_k, int) and p.top_k >= 0,
+         f"top_k must be an integer >= 0 (0 switches it off), got {p.top_k}."),
+        (_finite(p.top_p) and 0 < p.top_p <= 1,
+         f"top_p must be in (0, 1] (1 switches it off), got {p.top_p}."),
+        (_finite(p.min_p) and 0 <= p.min_p <= 1, f"min_p must be in [0, 1], got {p.min_p}."),
+        (_finite(p.repetition_penalty) and p.repetition_penalty > 0,
+         f"repetition_penalty must be > 0 (1 switches it off), got {p.repetition_penalty}."),
+        (_finite(p.frequency_penalty), "frequency_penalty must be a finite number."),
+        (_finite(p.presence_penalty), "presence_penalty must be a finite number."),
+        (isinstance(p.max_new_tokens, int) and p.max_new_tokens >= 1,
+         f"max_new_tokens must be an integer >= 1, got {p.max_new_tokens}."),
+        (all(isinstance(s, str) and s for s in p.stop), "stop strings must be non-empty text."),
+        (p.seed is None or isinstance(p.seed, int), f"seed must be an integer, got {p.seed!r}."),
+    ]
+    return [message for ok, message in checks if not ok]
+
+
+def _finite(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def apply_penalties(
+    logits: torch.Tensor,
+    counts: torch.Tensor,
+    seen: torch.Tensor,
+    repetition: float = 1.0,
+    frequency: float = 0.0,
+    presence: float = 0.0,
+) -> torch.Tensor:
+    """Discourage tokens already used.
+
+    counts (B, V): how often each token was generated; seen (B, V) bool: in prompt or output.
+    repetition r (CTRL, as in Hugging Face): z → z / r if z > 0 else z · r, for seen tokens.
+    frequency α and presence β (OpenAI): z → z − α · count − β · [count > 0].
+    """
+    z = logits
+    if repetition != 1.0:
+        scaled = torch.where(z > 0, z / repetition, z * repetition)
+        z = torch.where(seen, scaled, z)
+    if frequency != 0.0 or presence != 0.0:
+        z = z - frequency * counts - presence * (counts > 0).to(z.dtype)
+    return z
+
+
+def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """z / T: T < 1 sharpens softmax(z / T), T > 1 flattens it (T must be > 0 here)."""
+    return logits / temperature
+
+
+def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep the k largest logits in each row, set the rest to −inf (k = 0 or k ≥ V: no-op).
+
+    Ties with the k-th value are kept, so a row may keep slightly more than k tokens.
+    """
+    if k <= 0 or k >= logits.shape[-1]:
+        return logits
+    kth = torch.topk(logits, k, dim=-1).values[..., -1:]  # (B, 1)
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """Nucleus: keep the smallest set of most likely tokens whose probability mass is ≥ p.
+
+    Sort probabilities descending; token i (in sorted order) is kept when the mass of the
+    tokens before it is still < p. The most likely token is therefore always kept.
+    """
+    if p >= 1.0:
+        return logits
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+    probs = torch.softmax(sorted_logits, dim=-1)
+    mass_before = torch.cumsum(probs, dim=-1) - probs
+    drop_sorted = mass_before >= p
+    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+    return logits.masked_fill(drop, float("-inf"))
+
+
+def min_p_filter(logits: torch.Tensor, min_p: float) -> torch.Tensor:
+    """Keep tokens with probability ≥ min_p · (probability of the most likely token).
+
+    In logit space: z_i ≥ z_max + ln(min_p).
+    """
+    if min_p <= 0.0:
+        return logits
+    threshold = logits.max(dim=-1, keepdim=True).values + math.log(min_p)
+    return logits.masked_fill(logits < threshold, float("-inf"))
+
+
+def greedy(logits: torch.Tensor) -> torch.Tensor:
+    """argmax over the vocabulary: (B, V) → (B,)."""
+    return logits.argmax(dim=-1)
+
+
+def draw(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """One token per row from softmax(logits): (B, V) → (B,)."""
+    probs = torch.softmax(logits.float(), dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def shape_logits(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
+    """Temperature, top-k, top-p and min-p in that order: the distribution `draw` samples."""
+    z = apply_temperature(logits.float(), params.temperature)
+    z = top_k_filter(z, params.top_k)
+    z = top_p_filter(z, params.top_p)
+    return min_p_filter(z, params.min_p)
+
+
+def sample(
+    logits: torch.Tensor,
+    params: SamplingParams,
+    generator: torch.Generator | None = None,
+    counts: torch.Tensor | None = None,
+    seen: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The next token for each row of (B, V) logits under `params`: returns (B,) long.
+
+    Penalties need `counts` and `seen` (see `apply_penalties`); without them they are skipped.
+    """
+    z = logits.float()
+    if counts is not None and seen is not None:
+        z = apply_penalties(
+            z, counts, seen, params.repetition_penalty,
+            params.frequency_penalty, params.presence_penalty,
+        )
+    if params.greedy:
+        return greedy(z)
+    return draw(shape_logits(z, params), generator)
+
+
+def uses_penalties(params: SamplingParams) -> bool:
+    return (
+        params.repetition_penalty != 1.0
+        or params.frequency_penalty != 0.0
+        or params.presence_penalty != 0.0
+    )

@@ -1,0 +1,168 @@
+"""The engine through its public API: cached decode equals recompute, batching, reuse."""
+
+import pytest
+from infer_helpers import assert_matches_recompute, prompts, tiny_model
+
+from parrot.errors import ParrotError
+from parrot.infer import Engine, SamplingParams
+
+GREEDY = SamplingParams(temperature=0.0, max_new_tokens=6, ignore_eos=True)
+
+VARIANTS = {
+    "learned": dict(positions="learned"),
+    "sinusoidal": dict(positions="sinusoidal"),
+    "rope": dict(positions="rope", norm="rmsnorm", mlp="swiglu", bias=False),
+    "alibi": dict(positions="alibi"),
+    "none": dict(positions="none"),
+    "gqa-rope": dict(positions="rope", n_kv_heads=2),
+    "mqa-alibi": dict(positions="alibi", n_kv_heads=1),
+}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_cached_decode_equals_recompute_single(variant, byte_tok):
+    model = tiny_model(**VARIANTS[variant])
+    engine = Engine(model, byte_tok, max_batch=1)
+    completion = engine.generate(prompts([9])[0], GREEDY, record_logits=True)
+    assert len(completion.token_ids) == 6
+    assert_matches_recompute(model, completion)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_cached_decode_equals_recompute_ragged_batch(variant, byte_tok):
+    model = tiny_model(**VARIANTS[variant])
+    # Three ragged prompts on two slots: the third reuses a freed slot, rows stay ragged.
+    engine = Engine(model, byte_tok, max_batch=2)
+    lengths = [3, 11, 7]
+    params = [GREEDY.replace(max_new_tokens=n) for n in (4, 8, 5)]
+    ids = [engine.submit(p, q, record_logits=True, collect=True)
+           for p, q in zip(prompts(lengths), params, strict=True)]
+    while engine.has_work():
+        engine.step()
+    for i in ids:
+        assert_matches_recompute(model, engine._finished.pop(i))
+
+
+def test_sampled_batch_decode_equals_recompute(byte_tok):
+    model = tiny_model(positions="rope", n_kv_heads=2)
+    engine = Engine(model, byte_tok, max_batch=4)
+    params = SamplingParams(temperature=1.0, top_k=20, seed=3, max_new_tokens=7, ignore_eos=True)
+    for completion in engine.generate_batch(prompts([2, 13, 5, 1]), params, record_logits=True):
+        assert_matches_recompute(model, completion)
+
+
+def test_request_joining_mid_decode_gets_its_solo_output(byte_tok):
+    model = tiny_model(positions="rope")
+    first, second = prompts([6, 10])
+    solo = [Engine(model, byte_tok, max_batch=1).generate(p, GREEDY.replace(max_new_tokens=10))
+            for p in (first, second)]
+    engine = Engine(model, byte_tok, max_batch=2)
+    a = engine.submit(first, GREEDY.replace(max_new_tokens=10), collect=True)
+    for _ in range(4):
+        engine.step()
+    b = engine.submit(second, GREEDY.replace(max_new_tokens=10), collect=True)
+    joined_while_a_ran = False
+    while engine.has_work():
+        outputs = engine.step()
+        if any(o.request_id == b for o in outputs):
+            joined_while_a_ran |= a not in engine._finished
+    assert joined_while_a_ran
+    assert engine._finished[a].token_ids == solo[0].token_ids
+    assert engine._finished[b].token_ids == solo[1].token_ids
+
+
+def test_follow_up_prompt_reuses_the_cached_prefix(byte_tok):
+    model = tiny_model(positions="alibi")
+    engine = Engine(model, byte_tok, max_batch=2)
+    prompt = prompts([8])[0]
+    first = engine.generate(prompt, GREEDY)
+    follow = prompt + first.token_ids + [10, 20, 30]
+    second = engine.generate(follow, GREEDY, record_logits=True)
+    # Everything fed before is reused; the last generated token was never fed.
+    assert second.stats.cached_tokens == len(prompt) + len(first.token_ids) - 1
+    assert second.stats.prefill_tokens == 4
+    assert_matches_recompute(model, second)
+
+
+def test_diverging_prompt_recomputes_from_the_divergence(byte_tok):
+    model = tiny_model(positions="learned")
+    engine = Engine(model, byte_tok, max_batch=1)
+    prompt = prompts([12])[0]
+    engine.generate(prompt, GREEDY)
+    changed = prompt[:5] + [(prompt[5] + 1) % 256] + prompt[6:]
+    completion = engine.generate(changed, GREEDY, record_logits=True)
+    assert completion.stats.cached_tokens == 5
+    assert_matches_recompute(model, completion)
+
+
+def test_stats_count_tokens_and_time(byte_tok):
+    engine = Engine(tiny_model(), byte_tok, max_batch=1)
+    stats = engine.generate(prompts([10])[0], GREEDY).stats
+    assert (stats.prompt_tokens, stats.generated_tokens, stats.cached_tokens) == (10, 6, 0)
+    assert stats.time_to_first_token_s > 0 and stats.total_s >= stats.time_to_first_token_s
+    assert stats.prefill_tokens_per_s > 0 and stats.decode_tokens_per_s > 0
+
+
+def test_full_context_stops_with_length(byte_tok):
+    model = tiny_model()  # context 48
+    completion = Engine(model, byte_tok).generate(
+        prompts([45])[0], GREEDY.replace(max_new_tokens=20))
+    # Positions 45, 46, 47 are fed; the 4th token needs position 48, which does not exist.
+    assert len(completion.token_ids) == 4
+    assert (completion.finish_reason, completion.stop_reason) == ("length", "context")
+
+
+def test_prompt_longer_than_context_is_a_clear_error(byte_tok):
+    engine = Engine(tiny_model(), byte_tok)
+    with pytest.raises(ParrotError, match="49 tokens but the context holds 48"):
+        engine.submit(prompts([49])[0], GREEDY)
+    with pytest.raises(ParrotError, match="empty"):
+        engine.submit([], GREEDY)
+
+
+def test_truncation_keeps_the_end_of_the_prompt(byte_tok):
+    engine = Engine(tiny_model(), byte_tok)
+    prompt = prompts([100])[0]
+    completion = engine.generate(prompt, GREEDY, truncate=True)
+    assert completion.prompt_ids == prompt[-42:]  # 48 - min(6, 24)
+    assert len(completion.token_ids) == 6
+
+
+def test_eos_token_stops_and_is_not_shown(byte_tok, scripted):
+    script = list(b"Hi there") + [256] + list(b"more")
+    engine = Engine(scripted(script), byte_tok)
+    completion = engine.generate(script[:2], SamplingParams(temperature=0, max_new_tokens=50))
+    assert completion.text == " there"
+    assert (completion.finish_reason, completion.stop_reason) == ("stop", 256)
+
+
+def test_max_len_beyond_table_positions_is_rejected(byte_tok):
+    with pytest.raises(ParrotError, match="exceeds the model's context"):
+        Engine(tiny_model(positions="learned"), byte_tok, max_len=100)
+    assert Engine(tiny_model(positions="rope"), byte_tok, max_len=100).max_len == 100
+
+
+def test_idle_row_with_a_long_kept_prefix_stays_correct(byte_tok, monkeypatch):
+    # Small buckets so the active row's view is shorter than the idle row's kept prefix.
+    monkeypatch.setattr("parrot.infer.engine._BUCKET", 8)
+    model = tiny_model(positions="rope")
+    engine = Engine(model, byte_tok, max_batch=2)
+    long_prompt, short_prompt = prompts([30, 3])
+    a = engine.submit(long_prompt, GREEDY.replace(max_new_tokens=2), collect=True)
+    b = engine.submit(short_prompt, GREEDY.replace(max_new_tokens=12), record_logits=True,
+                      collect=True)
+    while engine.has_work():
+        engine.step()
+    assert_matches_recompute(model, engine._finished[b])
+    # A's slot was cut while idle; its follow-up reuses what is left, and is still exact.
+    follow = long_prompt + engine._finished[a].token_ids + [7]
+    completion = engine.generate(follow, GREEDY, record_logits=True)
+    assert 0 < completion.stats.cached_tokens < 31
+    assert_matches_recompute(model, completion)
+
+
+def test_a_one_token_answer_has_sane_stats(byte_tok):
+    engine = Engine(tiny_model(), byte_tok)
+    stats = engine.generate(prompts([5])[0], GREEDY.replace(max_new_tokens=1)).stats
+    assert stats.generated_tokens == 1 and stats.decode_tokens_per_s == 0.0
+    assert 0 < stats.time_to_first_token_s <= stats.total_s
