@@ -78,7 +78,7 @@ def test_generate_truncate_fits_a_long_prompt(run_dir, parrot):
 
 def test_generate_on_a_missing_run_dir_is_exit_2(tmp_path, parrot):
     code, _, err = parrot("generate", tmp_path / "nope", "--prompt", "hi")
-    assert code == 2 and "not a directory" in err
+    assert code == 2 and "No model" in err
 
 
 def test_chat_unknown_template_is_exit_2(run_dir, parrot):

@@ -44,7 +44,7 @@ def test_run_writes_an_html_report_into_the_run(run_dir, capsys):
     (["attention", "{run}", "the king", "--all", "--layer", "0"], "--all shows every layer"),
     (["embeddings", "{run}", "--words", "woman"], "'woman' is not a single token"),
     (["softmax", "{run}", "the", "--temperatures", "0"], "Temperatures must be positive"),
-    (["tokens", "{empty}", "hi"], "is not a run directory"),
+    (["tokens", "{empty}", "hi"], "neither a parrot run directory"),
     (["run", "{empty}"], "has no metrics.jsonl records"),
     (["positions", "--kind", "rope", "--dim", "5"], "even dim"),
     (["attention", "{run}", "the king " * 40], "context length is 64"),

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "train",
     "generate",
     "chat",
+    "hub",
     "viz",
 )
 

@@ -20,15 +20,18 @@ from parrot.chat import (
     render,
     special_tokens_text,
 )
-from parrot.cli.generate import add_sampling_flags, resolve_model, sampling_params
+from parrot.cli.generate import add_sampling_flags, load_engine, sampling_params
 from parrot.errors import ParrotError
+from parrot.hub.registry import DEFAULT_MODEL
 from parrot.infer import Engine, SamplingParams
 from parrot.utils.atomic import atomic_write_json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("chat", help="chat with a model in the terminal")
-    parser.add_argument("model", metavar="MODEL", help="a run directory")
+    parser.add_argument("model", metavar="MODEL", nargs="?", default=DEFAULT_MODEL,
+                        help="a pulled model name, a GGUF file, a Hugging Face folder or a run "
+                             f"directory (default {DEFAULT_MODEL}, pulled on first use)")
     parser.add_argument("--system", default=None, help="the system prompt")
     parser.add_argument("--template", default=None,
                         help="chatml, llama3, gemma, plain, or a Jinja template string "
@@ -120,9 +123,9 @@ def run(args: argparse.Namespace) -> int:
     params = sampling_params(args)
     if args.template is not None:
         get_template(args.template)  # an unknown name fails before the model loads
-    model, tokenizer = resolve_model(args.model, args.device)
-    template = choose_template(args.template, tokenizer)
-    session = ChatSession(Engine(model, tokenizer, max_batch=1), template, params, args.system)
+    engine = load_engine(args.model, args.device)
+    template = choose_template(args.template, engine.tokenizer)
+    session = ChatSession(engine, template, params, args.system)
     interactive = sys.stdin.isatty()
     if interactive:
         _note(f"chatting with {args.model} ({template.name} template); /quit to leave")

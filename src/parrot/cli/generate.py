@@ -12,17 +12,32 @@ from typing import Any
 
 from parrot.infer import Engine, SamplingParams
 
+# The engine's KV cache is allocated for this many positions at most, so a model with a
+# long context (SmolLM2: 8,192) does not reserve hundreds of megabytes a terminal never uses.
+CLI_MAX_LEN = 4096
+
 
 def resolve_model(spec: str, device: str = "cpu") -> tuple[Any, Any]:
-    """(model, tokenizer) for a MODEL argument. Today: a run directory.
+    """(model, tokenizer) for a MODEL argument (see `load_engine` for what MODEL may be)."""
+    from parrot.hub.resolve import resolve_model as hub_resolve
 
-    The one place that decides what MODEL may name; pulled names, GGUF files and Hugging
-    Face folders are added here.
-    """
-    from parrot.rundir import load_model
-
-    model, tokenizer, _ = load_model(spec, device=device)
+    model, tokenizer, _ = hub_resolve(spec, device, pull_missing=True, log=_log)
     return model, tokenizer
+
+
+def load_engine(spec: str, device: str = "cpu", max_batch: int = 1) -> Engine:
+    """An engine over MODEL: a pulled or pullable name (pulled on first use), a GGUF file,
+    a Hugging Face folder or a parrot run directory. The one place MODEL is resolved."""
+    from parrot.hub.resolve import resolve_model as hub_resolve
+
+    model, tokenizer, info = hub_resolve(spec, device, pull_missing=True, log=_log)
+    max_len = min(model.config.context_length, CLI_MAX_LEN)
+    return Engine(model, tokenizer, max_batch=max_batch, max_len=max_len,
+                  eos_ids=info.eos_ids or None)
+
+
+def _log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
 
 
 def add_sampling_flags(parser: argparse.ArgumentParser, max_new_tokens: int = 128) -> None:
@@ -53,7 +68,9 @@ def sampling_params(args: argparse.Namespace, extra_stop: tuple[str, ...] = ()) 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("generate", help="complete a prompt with a model")
-    parser.add_argument("model", metavar="MODEL", help="a run directory")
+    parser.add_argument("model", metavar="MODEL",
+                        help="a pulled model name, a GGUF file, a Hugging Face folder or a run "
+                             "directory")
     parser.add_argument("--prompt", required=True, help="the text to continue")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object (text, tokens, finish reason, stats)")
@@ -65,8 +82,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     params = sampling_params(args)  # validate flags before loading the model
-    model, tokenizer = resolve_model(args.model, args.device)
-    engine = Engine(model, tokenizer, max_batch=1)
+    engine = load_engine(args.model, args.device)
     if args.json:
         completion = engine.generate(args.prompt, params, truncate=args.truncate)
         print(json.dumps({

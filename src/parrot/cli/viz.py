@@ -14,14 +14,11 @@ from parrot.utils.atomic import atomic_write_text
 
 
 def resolve_model(spec: str) -> tuple[Any, Any]:
-    """(model, tokenizer) for a MODEL argument. Today: a run directory.
+    """(model, tokenizer) for a MODEL argument: the same resolution as generate and chat
+    (a pulled name, a GGUF file, a Hugging Face folder or a run directory)."""
+    from parrot.cli.generate import resolve_model as resolve
 
-    The one place viz decides what MODEL may name (switch to the hub's resolver here).
-    """
-    from parrot.rundir import load_model
-
-    model, tokenizer, _ = load_model(spec)
-    return model, tokenizer
+    return resolve(spec)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

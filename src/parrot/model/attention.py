@@ -102,9 +102,10 @@ class Attention(nn.Module):
         super().__init__()
         self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.kv_heads, cfg.head_size
         self.dropout = cfg.dropout
-        self.q_proj = nn.Linear(cfg.d_model, cfg.n_heads * cfg.head_size, bias=cfg.bias)
-        self.k_proj = nn.Linear(cfg.d_model, cfg.kv_heads * cfg.head_size, bias=cfg.bias)
-        self.v_proj = nn.Linear(cfg.d_model, cfg.kv_heads * cfg.head_size, bias=cfg.bias)
+        qkv_bias = cfg.has_qkv_bias
+        self.q_proj = nn.Linear(cfg.d_model, cfg.n_heads * cfg.head_size, bias=qkv_bias)
+        self.k_proj = nn.Linear(cfg.d_model, cfg.kv_heads * cfg.head_size, bias=qkv_bias)
+        self.v_proj = nn.Linear(cfg.d_model, cfg.kv_heads * cfg.head_size, bias=qkv_bias)
         self.o_proj = nn.Linear(cfg.n_heads * cfg.head_size, cfg.d_model, bias=cfg.bias)
 
     def forward(self, x: torch.Tensor, inputs: AttentionInputs, layer: int) -> torch.Tensor:

@@ -32,6 +32,8 @@ class ModelConfig:
     head_dim: None = d_model // n_heads.
     d_ff: None = 4 * d_model for plain MLPs; for gated MLPs 8/3 * d_model rounded up to a
         multiple of 64, which keeps the parameter count of a 4x plain MLP (three matrices).
+    qkv_bias: None = bias; True/False gives the query/key/value projections their own
+        setting (Qwen2 has biases there and nowhere else).
     """
 
     vocab_size: int = 256
@@ -49,6 +51,7 @@ class ModelConfig:
     norm_eps: float = 1e-5
     mlp: str = "gelu"
     bias: bool = True
+    qkv_bias: bool | None = None
     dropout: float = 0.0
     tie_embeddings: bool = True
     causal: bool = True
@@ -74,6 +77,10 @@ class ModelConfig:
         if self.gated:
             return 64 * math.ceil(8 * self.d_model / 3 / 64)
         return 4 * self.d_model
+
+    @property
+    def has_qkv_bias(self) -> bool:
+        return self.bias if self.qkv_bias is None else self.qkv_bias
 
     @property
     def gated(self) -> bool:
@@ -105,7 +112,7 @@ _FIELD_TYPES = {
     "vocab_size": int, "context_length": int, "d_model": int, "n_layers": int, "n_heads": int,
     "n_kv_heads": (int, None), "head_dim": (int, None), "d_ff": (int, None),
     "positions": str, "rope_theta": float, "norm": str, "norm_placement": str,
-    "norm_eps": float, "mlp": str, "bias": bool, "dropout": float,
+    "norm_eps": float, "mlp": str, "bias": bool, "qkv_bias": (bool, None), "dropout": float,
     "tie_embeddings": bool, "causal": bool,
 }
 

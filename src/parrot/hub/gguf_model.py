@@ -1,0 +1,135 @@
+"""A GGUF file → a parrot `Transformer` (fp32, dequantized), its tokenizer and facts.
+
+The architecture named in `general.architecture` selects a config builder and a name
+table; everything the model needs to know becomes a `ModelConfig` field. Only the Llama
+family is mapped so far (SmolLM2, Llama 2/3, Mistral-style files).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from parrot.errors import ParrotError
+from parrot.hub.gguf import GGUFFile, check_supported, read_gguf
+from parrot.hub.gguf_tokenizer import GGUFTokenizerInfo, tokenizer_from_gguf
+from parrot.hub.naming import GGUF_LLAMA, rename_all, unpermute_rope
+from parrot.model import ModelConfig, Transformer
+from parrot.tokenizer import Tokenizer
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What resolving a model tells the caller besides weights and tokenizer."""
+
+    source: str  # "gguf", "hf", "run", "pulled"
+    path: Path
+    name: str
+    architecture: str
+    quantization: str = "none"
+    eos_ids: tuple[int, ...] = ()
+    bos_id: int | None = None
+    add_bos: bool = False
+    chat_template: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _f32(value: float) -> float:
+    """A float32 metadata value as the decimal it was written from (9.99999975e-06 → 1e-05)."""
+    return float(f"{float(value):.7g}")
+
+
+def llama_config(g: GGUFFile) -> ModelConfig:
+    """ModelConfig for a `llama` GGUF file."""
+    scaling = g.arch_value("rope.scaling.type")
+    if scaling not in (None, "none"):
+        raise ParrotError(f"{g.path.name} uses RoPE scaling {scaling!r}, which parrot does not "
+                          "support yet.")
+    d_model = int(g.arch_value("embedding_length"))
+    n_heads = int(g.arch_value("attention.head_count"))
+    head_dim = int(g.arch_value("attention.key_length", d_model // n_heads))
+    vocab = len(g.metadata.get("tokenizer.ggml.tokens", [])) or int(g.arch_value("vocab_size"))
+    return ModelConfig(
+        vocab_size=vocab, context_length=int(g.arch_value("context_length", 2048)),
+        d_model=d_model, n_layers=int(g.arch_value("block_count")), n_heads=n_heads,
+        n_kv_heads=int(g.arch_value("attention.head_count_kv", n_heads)),
+        head_dim=None if head_dim * n_heads == d_model else head_dim,
+        d_ff=int(g.arch_value("feed_forward_length")), positions="rope",
+        rope_theta=_f32(g.arch_value("rope.freq_base", 10000.0)), norm="rmsnorm",
+        norm_eps=_f32(g.arch_value("attention.layer_norm_rms_epsilon", 1e-5)),
+        mlp="swiglu", bias=False, tie_embeddings="output.weight" not in g.tensors,
+    )
+
+
+def llama_state_dict(g: GGUFFile, cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    """Dequantized, renamed weights with q/k rows back in half-split RoPE order."""
+    tensors = {name: t.dequantize() for name, t in g.tensors.items()
+               if not name.startswith("rope_")}  # precomputed RoPE tables are not weights
+    state = rename_all(tensors, GGUF_LLAMA, g.path.name)
+    for i in range(cfg.n_layers):
+        q, k = f"blocks.{i}.attn.q_proj.weight", f"blocks.{i}.attn.k_proj.weight"
+        state[q] = unpermute_rope(state[q], cfg.n_heads)
+        state[k] = unpermute_rope(state[k], cfg.kv_heads)
+    if cfg.tie_embeddings:
+        state["lm_head.weight"] = state["tok_emb.weight"]
+    return state
+
+
+# general.architecture → (config builder, state-dict builder).
+ARCHITECTURES: dict[str, tuple[Callable[[GGUFFile], ModelConfig],
+                               Callable[[GGUFFile, ModelConfig], dict[str, torch.Tensor]]]] = {
+    "llama": (llama_config, llama_state_dict),
+}
+
+
+def load_gguf(path: str | Path, device: str | torch.device = "cpu"
+              ) -> tuple[Transformer, Tokenizer, ModelInfo]:
+    """Read a GGUF file into an fp32 `Transformer` in eval mode, its tokenizer and info."""
+    g = read_gguf(path)
+    if g.architecture not in ARCHITECTURES:
+        raise ParrotError(f"{g.path.name} holds a {g.architecture!r} model; parrot can load "
+                          f"GGUF files of: {', '.join(ARCHITECTURES)}.")
+    check_supported(g)
+    build_config, build_state = ARCHITECTURES[g.architecture]
+    cfg = build_config(g)
+    tokenizer, tok_info = tokenizer_from_gguf(g.metadata, g.path.name)
+    model = _instantiate(cfg, build_state(g, cfg), g.path.name).to(device)
+    return model, tokenizer, _info(g, tok_info)
+
+
+def _instantiate(cfg: ModelConfig, state: dict[str, torch.Tensor], where: str) -> Transformer:
+    """A Transformer with `state` loaded strictly (shapes and names must all match)."""
+    with torch.device("meta"):
+        model = Transformer(cfg)
+    try:
+        model.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[-1].strip()
+        raise ParrotError(f"The weights in {where} do not fit the model they describe "
+                          f"({first}).") from None
+    if cfg.tie_embeddings:
+        model.lm_head.weight = model.tok_emb.weight
+    _materialize_buffers(model)
+    return model.eval()
+
+
+def _materialize_buffers(model: Transformer) -> None:
+    """Non-persistent buffers (position tables) created on the meta device are rebuilt."""
+    if any(b.is_meta for b in model.buffers()):
+        fresh = Transformer(model.config)
+        for name, buffer in fresh.named_buffers():
+            module_name, _, attr = name.rpartition(".")
+            module = model.get_submodule(module_name) if module_name else model
+            setattr(module, attr, buffer)
+
+
+def _info(g: GGUFFile, tok: GGUFTokenizerInfo) -> ModelInfo:
+    return ModelInfo(
+        source="gguf", path=g.path, name=str(g.metadata.get("general.name", g.path.stem)),
+        architecture=g.architecture, quantization=g.quantization(), eos_ids=tok.eos_ids,
+        bos_id=tok.bos_id, add_bos=tok.add_bos, chat_template=tok.chat_template,
+    )

@@ -1,0 +1,110 @@
+"""The tokenizer stored in a GGUF file's metadata, as a parrot `Tokenizer`.
+
+Keys read: `tokenizer.ggml.model` (only "gpt2", byte-level BPE, is supported), `.tokens`
+(each in GPT-2's printable byte form), `.merges` ("left right" strings in rank order),
+`.token_type` (1 normal, 3 control, 4 user-defined, ...), `.pre` (which split rule llama.cpp
+applies before BPE), the BOS/EOS/padding ids and `tokenizer.chat_template`.
+
+Control and user-defined tokens become special tokens: they are matched as whole strings
+only when the caller allows specials, never produced by merges.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from parrot.errors import ParrotError
+from parrot.tokenizer import PATTERNS, Tokenizer, TokenizerParts
+from parrot.tokenizer.io import str_to_bytes
+
+TOKEN_NORMAL, TOKEN_UNKNOWN, TOKEN_CONTROL, TOKEN_USER, TOKEN_UNUSED, TOKEN_BYTE = 1, 2, 3, 4, 5, 6
+
+# GPT-2's split with every digit on its own: llama.cpp's "smollm" rule first cuts each
+# digit out, then applies GPT-2's regex to the text between. In one regex, a digit is a
+# chunk by itself, and a whitespace run may end right before a digit (where the cut was).
+DIGIT_SPLIT_GPT2 = (
+    r"""\p{N}|'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?[^\s\p{L}\p{N}]+|\s+(?![^\s\p{N}])|\s+"""
+)
+
+# `tokenizer.ggml.pre` → the split regex that reproduces llama.cpp's pre-tokenizer.
+PRE_PATTERNS: dict[str, str] = {
+    "gpt2": PATTERNS["gpt2"],
+    "smollm": DIGIT_SPLIT_GPT2,
+    "llama-bpe": PATTERNS["llama3"],
+    "llama3": PATTERNS["llama3"],
+}
+
+
+# Like llama.cpp, control tokens with these texts also end generation (end of turn, and
+# the fill-in-the-middle "repository" marker that starts a new file).
+END_OF_GENERATION = ("<|endoftext|>", "<|im_end|>", "<|eot_id|>", "<end_of_turn>", "</s>",
+                     "<|end_of_text|>", "<eos>", "<|fim_pad|>", "<|repo_name|>", "<reponame>",
+                     "<|file_sep|>")
+
+
+@dataclass(frozen=True)
+class GGUFTokenizerInfo:
+    """What besides the vocabulary a GGUF file says about its tokenizer."""
+
+    bos_id: int | None
+    eos_ids: tuple[int, ...]  # the declared EOS first, then other end-of-generation tokens
+    pad_id: int | None
+    add_bos: bool
+    chat_template: str | None
+
+
+def tokenizer_from_gguf(metadata: dict[str, Any], where: str = "GGUF file"
+                        ) -> tuple[Tokenizer, GGUFTokenizerInfo]:
+    """Build the tokenizer and its extra information from GGUF metadata."""
+    kind = metadata.get("tokenizer.ggml.model")
+    if kind != "gpt2":
+        raise ParrotError(f"{where} has a {kind!r} tokenizer; parrot reads only byte-level "
+                          "BPE ('gpt2') GGUF tokenizers so far.")
+    pre = str(metadata.get("tokenizer.ggml.pre", "default"))
+    if pre not in PRE_PATTERNS:
+        raise ParrotError(f"{where} uses the pre-tokenizer {pre!r}, which parrot does not "
+                          f"know (known: {', '.join(PRE_PATTERNS)}).")
+    parts = tokenizer_parts(metadata, PRE_PATTERNS[pre], where)
+    info = _info(metadata, parts)
+    tokenizer = Tokenizer(parts)
+    tokenizer.bos_id = info.bos_id
+    tokenizer.eos_id = info.eos_ids[0] if info.eos_ids else None
+    return tokenizer, info
+
+
+def tokenizer_parts(metadata: dict[str, Any], pattern: str, where: str) -> TokenizerParts:
+    """Vocabulary, merges and special tokens from the metadata."""
+    try:
+        tokens = list(metadata["tokenizer.ggml.tokens"])
+        merges_text = list(metadata.get("tokenizer.ggml.merges", []))
+    except KeyError as err:
+        raise ParrotError(f"{where} has no {err.args[0]} in its metadata.") from None
+    types = list(metadata.get("tokenizer.ggml.token_type", [TOKEN_NORMAL] * len(tokens)))
+    specials = {tok: i for i, (tok, kind) in enumerate(zip(tokens, types, strict=True))
+                if kind in (TOKEN_CONTROL, TOKEN_USER)}
+    token_bytes = [tok.encode("utf-8") if tok in specials and specials[tok] == i
+                   else str_to_bytes(tok, where) for i, tok in enumerate(tokens)]
+    id_of = {tok: i for i, tok in enumerate(tokens) if tok not in specials}
+    merges = []
+    for text in merges_text:
+        left, _, right = text.partition(" ")
+        if left not in id_of or right not in id_of or left + right not in id_of:
+            raise ParrotError(f"{where} has merge {text!r} whose tokens are missing.")
+        merges.append((id_of[left], id_of[right]))
+    return TokenizerParts(token_bytes, merges, pattern, specials)
+
+
+def _info(metadata: dict[str, Any], parts: TokenizerParts) -> GGUFTokenizerInfo:
+    def token_id(key: str) -> int | None:
+        value = metadata.get(f"tokenizer.ggml.{key}_token_id")
+        return int(value) if value is not None else None
+
+    eos = token_id("eos")
+    eot = token_id("eot")
+    ends = [i for name, i in parts.special_tokens.items() if name in END_OF_GENERATION]
+    eos_ids = tuple(dict.fromkeys(i for i in (eos, eot, *sorted(ends)) if i is not None))
+    add_bos = bool(metadata.get("tokenizer.ggml.add_bos_token", False))
+    template = metadata.get("tokenizer.chat_template")
+    return GGUFTokenizerInfo(token_id("bos"), eos_ids, token_id("padding"), add_bos,
+                             str(template) if template else None)

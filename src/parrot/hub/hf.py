@@ -1,0 +1,267 @@
+"""Hugging Face model folders both ways: config.json + *.safetensors + tokenizer.json.
+
+Families: Llama (and Mistral-style files with the same layout), Qwen2 and GPT-2. Each family is
+a pair of pure functions between its `config.json` and a `ModelConfig`, a name table in
+`naming.py`, and, for GPT-2, the tensor transform of its fused, transposed projections.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from parrot.errors import ParrotError
+from parrot.hub.gguf_model import ModelInfo, _instantiate
+from parrot.hub.naming import HF_GPT2, HF_LLAMA, invert, rename_all
+from parrot.model import ModelConfig, Transformer
+from parrot.tokenizer import Tokenizer
+from parrot.utils.atomic import atomic_path, atomic_write_json
+
+# Buffers some checkpoints carry that are not weights (GPT-2's causal-mask tables).
+_IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias", "rotary_emb.inv_freq")
+
+
+# --- Llama ----------------------------------------------------------------------------
+def llama_from_hf(c: dict[str, Any]) -> ModelConfig:
+    if c.get("hidden_act", "silu") != "silu" or c.get("rope_scaling") or c.get("attention_bias"):
+        raise ParrotError("This Llama-family config uses a variant (activation, RoPE scaling "
+                          "or attention bias) that parrot does not map yet.")
+    n_heads = c["num_attention_heads"]
+    head_dim = c.get("head_dim") or c["hidden_size"] // n_heads
+    return ModelConfig(
+        vocab_size=c["vocab_size"], context_length=c.get("max_position_embeddings", 2048),
+        d_model=c["hidden_size"], n_layers=c["num_hidden_layers"], n_heads=n_heads,
+        n_kv_heads=c.get("num_key_value_heads") or n_heads,
+        head_dim=None if head_dim * n_heads == c["hidden_size"] else head_dim,
+        d_ff=c["intermediate_size"], positions="rope",
+        rope_theta=float(c.get("rope_theta", (c.get("rope_parameters") or {}).get(
+            "rope_theta", 10000.0))),
+        norm="rmsnorm", norm_eps=float(c.get("rms_norm_eps", 1e-6)), mlp="swiglu", bias=False,
+        tie_embeddings=bool(c.get("tie_word_embeddings", False)),
+    )
+
+
+def llama_to_hf(cfg: ModelConfig) -> dict[str, Any]:
+    return {
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama",
+        "vocab_size": cfg.vocab_size, "hidden_size": cfg.d_model,
+        "num_hidden_layers": cfg.n_layers, "num_attention_heads": cfg.n_heads,
+        "num_key_value_heads": cfg.kv_heads, "head_dim": cfg.head_size,
+        "intermediate_size": cfg.ff_size, "max_position_embeddings": cfg.context_length,
+        "rope_theta": cfg.rope_theta, "rms_norm_eps": cfg.norm_eps, "hidden_act": "silu",
+        "attention_bias": False, "mlp_bias": False, "tie_word_embeddings": cfg.tie_embeddings,
+        "torch_dtype": "float32",
+    }
+
+
+def is_llama(cfg: ModelConfig) -> bool:
+    return (cfg.positions, cfg.norm, cfg.mlp, cfg.bias, cfg.norm_placement) == (
+        "rope", "rmsnorm", "swiglu", False, "pre") and not cfg.has_qkv_bias
+
+
+# --- Qwen2: Llama's layout plus biases on the query/key/value projections -------------
+def qwen2_from_hf(c: dict[str, Any]) -> ModelConfig:
+    if c.get("use_sliding_window"):
+        raise ParrotError("This Qwen2 config uses sliding-window attention, which parrot "
+                          "does not map yet.")
+    return llama_from_hf({**c, "attention_bias": False}).replace(qkv_bias=True)
+
+
+def qwen2_to_hf(cfg: ModelConfig) -> dict[str, Any]:
+    config = {k: v for k, v in llama_to_hf(cfg).items()
+              if k not in ("attention_bias", "mlp_bias", "head_dim")}
+    return {**config, "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2",
+            "use_sliding_window": False}
+
+
+def is_qwen2(cfg: ModelConfig) -> bool:
+    return is_llama(cfg.replace(qkv_bias=False)) and cfg.has_qkv_bias and \
+        cfg.head_size * cfg.n_heads == cfg.d_model
+
+
+# --- GPT-2 ----------------------------------------------------------------------------
+GPT2_ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu",
+                    "relu": "relu"}
+
+
+def gpt2_from_hf(c: dict[str, Any]) -> ModelConfig:
+    act = c.get("activation_function", "gelu_new")
+    if act not in GPT2_ACTIVATIONS:
+        raise ParrotError(f"GPT-2 activation {act!r} is not supported.")
+    return ModelConfig(
+        vocab_size=c["vocab_size"], context_length=c["n_positions"], d_model=c["n_embd"],
+        n_layers=c["n_layer"], n_heads=c["n_head"], d_ff=c.get("n_inner") or 4 * c["n_embd"],
+        positions="learned", norm="layernorm", norm_eps=float(c.get("layer_norm_epsilon", 1e-5)),
+        mlp=GPT2_ACTIVATIONS[act], bias=True,
+        tie_embeddings=bool(c.get("tie_word_embeddings", True)),
+    )
+
+
+def gpt2_to_hf(cfg: ModelConfig) -> dict[str, Any]:
+    act = {"gelu_tanh": "gelu_new", "gelu": "gelu", "relu": "relu"}[cfg.mlp]
+    return {
+        "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": cfg.vocab_size,
+        "n_positions": cfg.context_length, "n_embd": cfg.d_model, "n_layer": cfg.n_layers,
+        "n_head": cfg.n_heads, "n_inner": cfg.ff_size, "activation_function": act,
+        "layer_norm_epsilon": cfg.norm_eps, "tie_word_embeddings": cfg.tie_embeddings,
+        "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0, "torch_dtype": "float32",
+    }
+
+
+def is_gpt2(cfg: ModelConfig) -> bool:
+    return (cfg.positions, cfg.norm, cfg.bias, cfg.norm_placement, cfg.kv_heads) == (
+        "learned", "layernorm", True, "pre", cfg.n_heads) and cfg.mlp in ("gelu_tanh", "gelu",
+                                                                            "relu")
+
+
+def split_gpt2(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    """GPT-2's Conv1D weights are (in, out): transpose; the fused qkv splits into q, k, v."""
+    out = {}
+    for name, w in state.items():
+        if ".attn.qkv." in name:
+            prefix, kind = name.split(".attn.qkv.")
+            w = w.t() if kind == "weight" else w
+            for part, chunk in zip(("q_proj", "k_proj", "v_proj"), w.chunk(3, dim=0), strict=True):
+                out[f"{prefix}.attn.{part}.{kind}"] = chunk.contiguous()
+        elif name.endswith(("o_proj.weight", "up_proj.weight", "down_proj.weight")):
+            out[name] = w.t().contiguous()
+        else:
+            out[name] = w
+    return out
+
+
+def fuse_gpt2(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    """The inverse of `split_gpt2`."""
+    out = {}
+    for name, w in state.items():
+        if ".attn.q_proj." in name:
+            prefix, kind = name.split(".attn.q_proj.")
+            parts = [state[f"{prefix}.attn.{p}.{kind}"] for p in ("q_proj", "k_proj", "v_proj")]
+            fused = torch.cat(parts, dim=0)
+            out[f"{prefix}.attn.qkv.{kind}"] = (fused.t() if kind == "weight" else fused).contiguous()
+        elif ".attn.k_proj." in name or ".attn.v_proj." in name:
+            continue
+        elif name.endswith(("o_proj.weight", "up_proj.weight", "down_proj.weight")):
+            out[name] = w.t().contiguous()
+        else:
+            out[name] = w
+    return out
+
+
+def _identity(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    return state
+
+
+Transform = Callable[[dict[str, torch.Tensor], ModelConfig], dict[str, torch.Tensor]]
+# model_type → (config from HF, config to HF, name table, to canonical, from canonical)
+FAMILIES: dict[str, tuple[Callable, Callable, dict[str, str], Transform, Transform]] = {
+    "llama": (llama_from_hf, llama_to_hf, HF_LLAMA, _identity, _identity),
+    "mistral": (llama_from_hf, llama_to_hf, HF_LLAMA, _identity, _identity),
+    "qwen2": (qwen2_from_hf, qwen2_to_hf, HF_LLAMA, _identity, _identity),
+    "gpt2": (gpt2_from_hf, gpt2_to_hf, HF_GPT2, split_gpt2, fuse_gpt2),
+}
+
+
+def is_hf_dir(path: str | Path) -> bool:
+    path = Path(path)
+    return (path / "config.json").is_file() and any(path.glob("*.safetensors"))
+
+
+def load_hf(path: str | Path, device: str | torch.device = "cpu"
+            ) -> tuple[Transformer, Tokenizer, ModelInfo]:
+    """A Hugging Face model folder → (fp32 Transformer in eval mode, tokenizer, info)."""
+    from safetensors.torch import load_file
+
+    root = Path(path)
+    config = _read_json(root / "config.json")
+    family = config.get("model_type")
+    if family not in FAMILIES:
+        raise ParrotError(f"{root} holds a {family!r} model; parrot reads Hugging Face "
+                          f"folders of: {', '.join(FAMILIES)}.")
+    from_hf, _, table, to_canonical, _ = FAMILIES[family]
+    try:
+        cfg = from_hf(config)
+    except KeyError as err:
+        raise ParrotError(f"{root / 'config.json'} lacks the key {err.args[0]!r}.") from None
+    tensors: dict[str, torch.Tensor] = {}
+    for file in sorted(root.glob("*.safetensors")):
+        tensors.update(load_file(str(file)))
+    tensors = {k: v.float() for k, v in tensors.items() if not k.endswith(_IGNORED_SUFFIXES)}
+    if family == "gpt2":  # a bare GPT2Model is saved without the "transformer." prefix
+        tensors = {k if k.startswith(("transformer.", "lm_head")) else f"transformer.{k}": v
+                   for k, v in tensors.items()}
+    state = to_canonical(rename_all(tensors, table, str(root)), cfg)
+    if cfg.tie_embeddings:
+        state["lm_head.weight"] = state["tok_emb.weight"]
+    model = _instantiate(cfg, state, str(root)).to(device)
+    tokenizer = Tokenizer.load(root)
+    info = ModelInfo("hf", root, root.name, family, eos_ids=_ids(tokenizer.eos_id),
+                     bos_id=tokenizer.bos_id, chat_template=_template(root))
+    return model, tokenizer, info
+
+
+def export_hf(model: Transformer, tokenizer: Tokenizer, out: str | Path,
+              meta: ModelInfo | None = None) -> Path:
+    """Write `model` as a Hugging Face folder that `transformers` opens directly."""
+    from safetensors.torch import save_file
+
+    cfg = model.config
+    family = ("llama" if is_llama(cfg) else "qwen2" if is_qwen2(cfg)
+              else "gpt2" if is_gpt2(cfg) else None)
+    if family is None:
+        raise ParrotError("This model's architecture matches no Hugging Face family parrot "
+                          "exports (Llama: RoPE+RMSNorm+SwiGLU; GPT-2: learned+LayerNorm+GELU).")
+    _, to_hf, table, _, from_canonical = FAMILIES[family]
+    state = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
+    if cfg.tie_embeddings:
+        state.pop("lm_head.weight")
+    state = rename_all(from_canonical(state, cfg), invert(table), "the model")
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    hf_config = {**to_hf(cfg), **_special_ids(tokenizer)}
+    atomic_write_json(root / "config.json", hf_config)
+    with atomic_path(root / "model.safetensors") as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt"})
+    tokenizer.save(root)
+    atomic_write_json(root / "tokenizer_config.json", _tokenizer_config(tokenizer, meta))
+    return root
+
+
+def _special_ids(tokenizer: Tokenizer) -> dict[str, int]:
+    ids = {"bos_token_id": tokenizer.bos_id, "eos_token_id": tokenizer.eos_id}
+    return {k: v for k, v in ids.items() if v is not None}
+
+
+def _tokenizer_config(tokenizer: Tokenizer, meta: ModelInfo | None) -> dict[str, Any]:
+    names = {i: s for s, i in tokenizer.special_tokens.items()}
+    config: dict[str, Any] = {"tokenizer_class": "PreTrainedTokenizerFast"}
+    for key, i in (("bos_token", tokenizer.bos_id), ("eos_token", tokenizer.eos_id)):
+        if i is not None and i in names:
+            config[key] = names[i]
+    if meta is not None and meta.chat_template:
+        config["chat_template"] = meta.chat_template
+    return config
+
+
+def _template(root: Path) -> str | None:
+    path = root / "tokenizer_config.json"
+    template = _read_json(path).get("chat_template") if path.is_file() else None
+    return template if isinstance(template, str) else None
+
+
+def _ids(value: int | None) -> tuple[int, ...]:
+    return () if value is None else (value,)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ParrotError(f"{path} is not readable JSON ({err}).") from None
+    if not isinstance(data, dict):
+        raise ParrotError(f"{path} must hold a JSON object.")
+    return data

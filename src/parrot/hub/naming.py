@@ -1,0 +1,129 @@
+"""Foreign tensor names ↔ parrot's canonical names, one pure table per format family.
+
+Canonical names are the `Transformer` state-dict keys (`blocks.{i}.attn.q_proj.weight`).
+A table maps a foreign pattern to a canonical one; `{i}` stands for the layer index.
+Tensor transforms that go with a renaming (llama.cpp's RoPE row order, GPT-2's fused and
+transposed projections) are separate pure functions, each with its inverse, so that
+`to_canonical(from_canonical(x)) == x` holds and is tested for every family.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+import torch
+
+from parrot.errors import ParrotError
+
+# llama.cpp's names for the Llama family (SmolLM2, Llama, Mistral, ...).
+GGUF_LLAMA: dict[str, str] = {
+    "token_embd.weight": "tok_emb.weight",
+    "output_norm.weight": "final_norm.weight",
+    "output.weight": "lm_head.weight",
+    "blk.{i}.attn_norm.weight": "blocks.{i}.norm1.weight",
+    "blk.{i}.attn_q.weight": "blocks.{i}.attn.q_proj.weight",
+    "blk.{i}.attn_k.weight": "blocks.{i}.attn.k_proj.weight",
+    "blk.{i}.attn_v.weight": "blocks.{i}.attn.v_proj.weight",
+    "blk.{i}.attn_output.weight": "blocks.{i}.attn.o_proj.weight",
+    "blk.{i}.ffn_norm.weight": "blocks.{i}.norm2.weight",
+    "blk.{i}.ffn_gate.weight": "blocks.{i}.mlp.gate_proj.weight",
+    "blk.{i}.ffn_up.weight": "blocks.{i}.mlp.up_proj.weight",
+    "blk.{i}.ffn_down.weight": "blocks.{i}.mlp.down_proj.weight",
+}
+
+# Hugging Face Llama / Qwen2 / Mistral (`LlamaForCausalLM` and relatives).
+HF_LLAMA: dict[str, str] = {
+    "model.embed_tokens.weight": "tok_emb.weight",
+    "model.norm.weight": "final_norm.weight",
+    "lm_head.weight": "lm_head.weight",
+    "model.layers.{i}.input_layernorm.weight": "blocks.{i}.norm1.weight",
+    "model.layers.{i}.self_attn.q_proj.weight": "blocks.{i}.attn.q_proj.weight",
+    "model.layers.{i}.self_attn.k_proj.weight": "blocks.{i}.attn.k_proj.weight",
+    "model.layers.{i}.self_attn.v_proj.weight": "blocks.{i}.attn.v_proj.weight",
+    "model.layers.{i}.self_attn.q_proj.bias": "blocks.{i}.attn.q_proj.bias",
+    "model.layers.{i}.self_attn.k_proj.bias": "blocks.{i}.attn.k_proj.bias",
+    "model.layers.{i}.self_attn.v_proj.bias": "blocks.{i}.attn.v_proj.bias",
+    "model.layers.{i}.self_attn.o_proj.weight": "blocks.{i}.attn.o_proj.weight",
+    "model.layers.{i}.post_attention_layernorm.weight": "blocks.{i}.norm2.weight",
+    "model.layers.{i}.mlp.gate_proj.weight": "blocks.{i}.mlp.gate_proj.weight",
+    "model.layers.{i}.mlp.up_proj.weight": "blocks.{i}.mlp.up_proj.weight",
+    "model.layers.{i}.mlp.down_proj.weight": "blocks.{i}.mlp.down_proj.weight",
+}
+
+# Hugging Face GPT-2. `c_attn` holds q, k and v fused; Conv1D stores weights transposed.
+HF_GPT2: dict[str, str] = {
+    "transformer.wte.weight": "tok_emb.weight",
+    "transformer.wpe.weight": "pos_emb.weight",
+    "transformer.ln_f.weight": "final_norm.weight",
+    "transformer.ln_f.bias": "final_norm.bias",
+    "lm_head.weight": "lm_head.weight",
+    "transformer.h.{i}.ln_1.weight": "blocks.{i}.norm1.weight",
+    "transformer.h.{i}.ln_1.bias": "blocks.{i}.norm1.bias",
+    "transformer.h.{i}.attn.c_attn.weight": "blocks.{i}.attn.qkv.weight",
+    "transformer.h.{i}.attn.c_attn.bias": "blocks.{i}.attn.qkv.bias",
+    "transformer.h.{i}.attn.c_proj.weight": "blocks.{i}.attn.o_proj.weight",
+    "transformer.h.{i}.attn.c_proj.bias": "blocks.{i}.attn.o_proj.bias",
+    "transformer.h.{i}.ln_2.weight": "blocks.{i}.norm2.weight",
+    "transformer.h.{i}.ln_2.bias": "blocks.{i}.norm2.bias",
+    "transformer.h.{i}.mlp.c_fc.weight": "blocks.{i}.mlp.up_proj.weight",
+    "transformer.h.{i}.mlp.c_fc.bias": "blocks.{i}.mlp.up_proj.bias",
+    "transformer.h.{i}.mlp.c_proj.weight": "blocks.{i}.mlp.down_proj.weight",
+    "transformer.h.{i}.mlp.c_proj.bias": "blocks.{i}.mlp.down_proj.bias",
+}
+
+
+@lru_cache(maxsize=16)
+def _compiled(table_items: tuple[tuple[str, str], ...]) -> list[tuple[re.Pattern, str]]:
+    return [(re.compile(re.escape(src).replace(r"\{i\}", r"(\d+)") + "$"), dst)
+            for src, dst in table_items]
+
+
+def rename(name: str, table: dict[str, str]) -> str | None:
+    """`name` mapped through `table` (patterns with `{i}`), or None when no entry matches.
+
+    >>> rename("blk.3.attn_q.weight", GGUF_LLAMA)
+    'blocks.3.attn.q_proj.weight'
+    """
+    for pattern, target in _compiled(tuple(table.items())):
+        match = pattern.match(name)
+        if match:
+            return target.replace("{i}", match.group(1)) if match.groups() else target
+    return None
+
+
+def invert(table: dict[str, str]) -> dict[str, str]:
+    """The reverse table (canonical → foreign)."""
+    return {dst: src for src, dst in table.items()}
+
+
+def rename_all(tensors: dict[str, torch.Tensor], table: dict[str, str],
+               where: str) -> dict[str, torch.Tensor]:
+    """Rename every tensor; ParrotError naming the first one the table does not know."""
+    out = {}
+    for name, tensor in tensors.items():
+        new = rename(name, table)
+        if new is None:
+            raise ParrotError(f"{where} has a tensor {name!r} that parrot does not know how "
+                              "to place; this architecture variant is not supported.")
+        out[new] = tensor
+    return out
+
+
+def unpermute_rope(w: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """llama.cpp's q/k row order → Hugging Face's half-split order, per head.
+
+    llama.cpp rotates adjacent pairs (rows 2j, 2j+1 of a head); Hugging Face pairs row j
+    with row j + D/2. Viewing a head's D rows as (D/2, 2), the GGUF converter stored the
+    transpose of HF's (2, D/2) view; transposing back restores HF's order.
+    """
+    rows = w.shape[0]
+    return (w.reshape(n_heads, rows // n_heads // 2, 2, *w.shape[1:])
+            .transpose(1, 2).reshape(w.shape))
+
+
+def permute_rope(w: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """Hugging Face half-split rows → llama.cpp's adjacent-pair rows (inverse of the above)."""
+    rows = w.shape[0]
+    return (w.reshape(n_heads, 2, rows // n_heads // 2, *w.shape[1:])
+            .transpose(1, 2).reshape(w.shape))

@@ -1,0 +1,67 @@
+"""One answer to "which model does MODEL mean?" for every command that takes one.
+
+MODEL may be a pulled name (`smollm2-135m-instruct`), a name the registry can pull, a GGUF
+file, a Hugging Face folder (config.json + *.safetensors + tokenizer.json) or a parrot run
+directory. Checked in that order of specificity: existing paths first, then names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from parrot.errors import ParrotError
+from parrot.hub.gguf_model import ModelInfo, load_gguf
+from parrot.hub.hf import is_hf_dir, load_hf
+from parrot.hub.pull import ensure_pulled, local_path
+from parrot.hub.registry import DEFAULT_MODEL, REGISTRY
+from parrot.model import Transformer
+from parrot.tokenizer import Tokenizer
+
+__all__ = ["DEFAULT_MODEL", "ModelInfo", "ensure_pulled", "resolve_model"]
+
+
+def resolve_model(spec: str | Path, device: str | torch.device = "cpu", *,
+                  home: str | Path | None = None, pull_missing: bool = False,
+                  log: Callable[[str], None] | None = None
+                  ) -> tuple[Transformer, Tokenizer, ModelInfo]:
+    """(model in eval mode, tokenizer, info) for a MODEL argument.
+
+    A registry name that is not pulled yet is pulled when `pull_missing`, else a
+    ParrotError says how to pull it.
+    """
+    path = Path(spec)
+    if path.is_file():
+        if path.suffix != ".gguf" and path.read_bytes()[:4] != b"GGUF":
+            raise ParrotError(f"{path} is a file but not a GGUF model; give a .gguf file, a "
+                              "model folder or a pulled model name.")
+        return load_gguf(path, device)
+    if path.is_dir():
+        return _load_dir(path, device)
+    stored = local_path(str(spec), home)
+    if stored is None and str(spec) in REGISTRY:
+        if not pull_missing:
+            raise ParrotError(f"{spec} is not pulled yet; run `parrot pull {spec}` first.")
+        stored = ensure_pulled(str(spec), home, log=log)
+    if stored is None:
+        raise ParrotError(f"No model {str(spec)!r}: not a file, folder or pulled model name "
+                          f"(pullable: {', '.join(sorted(REGISTRY))}).")
+    model, tokenizer, info = load_gguf(stored, device)
+    return model, tokenizer, ModelInfo(**{**info.__dict__, "source": "pulled",
+                                          "name": str(spec)})
+
+
+def _load_dir(path: Path, device: str | torch.device) -> tuple[Transformer, Tokenizer, ModelInfo]:
+    from parrot.rundir import is_run_dir, load_model
+
+    if is_run_dir(path):
+        model, tokenizer, config = load_model(path, device=device)
+        eos = () if tokenizer.eos_id is None else (tokenizer.eos_id,)
+        return model, tokenizer, ModelInfo("run", path, path.name, "parrot",
+                                           eos_ids=eos, bos_id=tokenizer.bos_id)
+    if is_hf_dir(path):
+        return load_hf(path, device)
+    raise ParrotError(f"{path} is neither a parrot run directory nor a Hugging Face model "
+                      "folder (config.json + *.safetensors + tokenizer.json).")

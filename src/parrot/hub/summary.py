@@ -1,0 +1,44 @@
+"""What `parrot list` and `parrot show` print about a model, read without loading weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from parrot.errors import ParrotError
+from parrot.hub.gguf import GGUFFile, read_gguf
+from parrot.hub.gguf_model import ARCHITECTURES
+from parrot.hub.gguf_tokenizer import END_OF_GENERATION, TOKEN_CONTROL, TOKEN_USER
+
+
+def gguf_summary(g: GGUFFile) -> dict[str, Any]:
+    """Architecture, parameter count, quantization and (when mapped) the parrot config."""
+    builder = ARCHITECTURES.get(g.architecture)
+    config = builder[0](g).to_dict() if builder else {}
+    tokens = g.metadata.get("tokenizer.ggml.tokens", [])
+    types = g.metadata.get("tokenizer.ggml.token_type", [])
+    specials = {t: i for i, (t, k) in enumerate(zip(tokens, types, strict=False))
+                if k in (TOKEN_CONTROL, TOKEN_USER)}
+    eos = g.metadata.get("tokenizer.ggml.eos_token_id")
+    ends = [i for t, i in specials.items() if t in END_OF_GENERATION]
+    return {
+        "name": str(g.metadata.get("general.name", g.path.stem)), "path": str(g.path),
+        "format": "gguf", "architecture": g.architecture, "quantization": g.quantization(),
+        "parameters": g.num_parameters(), "config": config,
+        "bos_id": g.metadata.get("tokenizer.ggml.bos_token_id"),
+        "eos_ids": list(dict.fromkeys([*([eos] if eos is not None else []), *sorted(ends)])),
+        "special_tokens": specials, "chat_template": g.metadata.get("tokenizer.chat_template"),
+    }
+
+
+def describe(spec: str | Path) -> dict[str, Any]:
+    """The summary of a pulled model (by name) or a GGUF file."""
+    from parrot.hub.pull import local_path
+
+    path = local_path(str(spec)) if not Path(spec).exists() else Path(spec)
+    if path is None:
+        raise ParrotError(f"{spec!r} is neither a pulled model nor a GGUF file; "
+                          "`parrot list` shows the pulled models.")
+    if path.is_dir() or path.suffix != ".gguf":
+        raise ParrotError(f"`parrot show` reads GGUF files and pulled models; {path} is not one.")
+    return gguf_summary(read_gguf(path))
