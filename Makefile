@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.parrot-installed
 
-.PHONY: setup run test test-fast test-slow lint bench clean
+.PHONY: setup setup-browser run test test-fast test-slow lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,12 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# Debian's chromium for the chat page's browser test (Playwright drives it; no browser download).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+setup-browser:
+	test -x /usr/bin/chromium || ($(SUDO) apt-get update && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y chromium)
 
 run: setup
 	$(BIN)/parrot demo
@@ -29,10 +35,8 @@ test-fast: setup
 test-slow: setup
 	$(BIN)/pytest -m slow
 
-test: lint test-fast test-slow
+test: setup-browser lint test-fast test-slow
 
-bench: setup
-	$(BIN)/python benchmarks/run_all.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -17,11 +17,13 @@ from parrot.errors import ParrotError
 COMMAND_MODULES = (
     "demo",
     "tokenizer",
-    "train",
     "generate",
     "chat",
+    "train",
     "hub",
     "viz",
+    "serve",
+    "finetune",
 )
 
 

@@ -54,8 +54,12 @@ def resolve_model(spec: str | Path, device: str | torch.device = "cpu", *,
 
 
 def _load_dir(path: Path, device: str | torch.device) -> tuple[Transformer, Tokenizer, ModelInfo]:
+    from parrot.adapt.lora import is_adapter_dir, load_adapter, read_adapter_config
     from parrot.rundir import is_run_dir, load_model
 
+    if is_adapter_dir(path):  # a LoRA run: its base (any MODEL), then the adapter on top
+        model, tokenizer, info = resolve_model(read_adapter_config(path)["base"], device)
+        return load_adapter(model, path).eval(), tokenizer, info
     if is_run_dir(path):
         model, tokenizer, config = load_model(path, device=device)
         eos = () if tokenizer.eos_id is None else (tokenizer.eos_id,)

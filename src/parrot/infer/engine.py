@@ -24,6 +24,7 @@ from collections.abc import Iterable, Iterator, Sequence
 import torch
 
 from parrot.errors import ParrotError
+from parrot.infer.logprobs import token_logprobs
 from parrot.infer.requests import Completion, Request, StepOutput
 from parrot.infer.sampling import SamplingParams, sample, uses_penalties
 from parrot.infer.stopping import StopChecker
@@ -97,8 +98,13 @@ class Engine:
         truncate: bool = False,
         record_logits: bool = False,
         collect: bool = False,
+        logprobs: int | None = None,
     ) -> int:
-        """Queue a request; returns its id. A text prompt is encoded with special tokens allowed."""
+        """Queue a request; returns its id. A text prompt is encoded with special tokens allowed.
+
+        `logprobs=k` (k >= 0) attaches each token's log-probability and its k best
+        alternatives to the request's `StepOutput`s (None: not computed).
+        """
         params = params or SamplingParams()
         ids = self.encode(prompt)
         if truncate:
@@ -107,7 +113,7 @@ class Engine:
         checker = StopChecker(params, self.eos_ids, self.tokenizer.token_bytes, len(ids),
                               self.max_len)
         request = Request(self._next_id, ids, params, checker, self._generator(params),
-                          record_logits=record_logits, collect=collect)
+                          record_logits=record_logits, collect=collect, logprobs=logprobs)
         self._next_id += 1
         self.queue.append(request)
         return request.request_id
@@ -223,11 +229,13 @@ class Engine:
         delta = request.checker.push(token)
         request.texts.append(delta.text)
         request.next_token = token
+        scored = None if request.logprobs is None else \
+            token_logprobs(logits, [token], request.logprobs)[0]
         if delta.finish_reason is None:
-            return StepOutput(request.request_id, token, delta.text)
+            return StepOutput(request.request_id, token, delta.text, logprobs=scored)
         completion = self._complete(request, delta.finish_reason, delta.stop_reason)
         self._release(slot)
-        return StepOutput(request.request_id, token, delta.text, completion)
+        return StepOutput(request.request_id, token, delta.text, completion, scored)
 
     def _complete(self, request: Request, finish: str, reason: int | str | None) -> Completion:
         completion = Completion(

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from parrot.infer.logprobs import TokenLogprob
 from parrot.infer.sampling import SamplingParams
 from parrot.infer.stopping import StopChecker
 
@@ -69,13 +70,15 @@ class StepOutput:
     """One token produced for one request during `Engine.step`.
 
     `text` is the visible text this token released (possibly empty: held back or an
-    unfinished character); `completion` is set on the request's last token.
+    unfinished character); `completion` is set on the request's last token; `logprobs`
+    when the request asked for them.
     """
 
     request_id: int
     token_id: int
     text: str
     completion: Completion | None = None
+    logprobs: TokenLogprob | None = None
 
 
 @dataclass
@@ -89,6 +92,7 @@ class Request:
     generator: torch.Generator | None
     record_logits: bool = False
     collect: bool = False
+    logprobs: int | None = None  # top alternatives to report per token (None: no logprobs)
     slot: int | None = None
     next_token: int | None = None
     cached_tokens: int = 0

@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -51,6 +53,13 @@ class Loop:
     dist: DistInfo = field(default_factory=DistInfo)
     device: str = "cpu"
     show_progress: bool = True
+    # What a checkpoint writes as the model (fine-tuning writes only its adapter), and
+    # whether it also writes checkpoint.pt (optimizer + RNG state) for --resume.
+    save_model: Callable[[Path, nn.Module], None] = save_weights
+    resumable: bool = True
+    # What validation measures (None: the training objective); distillation validates on
+    # plain next-token loss so distilled and hard-label runs compare on one scale.
+    eval_objective: Objective | None = None
 
 
 def autocast(config: TrainConfig, device: str) -> contextlib.AbstractContextManager:
@@ -91,7 +100,8 @@ def evaluate(loop: Loop) -> float:
     losses = []
     for batch in loop.val_batches:
         with autocast(loop.config, loop.device):
-            loss, _ = loop.objective(loop.raw, batch.to(loop.device))
+            objective = loop.eval_objective or loop.objective
+            loss, _ = objective(loop.raw, batch.to(loop.device))
         losses.append(float(loss))
     loop.model.train()
     return sum(losses) / max(1, len(losses))
@@ -101,11 +111,11 @@ def checkpoint(loop: Loop, state: LoopState) -> None:
     """Weights, full training state and the loss picture (main rank only)."""
     if loop.run is None or not loop.dist.is_main:
         return
-    save_weights(loop.run.root, loop.raw)
-    extra = {"tokens": state.tokens, "train_time": state.train_time}
-    save_checkpoint(
-        loop.run.checkpoint, loop.raw, loop.optimizer, state.step, loop.sampler.state_dict(), extra
-    )
+    loop.save_model(loop.run.root, loop.raw)
+    if loop.resumable:
+        extra = {"tokens": state.tokens, "train_time": state.train_time}
+        save_checkpoint(loop.run.checkpoint, loop.raw, loop.optimizer, state.step,
+                        loop.sampler.state_dict(), extra)
     plot_losses(read_metrics(loop.run.root), loop.run.plot)
 
 

@@ -1,0 +1,253 @@
+"""LoRA: a low-rank update added to chosen Linear layers, applied from outside the model.
+
+    y = W x + b + (alpha / r) * B (A dropout(x))        A: (r, in), B: (out, r)
+
+A starts random (Kaiming-uniform, as in the LoRA paper's reference code and `peft`) and
+B starts at zero, so at initialisation the adapted model computes exactly what the base
+does. Only A and B train; the base weights are frozen. Merging folds the update into W
+(W <- W + (alpha/r) B A), after which the adapter costs nothing at inference.
+
+An adapter is saved as `adapter.safetensors` (only A and B, keyed by module name) plus
+`adapter_config.json` (method, rank, alpha, dropout, targets and the base it belongs to).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from parrot.errors import ParrotError
+from parrot.utils.atomic import atomic_path, atomic_write_json
+
+ADAPTER_WEIGHTS = "adapter.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
+# Short names users type (`--targets q,v`) for the model's projection modules.
+SHORT_TARGETS = {"q": "q_proj", "k": "k_proj", "v": "v_proj", "o": "o_proj",
+                 "gate": "gate_proj", "up": "up_proj", "down": "down_proj"}
+ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    """Which layers get an adapter and its size: scale = alpha / rank."""
+
+    rank: int = 8
+    alpha: float = 16.0
+    targets: tuple[str, ...] = ("q_proj", "v_proj")
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank <= 0:
+            raise ParrotError(f"LoRA rank must be a positive integer, got {self.rank!r}.")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ParrotError(f"LoRA dropout must lie in [0, 1), got {self.dropout}.")
+        if not self.targets:
+            raise ParrotError("LoRA needs at least one target layer, e.g. --targets q,v.")
+        object.__setattr__(self, "targets", normalize_targets(self.targets))
+
+    @property
+    def scale(self) -> float:
+        return self.alpha / self.rank
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": "lora", **asdict(self), "targets": list(self.targets)}
+
+
+def normalize_targets(targets: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """'q,v' or ('q', 'v_proj') or 'all' -> ('q_proj', 'v_proj') (module-name endings)."""
+    if isinstance(targets, str):
+        targets = [t for t in targets.split(",")]
+    out: list[str] = []
+    for t in (t.strip() for t in targets):
+        names = ALL_LINEAR if t == "all" else (SHORT_TARGETS.get(t, t),)
+        out += [n for n in names if n and n not in out]
+    return tuple(out)
+
+
+def lora_delta(a: torch.Tensor, b: torch.Tensor, scale: float) -> torch.Tensor:
+    """The weight update the adapter adds: scale * B @ A, shape (out, in)."""
+    return scale * (b @ a)
+
+
+class LoraLinear(nn.Module):
+    """A frozen nn.Linear plus a trainable low-rank path (see the module docstring)."""
+
+    def __init__(self, base: nn.Linear, rank: int, alpha: float, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.base = base
+        self.scale = alpha / rank
+        factory = {"dtype": torch.float32, "device": base.weight.device}
+        self.lora_A = nn.Parameter(torch.empty(rank, base.in_features, **factory))
+        self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank, **factory))
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.merged = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.base(x)
+        if self.merged:
+            return y
+        h = self.dropout(x).to(self.lora_A.dtype) @ self.lora_A.T           # (..., r)
+        return y + (self.scale * (h @ self.lora_B.T)).to(y.dtype)         # (..., out)
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        """W <- W + scale * B A (idempotent)."""
+        if not self.merged:
+            delta = lora_delta(self.lora_A, self.lora_B, self.scale)
+            self.base.weight += delta.to(self.base.weight.dtype)
+            self.merged = True
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        """W <- W - scale * B A: back to the base weights (up to rounding)."""
+        if self.merged:
+            delta = lora_delta(self.lora_A, self.lora_B, self.scale)
+            self.base.weight -= delta.to(self.base.weight.dtype)
+            self.merged = False
+
+
+def _matches(name: str, targets: tuple[str, ...]) -> bool:
+    return any(name == t or name.endswith("." + t) for t in targets)
+
+
+def apply_lora(model: nn.Module, targets: Any = ("q_proj", "v_proj"), rank: int = 8,
+               alpha: float = 16.0, dropout: float = 0.0) -> list[str]:
+    """Freeze `model` and wrap every nn.Linear whose name ends in a target; return the names.
+
+    Targets are module-name endings (`q_proj`, `blocks.0.mlp.up_proj`) or short names
+    (`q`, `k`, `v`, `o`, `gate`, `up`, `down`, `all`).
+    """
+    config = LoraConfig(rank, alpha, normalize_targets(targets), dropout)
+    return apply_lora_config(model, config)
+
+
+def apply_lora_config(model: nn.Module, config: LoraConfig) -> list[str]:
+    """apply_lora with a LoraConfig (used when loading a saved adapter)."""
+    chosen = [(n, m) for n, m in model.named_modules()
+              if isinstance(m, nn.Linear) and _matches(n, config.targets)]
+    if not chosen:
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
+                         if isinstance(m, nn.Linear)})
+        raise ParrotError(f"LoRA targets {', '.join(config.targets)} match no Linear layer of "
+                          f"this model; choose from: {', '.join(linear)}.")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for name, module in chosen:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, LoraLinear(module, config.rank, config.alpha, config.dropout))
+    model.lora_config = config  # read back by save_adapter
+    return [n for n, _ in chosen]
+
+
+def lora_layers(model: nn.Module) -> dict[str, LoraLinear]:
+    return {n: m for n, m in model.named_modules() if isinstance(m, LoraLinear)}
+
+
+def trainable_parameters(model: nn.Module) -> int:
+    """Parameters that receive gradients (each shared tensor once)."""
+    seen = {id(p): p.numel() for p in model.parameters() if p.requires_grad}
+    return sum(seen.values())
+
+
+def merge_lora(model: nn.Module) -> nn.Module:
+    """Fold every adapter into its base weight and put the plain nn.Linear back (in place)."""
+    for name, layer in lora_layers(model).items():
+        layer.merge()
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, layer.base)
+    if hasattr(model, "lora_config"):
+        del model.lora_config
+    return model
+
+
+def set_merged(model: nn.Module, merged: bool) -> None:
+    """Merge (True) or unmerge (False) every adapter, keeping the wrappers."""
+    for layer in lora_layers(model).values():
+        layer.merge() if merged else layer.unmerge()
+
+
+def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """{'<module>.lora_A': A, '<module>.lora_B': B} for every adapter."""
+    state = {}
+    for name, layer in lora_layers(model).items():
+        state[f"{name}.lora_A"] = layer.lora_A.detach().contiguous().cpu()
+        state[f"{name}.lora_B"] = layer.lora_B.detach().contiguous().cpu()
+    return state
+
+
+def save_adapter(model: nn.Module, directory: str | Path, extra: dict | None = None) -> None:
+    """Write adapter.safetensors and adapter_config.json (plus `extra`, e.g. the base)."""
+    from safetensors.torch import save_file
+
+    config = getattr(model, "lora_config", None)
+    if config is None:
+        raise ParrotError("This model has no LoRA adapter to save; call apply_lora first.")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    with atomic_path(directory / ADAPTER_WEIGHTS) as tmp:
+        save_file(adapter_state(model), str(tmp))
+    atomic_write_json(directory / ADAPTER_CONFIG, {**config.to_dict(), **(extra or {})})
+
+
+def read_adapter_config(directory: str | Path) -> dict[str, Any]:
+    import json
+
+    path = Path(directory) / ADAPTER_CONFIG
+    if not path.is_file():
+        raise ParrotError(f"{directory} has no {ADAPTER_CONFIG}; pass a directory written by "
+                          "parrot finetune.")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def load_lora(model: nn.Module, directory: str | Path) -> nn.Module:
+    """Wrap `model` with the LoRA adapter saved in `directory` and load its A and B."""
+    from safetensors.torch import load_file
+
+    cfg = read_adapter_config(directory)
+    config = LoraConfig(int(cfg["rank"]), float(cfg["alpha"]), tuple(cfg["targets"]),
+                        float(cfg.get("dropout", 0.0)))
+    apply_lora_config(model, config)
+    state = load_file(str(Path(directory) / ADAPTER_WEIGHTS))
+    layers = lora_layers(model)
+    expected = {f"{n}.lora_{x}" for n in layers for x in "AB"}
+    if set(state) != expected:
+        raise ParrotError(f"The adapter in {directory} does not fit this base model "
+                          "(its layer names differ); load it on the base it was trained on.")
+    with torch.no_grad():
+        for key, tensor in state.items():
+            name, _, part = key.rpartition(".")
+            target = getattr(layers[name], part)
+            if target.shape != tensor.shape:
+                raise ParrotError(f"The adapter in {directory} has {key} of shape "
+                                  f"{tuple(tensor.shape)}, but this base needs "
+                                  f"{tuple(target.shape)}; load it on its own base model.")
+            target.copy_(tensor)
+    return model
+
+
+def is_adapter_dir(path: str | Path) -> bool:
+    """True when `path` holds a saved adapter (LoRA or soft prompt)."""
+    path = Path(path)
+    return (path / ADAPTER_CONFIG).is_file() and (path / ADAPTER_WEIGHTS).is_file()
+
+
+def load_adapter(model: nn.Module, directory: str | Path) -> nn.Module:
+    """`model` with the adapter saved in `directory` (LoRA wraps in place; a soft prompt
+    returns a wrapper)."""
+    method = read_adapter_config(directory).get("method")
+    if method == "lora":
+        return load_lora(model, directory)
+    if method == "soft_prompt":
+        from parrot.adapt.soft_prompt import load_soft_prompt  # soft_prompt imports this module
+
+        return load_soft_prompt(model, directory)
+    raise ParrotError(f"{directory}/{ADAPTER_CONFIG} names an unknown method {method!r}; "
+                      "expected 'lora' or 'soft_prompt'.")

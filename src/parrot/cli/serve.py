@@ -1,0 +1,85 @@
+"""`parrot serve [MODEL]`: an OpenAI-compatible server and a chat page on http://HOST:PORT/."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from parrot.errors import ParrotError
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("serve", help="serve a model over the OpenAI API and a web page")
+    parser.add_argument("model", metavar="MODEL", nargs="?", default=DEFAULT_MODEL,
+                        help=f"a run directory or a pulled model name (default: {DEFAULT_MODEL})")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--api-key", default=None,
+                        help="require 'Authorization: Bearer KEY' on API routes")
+    parser.add_argument("--max-batch", type=int, default=8,
+                        help="requests decoded together in one batch")
+    parser.add_argument("--max-queue", type=int, default=64,
+                        help="requests waiting beyond the batch before answering 429")
+    parser.add_argument("--timeout", type=float, default=600.0,
+                        help="seconds a request may run before it is cancelled")
+    parser.add_argument("--template", default=None,
+                        help="chat template (default: the model's own, else plain)")
+    parser.add_argument("--name", default=None, help="the model name clients send "
+                        "(default: MODEL's last path part)")
+    parser.add_argument("--device", default="cpu")
+    parser.set_defaults(run=run)
+
+
+def _check(args: argparse.Namespace) -> None:
+    for flag, value, low in (("--max-batch", args.max_batch, 1), ("--max-queue", args.max_queue, 0),
+                             ("--port", args.port, 0)):
+        if value < low:
+            raise ParrotError(f"{flag} must be at least {low}, got {value}.")
+    if args.timeout <= 0:
+        raise ParrotError(f"--timeout must be a positive number of seconds, got {args.timeout}.")
+
+
+def _note(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    _check(args)
+    try:
+        import uvicorn
+
+        from parrot.serve import Loaded, ServeSettings, create_app
+    except ImportError as err:
+        raise ParrotError(f"parrot serve needs FastAPI and uvicorn ({err.name} is missing); "
+                          "install them with pip install fastapi uvicorn.") from None
+    from parrot.cli.chat import choose_template
+    from parrot.cli.generate import CLI_MAX_LEN
+    from parrot.hub.resolve import resolve_model
+
+    def load() -> Loaded:  # the same resolution as `parrot generate` (names, GGUF, HF, runs)
+        model, tokenizer, info = resolve_model(args.model, args.device, pull_missing=True,
+                                               log=_note)
+        return Loaded(model, tokenizer, choose_template(args.template, tokenizer),
+                      max_len=min(model.config.context_length, CLI_MAX_LEN),
+                      eos_ids=tuple(info.eos_ids) or None)
+
+    name = args.name or args.model.rstrip("/").split("/")[-1]
+    settings = ServeSettings(model_name=name, api_key=args.api_key, max_batch=args.max_batch,
+                             max_queue=args.max_queue, timeout=args.timeout)
+    print(f"parrot: serving {name} on http://{args.host}:{args.port}/ (loading the model)",
+          flush=True)
+    server: uvicorn.Server | None = None
+
+    def stop(message: str) -> None:  # loading failed: shut the server down, report below
+        server.should_exit = True
+
+    app = create_app(load, settings, on_load_error=stop)
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port,
+                                           log_level="warning"))
+    server.run()
+    error = app.state.parrot.load_error
+    if error:
+        raise ParrotError(f"Could not serve {args.model}: {error}")
+    return 0

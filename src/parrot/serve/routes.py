@@ -1,0 +1,201 @@
+"""The endpoint handlers: parse and check a request, run it on the worker, shape the answer.
+
+Bodies are read and parsed here (not by FastAPI's injection) so that a malformed JSON
+body, a body that is too large and a wrong field type all answer in the OpenAI error shape.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, TypeVar
+
+from fastapi import Request
+from pydantic import BaseModel, ValidationError
+
+from parrot.chat import render, special_tokens_text
+from parrot.errors import ParrotError
+from parrot.infer import SamplingParams
+from parrot.serve import generation, responses
+from parrot.serve.errors import APIError, validation_error
+from parrot.serve.schemas import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    DetokenizeRequest,
+    TokenizeRequest,
+)
+from parrot.serve.streams import chat_stream, completion_stream, completions_body
+
+Body = TypeVar("Body", bound=BaseModel)
+
+
+async def read_body(request: Request, schema: type[Body]) -> Body:
+    """The JSON body validated against `schema`: 413 if too large, 400 if malformed."""
+    limit = request.app.state.parrot.settings.max_body_bytes
+    declared = request.headers.get("content-length") or "0"
+    if declared.isdigit() and int(declared) > limit:
+        raise APIError(413, f"The request body is larger than {limit} bytes; send less.")
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > limit:
+            raise APIError(413, f"The request body is larger than {limit} bytes; send less.")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise APIError(400, "The request body is not valid JSON; send a JSON object.",
+                       code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise APIError(400, "The request body must be a JSON object.", code="invalid_json")
+    try:
+        return schema.model_validate(data)
+    except ValidationError as err:
+        raise validation_error(err.errors()) from None
+
+
+def served(request: Request, model: str | None = None):
+    """(state, loaded, worker) once the model is ready; 404 for another model's name."""
+    state = request.app.state.parrot
+    loaded, worker = state.ready()
+    if model is not None and model != state.settings.model_name:
+        raise APIError(404, f"The model '{model}' does not exist here; this server serves "
+                            f"'{state.settings.model_name}'.", param="model",
+                       code="model_not_found")
+    return state, loaded, worker
+
+
+def sampling(body: ChatCompletionRequest | CompletionRequest, limit: int, index: int,
+             extra_stop: tuple[str, ...] = ()) -> SamplingParams:
+    """The engine's parameters for choice `index` (seed + index keeps n choices distinct)."""
+    try:
+        return SamplingParams(
+            temperature=1.0 if body.temperature is None else body.temperature,
+            top_p=body.top_p or 1.0, top_k=body.top_k or 0, min_p=body.min_p or 0.0,
+            repetition_penalty=body.repetition_penalty or 1.0,
+            presence_penalty=body.presence_penalty, frequency_penalty=body.frequency_penalty,
+            seed=None if body.seed is None else body.seed + index,
+            max_new_tokens=max(1, limit), stop=body.stop_list() + extra_stop,
+            ignore_eos=body.ignore_eos,
+        )
+    except ParrotError as err:
+        raise APIError(400, err.message) from None
+
+
+def check_context(ids: list[int], max_len: int) -> None:
+    if not ids:
+        raise APIError(400, "The prompt is empty; send at least one token of text.",
+                       param="prompt")
+    if len(ids) > max_len:
+        raise APIError(400, f"The prompt has {len(ids)} tokens but the model's context holds "
+                            f"{max_len}; shorten it.", param="messages",
+                       code="context_length_exceeded")
+
+
+async def health(request: Request) -> Any:
+    state = request.app.state.parrot
+    if state.worker is None:
+        status = "error" if state.load_error else "loading"
+        raise APIError(503, state.load_error or "The model is still loading.", code=status)
+    return {"status": "ok", "model": state.settings.model_name, **state.worker.load()}
+
+
+async def list_models(request: Request) -> Any:
+    state, _, worker = served(request)
+    return {"object": "list", "data": [{
+        "id": state.settings.model_name, "object": "model", "created": int(time.time()),
+        "owned_by": "parrot", "max_model_len": worker.engine.max_len}]}
+
+
+async def chat_completions(request: Request) -> Any:
+    body = await read_body(request, ChatCompletionRequest)
+    state, loaded, worker = served(request, body.model)
+    messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
+                for m in body.messages]
+    try:
+        text = render(messages, loaded.template, True, **special_tokens_text(loaded.tokenizer))
+    except ParrotError as err:
+        raise APIError(400, err.message, param="messages") from None
+    ids = loaded.tokenizer.encode(text, allowed_special="all")
+    max_len = worker.engine.max_len
+    check_context(ids, max_len)
+    limit = body.limit() or max_len - len(ids)
+    prompts = [(ids, sampling(body, limit, i, loaded.template.stop)) for i in range(body.n)]
+    top = (body.top_logprobs or 0) if body.logprobs else None
+    ticket = generation.submit(worker, prompts, top)
+    name = state.settings.model_name
+    if body.stream:
+        return chat_stream(worker, ticket, request, body, name, len(ids), loaded.tokenizer)
+    choices = await generation.collect(worker, ticket, request, [len(ids)] * body.n)
+    return {**responses.envelope("chat.completion", responses.new_id("chatcmpl"), name, [
+        {"index": c.index, "message": {"role": "assistant", "content": "".join(c.text)},
+         "logprobs": _chat_logprobs(c, loaded.tokenizer) if body.logprobs else None,
+         "finish_reason": c.finish_reason} for c in choices]),
+        "usage": responses.usage(len(ids), sum(len(c.token_ids) for c in choices))}
+
+
+def _chat_logprobs(choice: generation.Choice, tokenizer: Any) -> dict[str, Any]:
+    return responses.chat_logprobs(choice.scored, lambda i: tokenizer.decode([i]),
+                                   tokenizer.token_bytes)
+
+
+async def completions(request: Request) -> Any:
+    body = await read_body(request, CompletionRequest)
+    state, loaded, worker = served(request, body.model)
+    prompts = _prompt_ids(body.prompt, loaded.tokenizer)
+    for ids in prompts:
+        check_context(ids, worker.engine.max_len)
+    jobs = [(ids, sampling(body, body.max_tokens or 1, j)) for ids in prompts
+            for j in range(body.n)]
+    if body.stream:
+        if body.max_tokens == 0:
+            raise APIError(400, "max_tokens=0 cannot be streamed; ask for at least 1 token.",
+                           param="max_tokens")
+        ticket = generation.submit(worker, jobs, body.logprobs)
+        return completion_stream(worker, ticket, request, body, state.settings.model_name,
+                                 prompts, loaded.tokenizer)
+    return await completions_body(worker, request, body, state.settings.model_name,
+                                  prompts, jobs, loaded)
+
+
+def _prompt_ids(prompt: Any, tokenizer: Any) -> list[list[int]]:
+    """A text, texts, ids or lists of ids → one id list per prompt."""
+    if isinstance(prompt, str):
+        return [tokenizer.encode(prompt, allowed_special="all")]
+    if prompt and all(isinstance(p, int) for p in prompt):
+        return [list(prompt)]
+    return [tokenizer.encode(p, allowed_special="all") if isinstance(p, str) else list(p)
+            for p in prompt]
+
+
+async def tokenize(request: Request) -> Any:
+    """vLLM's /tokenize: {"count", "max_model_len", "tokens", "token_strs"}."""
+    body = await read_body(request, TokenizeRequest)
+    _, loaded, worker = served(request, body.model)
+    text = body.prompt or ""
+    if body.messages is not None:
+        messages = [{"role": m.role, "content": m.text()} for m in body.messages]
+        text = render(messages, loaded.template, True, **special_tokens_text(loaded.tokenizer))
+    ids = loaded.tokenizer.encode(text, allowed_special="all")
+    return {"count": len(ids), "max_model_len": worker.engine.max_len, "tokens": ids,
+            "token_strs": None}
+
+
+async def detokenize(request: Request) -> Any:
+    """vLLM's /detokenize: {"prompt": text}."""
+    body = await read_body(request, DetokenizeRequest)
+    _, loaded, _ = served(request, body.model)
+    vocab = loaded.tokenizer.vocab_size
+    if any(t < 0 or t >= vocab for t in body.tokens):
+        raise APIError(400, f"Token ids must be in [0, {vocab}).", param="tokens")
+    return {"prompt": loaded.tokenizer.decode(body.tokens)}
+
+
+async def tokenizer_info(request: Request) -> Any:
+    """vLLM's /tokenizer_info: the tokenizer's class, special tokens, length and template."""
+    state, loaded, worker = served(request)
+    tok = loaded.tokenizer
+    specials = special_tokens_text(tok)
+    return {"tokenizer_class": type(tok).__name__, "model_max_length": worker.engine.max_len,
+            "vocab_size": tok.vocab_size, "bos_token": specials["bos_token"] or None,
+            "eos_token": specials["eos_token"] or None, "pad_token": None,
+            "chat_template": loaded.template.source, "model": state.settings.model_name}

@@ -1,0 +1,237 @@
+"""Fine-tuning a pretrained model on conversations: full, LoRA or soft prompt.
+
+    base MODEL ──resolve──▶ model + tokenizer + chat template
+    data.jsonl ──render──▶ (ids, assistant-only mask) ──▶ SFT objective ──▶ the training loop
+
+The method only decides which parameters train (all of them, LoRA's A/B, or a prompt) and
+what the run directory keeps:
+
+    full          a complete run directory (config.json with the model, model.safetensors,
+                  tokenizer.json): every command that takes a run directory takes it
+    lora, soft-prompt   adapter.safetensors + adapter_config.json (naming the base) and
+                  config.json without a model section: loaded as base + adapter
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from parrot.adapt.lora import (
+    ADAPTER_CONFIG,
+    apply_lora,
+    is_adapter_dir,
+    load_adapter,
+    read_adapter_config,
+    save_adapter,
+    trainable_parameters,
+)
+from parrot.adapt.soft_prompt import SoftPromptModel, save_soft_prompt
+from parrot.data.sft import (
+    SFTSampler,
+    encode_conversations,
+    fixed_sft_batches,
+    load_conversations,
+)
+from parrot.errors import ParrotError
+from parrot.rundir import RunDir, save_weights, write_config
+from parrot.train.config import TrainConfig
+from parrot.train.loop import Loop, run_loop
+from parrot.train.objectives_sft import sft
+from parrot.train.optim import build_adamw
+from parrot.utils.seed import seed_everything
+
+Method = Literal["full", "lora", "soft-prompt"]
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """What to adapt and how. LoRA: rank, alpha, targets, dropout; soft prompt: prompt_tokens."""
+
+    method: Method = "lora"
+    rank: int = 8
+    alpha: float = 16.0
+    targets: str = "q,k,v,o"
+    dropout: float = 0.0
+    prompt_tokens: int = 16
+    template: str | None = None  # None = the model's own chat template, else chatml
+    max_len: int = 512
+    val_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.method not in ("full", "lora", "soft-prompt"):
+            raise ParrotError(f"--method must be full, lora or soft-prompt, got {self.method!r}.")
+        if self.max_len < 2:
+            raise ParrotError(f"--max-len must be at least 2, got {self.max_len}.")
+        if not 0 <= self.val_fraction < 1:
+            raise ParrotError(f"--val-fraction must lie in [0, 1), got {self.val_fraction}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def resolve_base(spec: str | Path, device: str = "cpu") -> tuple[nn.Module, Any, Any]:
+    """(model, tokenizer, info) of a base MODEL: pulled name, GGUF, HF folder or run dir."""
+    from parrot.hub.resolve import resolve_model
+
+    return resolve_model(spec, device)
+
+
+def load_finetuned(path: str | Path, device: str = "cpu") -> tuple[nn.Module, Any, Any]:
+    """Base + adapter from a LoRA / soft-prompt run directory (the base is resolved by name)."""
+    config = read_adapter_config(path)
+    model, tokenizer, info = resolve_base(config["base"], device)
+    return load_adapter(model, path).eval(), tokenizer, info
+
+
+def prepare_model(model: nn.Module, cfg: FinetuneConfig) -> nn.Module:
+    """The module to train: the model itself (full), wrapped Linears (LoRA) or a prompt."""
+    if cfg.method == "lora":
+        apply_lora(model, cfg.targets, cfg.rank, cfg.alpha, cfg.dropout)
+        return model
+    if cfg.method == "soft-prompt":
+        return SoftPromptModel(model, cfg.prompt_tokens)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return model
+
+
+def split_examples(examples: list, fraction: float, seed: int) -> tuple[list, list]:
+    """A seeded shuffle, then the last `fraction` (at least one, if any) for validation."""
+    if fraction == 0 or len(examples) < 2:
+        return examples, []
+    order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(seed))
+    shuffled = [examples[i] for i in order.tolist()]
+    n_val = max(1, round(len(examples) * fraction))
+    return shuffled[:-n_val], shuffled[-n_val:]
+
+
+def model_saver(cfg: FinetuneConfig, base: str, extra: dict[str, Any]):
+    """How checkpoints write the trained part: full weights or only the adapter."""
+    info = {"base": base, **extra}
+
+    def save(root: Path, module: nn.Module) -> None:
+        if cfg.method == "full":
+            save_weights(root, module)
+        elif cfg.method == "lora":
+            save_adapter(module, root, info)
+        else:
+            save_soft_prompt(module, root, info)
+    return save
+
+
+@dataclass(frozen=True)
+class FinetuneResult:
+    run_dir: Path
+    steps: int
+    trainable_parameters: int
+    total_parameters: int
+    val_loss_before: float | None
+    val_loss_after: float | None
+
+
+def finetune(model: str | Path, data: str | Path, out: str | Path,
+             cfg: FinetuneConfig = FinetuneConfig(), train: TrainConfig | None = None,
+             show_progress: bool = True) -> FinetuneResult:
+    """Fine-tune MODEL on the conversations in `data` into run directory `out`."""
+    train = train or TrainConfig(steps=100, batch_size=4, lr=1e-3, min_lr=1e-4, warmup=10,
+                                 weight_decay=0.0, eval_every=25, log_every=5)
+    out = Path(out)
+    if (out / "config.json").exists() or (out / ADAPTER_CONFIG).exists():
+        raise ParrotError(f"{out} already holds a run; choose another --out.")
+    conversations = load_conversations(data)  # bad data fails before the model loads
+    if train.threads:
+        torch.set_num_threads(train.threads)
+    base_spec = str(Path(model).resolve()) if Path(model).exists() else str(model)
+    base, tokenizer, info = resolve_base(model, train.device)
+    template = cfg.template or getattr(info, "chat_template", None) or "chatml"
+    max_len = min(cfg.max_len, base.config.context_length - (
+        cfg.prompt_tokens if cfg.method == "soft-prompt" else 0) - 1)
+    examples = encode_conversations(conversations, tokenizer, template, max_len)
+    train_ex, val_ex = split_examples(examples, cfg.val_fraction, train.seed)
+    seed_everything(train.seed)
+    trained = prepare_model(base, cfg).to(train.device)
+    loop = build_finetune_loop(trained, train_ex, val_ex, train, out,
+                               model_saver(cfg, base_spec, {"template": template}), cfg)
+    loop.show_progress = show_progress
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(out)
+    write_config(out, run_config(cfg, train, base_spec, template, data, trained))
+    before = evaluate_examples(loop) if val_ex else None
+    state = run_loop(loop)
+    after = evaluate_examples(loop) if val_ex else None
+    total = sum(p.numel() for p in {id(p): p for p in trained.parameters()}.values())
+    return FinetuneResult(out, state.step, trainable_parameters(trained), total, before, after)
+
+
+def build_finetune_loop(trained: nn.Module, train_ex: list, val_ex: list, train: TrainConfig,
+                        out: Path, saver: Any, cfg: FinetuneConfig) -> Loop:
+    optimizer = build_adamw(trained, train.lr, train.weight_decay, (train.beta1, train.beta2))
+    sampler = SFTSampler(train_ex, train.batch_size, train.seed)
+    val = fixed_sft_batches(val_ex, train.eval_batch_size or train.batch_size) if val_ex else []
+    return Loop(trained, trained, optimizer, sampler, val, train, sft, RunDir(out),
+                device=train.device, save_model=saver, resumable=False)
+
+
+def evaluate_examples(loop: Loop) -> float:
+    from parrot.train.loop import evaluate
+
+    return evaluate(loop)
+
+
+def run_config(cfg: FinetuneConfig, train: TrainConfig, base: str, template: str,
+               data: str | Path, trained: nn.Module) -> dict[str, Any]:
+    """config.json: a full fine-tune is a complete run directory (it has a model section)."""
+    config: dict[str, Any] = {"finetune": {**cfg.to_dict(), "base": base, "template": template,
+                                           "data": str(data)}, "train": train.to_dict()}
+    if cfg.method == "full":
+        config["model"] = trained.config.to_dict()
+    return config
+
+
+@torch.no_grad()
+def sft_loss(model: nn.Module, tokenizer: Any, template: str, data: str | Path,
+             max_len: int = 512, batch_size: int = 4) -> float:
+    """Mean assistant-token loss of `model` on the conversations in `data` (held-out loss)."""
+    examples = encode_conversations(load_conversations(data), tokenizer, template, max_len)
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0.0
+    for batch in fixed_sft_batches(examples, batch_size):
+        loss, metrics = sft(model, batch)
+        total += float(loss) * float(metrics["loss_tokens"])
+        count += float(metrics["loss_tokens"])
+    model.train(was_training)
+    return total / max(count, 1.0)
+
+
+def merge_run(run_dir: str | Path, out: str | Path) -> Path:
+    """Fold a LoRA run's adapter into its base; write a plain run directory to `out`."""
+    from parrot.adapt.lora import merge_lora
+
+    run_dir, out = Path(run_dir), Path(out)
+    if not is_adapter_dir(run_dir):
+        raise ParrotError(f"{run_dir} holds no adapter (adapter_config.json and "
+                          "adapter.safetensors); pass a run made by parrot finetune --method lora.")
+    config = read_adapter_config(run_dir)
+    if config.get("method") != "lora":
+        raise ParrotError(f"{run_dir} holds a {config.get('method')} adapter; only LoRA "
+                          "adapters fold into the weights (a soft prompt stays an input).")
+    if (out / "config.json").exists():
+        raise ParrotError(f"{out} already holds a run; choose another --out.")
+    model, tokenizer, _ = load_finetuned(run_dir)
+    merge_lora(model)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(out)
+    save_weights(out, model)
+    write_config(out, {"model": model.config.to_dict(),
+                       "finetune": {**config, "merged_from": str(run_dir.resolve())}})
+    return out
+
+
+__all__ = ["merge_run", "sft_loss", "FinetuneConfig", "FinetuneResult", "finetune", "is_adapter_dir", "load_finetuned"]
