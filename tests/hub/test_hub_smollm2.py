@@ -80,3 +80,20 @@ def test_weight_only_quantized_smollm2_keeps_llama_cpp_top_tokens(bits, smollm2_
         for case in smollm2_reference["greedy"]:
             logits = model(torch.tensor([case["prompt_ids"]]))[0, -1]
             assert int(logits.argmax()) == case["top5_first_step"][0][0], case["name"]
+
+
+def test_the_chat_template_travels_with_the_tokenizer_and_renders_the_default_system(
+    smollm2_path,
+):
+    from parrot.chat import render, special_tokens_text
+    from parrot.cli.chat import choose_template
+    from parrot.hub.resolve import resolve_model
+
+    _, tokenizer, info = resolve_model(smollm2_path)
+    assert tokenizer.chat_template == info.chat_template
+    template = choose_template(None, tokenizer)
+    text = render([{"role": "user", "content": "Hi"}], template, add_generation_prompt=True,
+                  **special_tokens_text(tokenizer))
+    assert text == ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by "
+                    "Hugging Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+                    "<|im_start|>assistant\n")

@@ -32,6 +32,15 @@ def resolve_model(spec: str | Path, device: str | torch.device = "cpu", *,
     A registry name that is not pulled yet is pulled when `pull_missing`, else a
     ParrotError says how to pull it.
     """
+    model, tokenizer, info = _resolve(spec, device, home, pull_missing, log)
+    if info.chat_template and not getattr(tokenizer, "chat_template", None):
+        tokenizer.chat_template = info.chat_template
+    return model, tokenizer, info
+
+
+def _resolve(spec: str | Path, device: str | torch.device, home: str | Path | None,
+             pull_missing: bool, log: Callable[[str], None] | None
+             ) -> tuple[Transformer, Tokenizer, ModelInfo]:
     path = Path(spec)
     if path.is_file():
         if path.suffix != ".gguf" and path.read_bytes()[:4] != b"GGUF":

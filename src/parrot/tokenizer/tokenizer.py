@@ -50,6 +50,8 @@ class Tokenizer:
         self._fast: ReferenceEncoder | TiktokenEncoder | None = None
         self.bos_id = _first_present(BOS_NAMES, parts.special_tokens)
         self.eos_id = _first_present(EOS_NAMES, parts.special_tokens)
+        # The model's own Jinja chat template travels with its tokenizer (set by loaders).
+        self.chat_template: str | None = None
 
     # --- building -----------------------------------------------------------------------
     @classmethod
