@@ -81,6 +81,17 @@ class Transformer(nn.Module):
         positions (B, T) default to 0..T-1 in every row. With a cache, keys/values are
         written at slot == position and each query attends to slots 0..its position.
         """
+        return self.logits(self.hidden(tokens, positions, cache, capture))
+
+    def hidden(self, tokens: torch.Tensor, positions: torch.Tensor | None = None,
+               cache: KVCache | None = None,
+               capture: AttentionCapture | None = None) -> torch.Tensor:
+        """The final hidden states (B, T, d_model), after the final norm, before the head.
+
+        Split from `forward` so callers that need logits at a few positions only (the
+        engine's prefill, which samples from the last one) or no logits at all (sentence
+        embeddings) skip the rest of the (large) output projection.
+        """
         positions = self._check_inputs(tokens, positions, cache)
         x = self.tok_emb(tokens)                                       # (B, T, d)
         if self.pos_emb is not None:
@@ -93,7 +104,11 @@ class Transformer(nn.Module):
             x = block(x, inputs)                                       # (B, T, d)
         if self.final_norm is not None:
             x = self.final_norm(x)
-        return self.lm_head(x).float()                                 # (B, T, V)
+        return x
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Output head: hidden (..., d_model) -> logits (..., vocab_size) float32."""
+        return self.lm_head(hidden).float()
 
     def _check_inputs(self, tokens: torch.Tensor, positions: torch.Tensor | None,
                       cache: KVCache | None) -> torch.Tensor:
