@@ -27,7 +27,7 @@ run: setup
 	$(BIN)/parrot demo
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
 
 test-fast: setup
 	$(BIN)/pytest -m "not slow" -n 2

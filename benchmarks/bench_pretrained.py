@@ -3,22 +3,30 @@
 Every variant runs in its own child process (so peak memory is its own), in interleaved
 rounds, on the same GGUF file and the same prompt:
 
-  parrot-fp32   the dequantized model through parrot's Engine (KV cache, greedy)
-  parrot-int8   the same with Linear layers swapped for int8 weight-only kernels
-  parrot-int4   the same with int4 (groups of 32) weight-only kernels
-  hf-fp32       transformers loading the same GGUF (dequantized to fp32), generate()
+  parrot-fp32         the dequantized model through parrot's Engine (KV cache, greedy)
+  parrot-int8         the same with Linear layers swapped for int8 weight-only kernels
+  parrot-int4         int4 (groups of 32) layers, int8 output head
+  parrot-int8-compile parrot-int8 with the engine's torch.compile'd decode step
+  parrot-int4-compile parrot-int4 likewise
+  hf-fp32             transformers loading the same GGUF (dequantized to fp32), generate()
 
 Measured: prefill tokens/s (a ~500-token prompt), time to first token, decode tokens/s
-(greedy, a fixed number of new tokens, EOS ignored) and the child's peak RSS.
+(greedy, a fixed number of new tokens, EOS ignored) and the child's peak RSS. Each child
+first runs the same request once untimed (warm-up; for compiled variants this is where
+compilation happens, its time is reported as warmup_s). With --accuracy each child also
+continues llama.cpp's reference prompts greedily; the table then shows the common-prefix
+lengths with llama.cpp's continuations and with parrot-fp32's.
 Writes benchmarks/results/pretrained.json and prints a table with ratios of medians.
 
     .venv/bin/python benchmarks/bench_pretrained.py [--threads 2] [--rounds 1] [--model PATH]
+        [--variants parrot-int8 hf-fp32 ...] [--accuracy]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -29,7 +37,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pretrained.json"
-VARIANTS = ("parrot-fp32", "parrot-int8", "parrot-int4", "hf-fp32")
+VARIANTS = ("parrot-fp32", "parrot-int8", "parrot-int4", "parrot-int8-compile",
+            "parrot-int4-compile", "hf-fp32")
+REFERENCES = (Path(__file__).resolve().parents[2] / "shared" / "data" / "references"
+              / "smollm2-135m-instruct-q4_1.json")
 PROMPT_WORDS = ("The history of the city begins with a small settlement by the river, where "
                 "traders met to exchange grain, salt and wool. ")
 
@@ -39,7 +50,8 @@ def prompt_ids(tokenizer, length: int) -> list[int]:
     return ids[:length]
 
 
-def run_parrot(path: str, bits: int | None, prompt_len: int, new_tokens: int) -> dict:
+def run_parrot(path: str, variant: str, prompt_len: int, new_tokens: int,
+               accuracy: bool) -> dict:
     import torch
 
     from parrot.adapt.quantize import quantize
@@ -48,14 +60,16 @@ def run_parrot(path: str, bits: int | None, prompt_len: int, new_tokens: int) ->
 
     model, tokenizer, _ = load_gguf(path)
     model.requires_grad_(False)
+    bits = 8 if "int8" in variant else 4 if "int4" in variant else None
     if bits:
         quantize(model, bits)
     ids = prompt_ids(tokenizer, prompt_len)
     engine = Engine(model, tokenizer, max_batch=1, max_len=prompt_len + new_tokens + 8,
-                    eos_ids=[])
-    warm = SamplingParams(temperature=0, max_new_tokens=2, ignore_eos=True)
-    engine.generate(ids[:32], warm)
+                    eos_ids=[], compile=variant.endswith("-compile"))
     params = SamplingParams(temperature=0, max_new_tokens=new_tokens, ignore_eos=True)
+    start = time.perf_counter()
+    engine.generate(ids, params)  # warm-up over the same shapes (compiles, if asked)
+    warmup = time.perf_counter() - start
     # A different first token defeats the engine's prefix reuse, so prefill is measured.
     ids = [ids[1]] + ids[1:]
     with torch.inference_mode():
@@ -67,12 +81,28 @@ def run_parrot(path: str, bits: int | None, prompt_len: int, new_tokens: int) ->
             engine.step()
         total = time.perf_counter() - start
     completion = engine._finished.pop(request)
-    return {"prefill_tok_s": len(ids) / ttft, "ttft_s": ttft,
-            "decode_tok_s": (len(completion.token_ids) - 1) / (total - ttft),
-            "text": tokenizer.decode(completion.token_ids[:16])}
+    result = {"prefill_tok_s": len(ids) / ttft, "ttft_s": ttft,
+              "decode_tok_s": (len(completion.token_ids) - 1) / (total - ttft),
+              "warmup_s": warmup, "text": tokenizer.decode(completion.token_ids[:16])}
+    if accuracy:
+        result["greedy"] = [engine.generate(case["prompt_ids"], params.replace(
+            max_new_tokens=len(case["greedy_ids"]))).token_ids for case in reference_cases()]
+    return result
 
 
-def run_hf(path: str, prompt_len: int, new_tokens: int) -> dict:
+def reference_cases() -> list[dict]:
+    """llama.cpp's greedy continuations of SmolLM2 (see shared/data/references/README)."""
+    return json.loads(REFERENCES.read_text(encoding="utf-8"))["greedy"]
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
+def run_hf(path: str, prompt_len: int, new_tokens: int, accuracy: bool) -> dict:
     import torch
     import transformers
 
@@ -92,21 +122,29 @@ def run_hf(path: str, prompt_len: int, new_tokens: int) -> dict:
         start = time.perf_counter()
         out = model.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, **gen)
         total = time.perf_counter() - start
-    new = out[0, ids.shape[1]:].tolist()
-    return {"prefill_tok_s": ids.shape[1] / ttft, "ttft_s": ttft,
-            "decode_tok_s": (len(new) - 1) / max(total - ttft, 1e-9),
-            "text": tokenizer.decode(new[:16])}
+        new = out[0, ids.shape[1]:].tolist()
+        result = {"prefill_tok_s": ids.shape[1] / ttft, "ttft_s": ttft,
+                  "decode_tok_s": (len(new) - 1) / max(total - ttft, 1e-9),
+                  "warmup_s": 0.0, "text": tokenizer.decode(new[:16])}
+        if accuracy:
+            result["greedy"] = []
+            for case in reference_cases():
+                n = len(case["greedy_ids"])
+                prompt = torch.tensor([case["prompt_ids"]])
+                out = model.generate(prompt, max_new_tokens=n, min_new_tokens=n, **gen)
+                result["greedy"].append(out[0, prompt.shape[1]:].tolist())
+    return result
 
 
 def worker(args: argparse.Namespace) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    bits = {"parrot-fp32": None, "parrot-int8": 8, "parrot-int4": 4}
-    if args.worker in bits:
-        result = run_parrot(args.model, bits[args.worker], args.prompt_len, args.new_tokens)
+    if args.worker.startswith("parrot-"):
+        result = run_parrot(args.model, args.worker, args.prompt_len, args.new_tokens,
+                            args.accuracy)
     else:
-        result = run_hf(args.model, args.prompt_len, args.new_tokens)
+        result = run_hf(args.model, args.prompt_len, args.new_tokens, args.accuracy)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("RESULT " + json.dumps(result))
 
@@ -114,7 +152,7 @@ def worker(args: argparse.Namespace) -> None:
 def child(args: argparse.Namespace, variant: str) -> dict:
     command = [sys.executable, __file__, "--worker", variant, "--model", args.model,
                "--threads", str(args.threads), "--prompt-len", str(args.prompt_len),
-               "--new-tokens", str(args.new_tokens)]
+               "--new-tokens", str(args.new_tokens)] + (["--accuracy"] if args.accuracy else [])
     done = subprocess.run(command, capture_output=True, text=True)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if not lines:
@@ -130,6 +168,9 @@ def main() -> None:
     parser.add_argument("--prompt-len", type=int, default=500)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes")
+    parser.add_argument("--accuracy", action="store_true",
+                        help="also compare greedy continuations with llama.cpp's references")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -139,6 +180,7 @@ def main() -> None:
 
         args.model = str(ensure_pulled("smollm2-135m-instruct", log=print))
     runs: dict[str, list[dict]] = {v: [] for v in args.variants}
+    args.load_before = os.getloadavg()
     for _ in range(args.rounds):
         for variant in args.variants:
             runs[variant].append(child(args, variant))
@@ -147,24 +189,50 @@ def main() -> None:
 
 
 def report(args: argparse.Namespace, runs: dict[str, list[dict]]) -> None:
-    keys = ("prefill_tok_s", "ttft_s", "decode_tok_s", "peak_rss_mb")
+    keys = ("prefill_tok_s", "ttft_s", "decode_tok_s", "peak_rss_mb", "warmup_s")
     medians = {v: {k: statistics.median(r[k] for r in rs) for k in keys} for v, rs in runs.items()}
     base = medians.get("hf-fp32")
+    load = (args.load_before, os.getloadavg())
     print(f"\nSmolLM2-135M, {args.threads} threads, prompt {args.prompt_len}, "
-          f"{args.new_tokens} new tokens (medians of {args.rounds})")
-    print(f"{'variant':14s} {'prefill tok/s':>14s} {'TTFT s':>8s} {'decode tok/s':>13s} "
-          f"{'peak MB':>8s} {'decode vs hf':>13s} {'prefill vs hf':>14s}")
+          f"{args.new_tokens} new tokens (medians of {args.rounds}); load average "
+          f"{load[0][0]:.1f} before, {load[1][0]:.1f} after")
+    print(f"{'variant':20s} {'prefill tok/s':>14s} {'TTFT s':>8s} {'decode tok/s':>13s} "
+          f"{'peak MB':>8s} {'warmup s':>9s} {'decode vs hf':>13s} {'prefill vs hf':>14s}")
     for variant, m in medians.items():
         ratio = (f"{m['decode_tok_s'] / base['decode_tok_s']:.2f}x" if base else "-")
         pre = (f"{m['prefill_tok_s'] / base['prefill_tok_s']:.2f}x" if base else "-")
-        print(f"{variant:14s} {m['prefill_tok_s']:14.1f} {m['ttft_s']:8.3f} "
-              f"{m['decode_tok_s']:13.1f} {m['peak_rss_mb']:8.0f} {ratio:>13s} {pre:>14s}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"threads": args.threads, "rounds": args.rounds,
+        print(f"{variant:20s} {m['prefill_tok_s']:14.1f} {m['ttft_s']:8.3f} "
+              f"{m['decode_tok_s']:13.1f} {m['peak_rss_mb']:8.0f} {m['warmup_s']:9.1f} "
+              f"{ratio:>13s} {pre:>14s}")
+    agreement = accuracy_table(runs) if args.accuracy else None
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"threads": args.threads, "rounds": args.rounds,
                                    "prompt_len": args.prompt_len,
-                                   "new_tokens": args.new_tokens, "medians": medians,
+                                   "new_tokens": args.new_tokens, "load_average": load,
+                                   "medians": medians, "greedy_common_prefix": agreement,
                                    "runs": runs}, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    print(f"wrote {args.out}")
+
+
+def accuracy_table(runs: dict[str, list[dict]]) -> dict:
+    """Per variant, per reference prompt: common-prefix lengths of its greedy continuation
+    with llama.cpp's and with parrot-fp32's (when that ran)."""
+    cases = reference_cases()
+    fp32 = runs.get("parrot-fp32", [{}])[0].get("greedy")
+    table = {}
+    print("\ngreedy common prefix (tokens) with llama.cpp / with parrot-fp32, per prompt:")
+    for variant, rs in runs.items():
+        ours = rs[0]["greedy"]
+        versus_fp32 = None if fp32 is None else [
+            common_prefix(o, f) for o, f in zip(ours, fp32, strict=True)]
+        table[variant] = {
+            "llama_cpp": [common_prefix(o, c["greedy_ids"])
+                          for o, c in zip(ours, cases, strict=True)],
+            "parrot_fp32": versus_fp32,
+            "length": [len(c["greedy_ids"]) for c in cases]}
+        print(f"{variant:20s} {table[variant]['llama_cpp']} / {table[variant]['parrot_fp32']}"
+              f" of {table[variant]['length']}")
+    return table
 
 
 if __name__ == "__main__":

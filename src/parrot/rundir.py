@@ -103,12 +103,12 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple:
     """(model in eval mode, tokenizer, model_config) from a run directory."""
     from safetensors.torch import load_model as load_weights
 
-    from parrot.model import ModelConfig, Transformer
+    from parrot.model import ModelConfig, build_model
     from parrot.tokenizer import Tokenizer
 
     run = require_run_dir(path)
     model_config = ModelConfig.from_dict(read_config(run.root)["model"])
-    model = Transformer(model_config)
+    model = build_model(model_config)  # a Transformer, or an EncoderDecoder for seq2seq runs
     load_weights(model, str(run.weights), device="cpu")
     if not run.tokenizer.is_file():
         raise ParrotError(f"{run.root} has no tokenizer.json; the run directory is incomplete.")

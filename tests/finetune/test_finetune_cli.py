@@ -122,3 +122,44 @@ def test_generate_and_chat_resolve_a_lora_run_to_base_plus_adapter(base_dir, cha
         torch.testing.assert_close(resolved(tokens), adapted(tokens), atol=0, rtol=0)
     assert main(["generate", str(out), "--prompt", "hi", "--max-new-tokens", "3",
                  "--temperature", "0"]) == 0
+
+
+def test_qlora_run_keeps_an_int8_base_and_merges(base_dir, chats, tmp_path, capsys):
+    from parrot.adapt.qlora import Int8Linear
+
+    out, merged = tmp_path / "qlora", tmp_path / "merged"
+    assert finetune(base_dir, chats, out, "--method", "lora", "--quantize", "int8",
+                    "--targets", "all") == 0
+    assert json.loads((out / "adapter_config.json").read_text())["quantize"] == "int8"
+    adapted, _, _ = load_finetuned(out)
+    assert any(isinstance(m, Int8Linear) for m in adapted.modules())
+    assert main(["merge", str(out), "--out", str(merged)]) == 0
+    plain, _, _ = load_model(merged)
+    tokens = torch.randint(0, 256, (2, 20))
+    with torch.no_grad():
+        torch.testing.assert_close(plain(tokens), adapted(tokens), atol=1e-5, rtol=0)
+
+
+def test_quantize_with_soft_prompt_exits_2(base_dir, chats, tmp_path, capsys):
+    code = finetune(base_dir, chats, tmp_path / "x", "--method", "soft-prompt",
+                    "--quantize", "int8")
+    err = capsys.readouterr().err
+    assert code == 2 and "only --method lora" in err and "Traceback" not in err
+
+
+def test_soft_prompt_run_generates_through_the_engine(base_dir, chats, tmp_path):
+    from parrot.infer import Engine, SamplingParams
+
+    out = tmp_path / "soft"
+    assert finetune(base_dir, chats, out, "--method", "soft-prompt", "--prompt-tokens", "4") == 0
+    model, tokenizer, _ = load_finetuned(out)
+    prompt = tokenizer.encode("<|im_start|>user\nwhat is 3?<|im_end|>\n", allowed_special="all")
+    got = Engine(model, tokenizer, max_batch=1, eos_ids=[]).generate(
+        prompt, SamplingParams(temperature=0.0, max_new_tokens=6)).token_ids
+    ids = list(prompt)
+    with torch.no_grad():
+        for _ in range(6):
+            ids.append(int(model(torch.tensor([ids]))[0, -1].argmax()))
+    assert got == ids[len(prompt):]
+    assert main(["generate", str(out), "--prompt", "hi", "--max-new-tokens", "3",
+                 "--temperature", "0"]) == 0

@@ -12,8 +12,8 @@ from parrot.errors import ParrotError  # noqa: E402
 from parrot.hub.dequant import FORMATS, dequantize, k_scales_mins  # noqa: E402
 
 # Byte offsets of the float16 scales inside each block format.
-F16_FIELDS = {"Q8_0": (0,), "Q4_0": (0,), "Q4_1": (0, 2), "Q4_K": (0, 2), "Q5_K": (0, 2),
-              "Q6_K": (208,)}
+F16_FIELDS = {"Q8_0": (0,), "Q4_0": (0,), "Q4_1": (0, 2), "Q5_0": (0,), "Q5_1": (0, 2),
+              "Q4_K": (0, 2), "Q5_K": (0, 2), "Q6_K": (208,)}
 
 
 def random_blocks(qtype: str, n_blocks: int, seed: int) -> np.ndarray:

@@ -98,8 +98,8 @@ def test_unsupported_architecture_is_a_clear_error(tiny_file, tmp_path):
 def test_unsupported_tensor_type_is_a_clear_error(tmp_path):
     pytest.importorskip("gguf")
     source = tiny_llama(seed=5)
-    path = write_llama_gguf(source, tmp_path / "q5.gguf", qtype="Q5_0")
-    with pytest.raises(ParrotError, match="Q5_0, which parrot cannot read"):
+    path = write_llama_gguf(source, tmp_path / "mxfp4.gguf", qtype="MXFP4")
+    with pytest.raises(ParrotError, match="MXFP4, which parrot cannot read"):
         load_gguf(path)
 
 

@@ -85,3 +85,17 @@ def test_unknown_family_is_a_clear_error(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"")
     with pytest.raises(ParrotError, match="'mamba' model"):
         load_hf(tmp_path)
+
+
+def test_show_describes_a_hugging_face_folder_without_loading_weights(tokenizer, tmp_path):
+    from parrot.hub.summary import describe
+
+    reference = random_hf_model(hf_configs()["qwen2"])
+    reference.save_pretrained(tmp_path)
+    tokenizer.save(tmp_path)
+    summary = describe(tmp_path)
+    assert summary["format"] == "hf" and summary["architecture"] == "qwen2"
+    # Tied embeddings are stored once, as transformers counts them.
+    assert summary["parameters"] == sum(p.numel() for p in reference.parameters())
+    assert summary["special_tokens"] == {"<|endoftext|>": tokenizer.special_tokens["<|endoftext|>"]}
+    assert summary["config"]["hidden_size"] == 64

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from parrot.adapt.qlora import Int8Linear, quantize_linears
 from parrot.errors import ParrotError
 from parrot.utils.atomic import atomic_path, atomic_write_json
 
@@ -75,13 +76,14 @@ def lora_delta(a: torch.Tensor, b: torch.Tensor, scale: float) -> torch.Tensor:
 
 
 class LoraLinear(nn.Module):
-    """A frozen nn.Linear plus a trainable low-rank path (see the module docstring)."""
+    """A frozen nn.Linear (or int8 Int8Linear, QLoRA) plus a trainable low-rank path."""
 
-    def __init__(self, base: nn.Linear, rank: int, alpha: float, dropout: float = 0.0) -> None:
+    def __init__(self, base: nn.Linear | Int8Linear, rank: int, alpha: float,
+                 dropout: float = 0.0) -> None:
         super().__init__()
         self.base = base
         self.scale = alpha / rank
-        factory = {"dtype": torch.float32, "device": base.weight.device}
+        factory = {"dtype": torch.float32, "device": next(base.parameters()).device}
         self.lora_A = nn.Parameter(torch.empty(rank, base.in_features, **factory))
         self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank, **factory))
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
@@ -97,7 +99,9 @@ class LoraLinear(nn.Module):
 
     @torch.no_grad()
     def merge(self) -> None:
-        """W <- W + scale * B A (idempotent)."""
+        """W <- W + scale * B A (idempotent); an int8 base becomes a float one first."""
+        if isinstance(self.base, Int8Linear):
+            self.base = self.base.to_linear()
         if not self.merged:
             delta = lora_delta(self.lora_A, self.lora_B, self.scale)
             self.base.weight += delta.to(self.base.weight.dtype)
@@ -110,6 +114,9 @@ class LoraLinear(nn.Module):
             delta = lora_delta(self.lora_A, self.lora_B, self.scale)
             self.base.weight -= delta.to(self.base.weight.dtype)
             self.merged = False
+
+
+LINEAR = (nn.Linear, Int8Linear)  # layers an adapter can wrap
 
 
 def _matches(name: str, targets: tuple[str, ...]) -> bool:
@@ -130,10 +137,10 @@ def apply_lora(model: nn.Module, targets: Any = ("q_proj", "v_proj"), rank: int 
 def apply_lora_config(model: nn.Module, config: LoraConfig) -> list[str]:
     """apply_lora with a LoraConfig (used when loading a saved adapter)."""
     chosen = [(n, m) for n, m in model.named_modules()
-              if isinstance(m, nn.Linear) and _matches(n, config.targets)]
+              if isinstance(m, LINEAR) and _matches(n, config.targets)]
     if not chosen:
         linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
-                         if isinstance(m, nn.Linear)})
+                         if isinstance(m, LINEAR)})
         raise ParrotError(f"LoRA targets {', '.join(config.targets)} match no Linear layer of "
                           f"this model; choose from: {', '.join(linear)}.")
     for p in model.parameters():
@@ -214,6 +221,8 @@ def load_lora(model: nn.Module, directory: str | Path) -> nn.Module:
     cfg = read_adapter_config(directory)
     config = LoraConfig(int(cfg["rank"]), float(cfg["alpha"]), tuple(cfg["targets"]),
                         float(cfg.get("dropout", 0.0)))
+    if cfg.get("quantize") == "int8":  # trained on an int8 base: run on the same weights
+        quantize_linears(model)
     apply_lora_config(model, config)
     state = load_file(str(Path(directory) / ADAPTER_WEIGHTS))
     layers = lora_layers(model)

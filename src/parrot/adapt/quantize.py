@@ -10,6 +10,14 @@ and outputs return in the input's dtype (llama.cpp likewise rounds activations t
     int8, per output row o:   s = max|w[o]| / 127,  q = round(w / s),   w ≈ q * s
     int4, per group of 32 inputs:  s = (max - min) / 15,  q = round((w - min) / s) in 0..15,
                                    w ≈ (q - 8) * s + z  with  z = min + 8 s
+
+The kernels pay off when one or a few rows are multiplied (decode). A prefill multiplies
+hundreds of rows, is bound by arithmetic, and these kernels are slow there, so from
+`PREFILL_ROWS` rows on a layer rebuilds its float weight and runs an ordinary matmul.
+
+The output head (`lm_head`, tied to the embedding in SmolLM2: a fifth of the weights) is
+quantized too, to `head_bits` (int8 by default even when the layers are int4: its logits
+decide every token, and a GGUF usually stores it at 8 bits).
 """
 
 from __future__ import annotations
@@ -32,7 +40,8 @@ def quantize_rows_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     """Symmetric per-row int8: (q (out, in) int8, s (out,)) with w ≈ q * s[:, None]."""
     w = weight.detach().float()
     scales = w.abs().amax(dim=1).clamp(min=1e-12) / 127.0
-    q = torch.round(w / scales[:, None]).clamp(-127, 127).to(torch.int8)
+    # In-place steps: one float temporary, not four (the head alone is 113 MB in float32).
+    q = (w / scales[:, None]).round_().clamp_(-127, 127).to(torch.int8)
     return q, scales
 
 
@@ -43,7 +52,7 @@ def quantize_groups_int4(weight: torch.Tensor, group: int = INT4_GROUP
     w = weight.detach().float().reshape(weight.shape[0], -1, group)      # (out, G, group)
     low, high = w.amin(dim=-1), w.amax(dim=-1)
     scales = ((high - low) / 15.0).clamp(min=1e-12)
-    q = torch.round((w - low[..., None]) / scales[..., None]).clamp(0, 15)
+    q = (w - low[..., None]).div_(scales[..., None]).round_().clamp_(0, 15)
     zeros = low + 8.0 * scales
     return q.reshape(weight.shape).to(torch.int32), scales, zeros
 
@@ -70,7 +79,11 @@ class Int8Linear(nn.Module):
 
 
 class Int4Linear(nn.Module):
-    """A Linear with int4 weights in groups of 32 inputs, packed for the CPU kernel."""
+    """A Linear with int4 weights in groups of 32 inputs, packed for the CPU kernel.
+
+    The codes are also kept two to a byte in our own layout (the kernel's packing is
+    opaque), so a prefill can rebuild the float weight: 0.5 more bytes per weight.
+    """
 
     def __init__(self, linear: nn.Linear, group: int = INT4_GROUP) -> None:
         super().__init__()
@@ -82,13 +95,39 @@ class Int4Linear(nn.Module):
         # The kernel wants (in/group, out, 2): scale and zero of each group.
         params = torch.stack((scales, zeros), dim=-1).transpose(0, 1).contiguous()
         self.register_buffer("scales_zeros", params.to(torch.bfloat16))
+        self.register_buffer("codes", pack_nibbles(q))
+        # For the float rebuild, w = q * s + (z - 8 s), from the same bfloat16 values.
+        s, z = self.scales_zeros.float().transpose(0, 1).unbind(-1)     # (out, G) each
+        self.register_buffer("float_scales", s.contiguous())
+        self.register_buffer("float_offsets", (z - 8.0 * s).contiguous())
         self.register_buffer("bias", _bias(linear))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(-1, self.in_features).to(torch.bfloat16)         # (M, in)
-        y = torch.ops.aten._weight_int4pack_mm_for_cpu(flat, self.weight_int4, self.group,
+        flat = x.reshape(-1, self.in_features)                              # (M, in)
+        if flat.shape[0] >= PREFILL_ROWS:  # compute-bound: a float matmul is faster here
+            return _finish(flat @ self.dequantize(x.dtype).T, x, self.bias, self.out_features)
+        y = torch.ops.aten._weight_int4pack_mm_for_cpu(flat.to(torch.bfloat16),
+                                                       self.weight_int4, self.group,
                                                        self.scales_zeros)
         return _finish(y, x, self.bias, self.out_features)
+
+    def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The weight the kernel multiplies by: (q - 8) * s + z per group, (out, in)."""
+        q = unpack_nibbles(self.codes).to(dtype)                          # (out, in)
+        q = q.view(self.out_features, -1, self.group)                     # (out, G, group)
+        s, offsets = self.float_scales.to(dtype), self.float_offsets.to(dtype)
+        return q.mul_(s[..., None]).add_(offsets[..., None]).view(self.out_features, -1)
+
+
+def pack_nibbles(q: torch.Tensor) -> torch.Tensor:
+    """Codes 0..15 (out, in), in even -> uint8 (out, in/2): byte = q[2j] + 16 q[2j+1]."""
+    q = q.to(torch.uint8)
+    return q[:, 0::2] | (q[:, 1::2] << 4)
+
+
+def unpack_nibbles(packed: torch.Tensor) -> torch.Tensor:
+    """The inverse of `pack_nibbles`: uint8 (out, in/2) -> uint8 codes (out, in)."""
+    return torch.stack((packed & 15, packed >> 4), dim=-1).flatten(-2)
 
 
 def _bias(linear: nn.Linear) -> torch.Tensor | None:
@@ -109,18 +148,43 @@ def int4_fits(linear: nn.Linear) -> bool:
 
 
 def quantize(model: nn.Module, bits: int = 8,
-             include: Callable[[str, nn.Linear], bool] | None = None) -> nn.Module:
+             include: Callable[[str, nn.Linear], bool] | None = None,
+             head_bits: int = 8) -> nn.Module:
     """Replace (in place) each `nn.Linear` for which `include(name, module)` holds (all by
-    default) with an `Int8Linear` or `Int4Linear`; returns the model. Layers whose shape
-    the int4 kernel cannot take fall back to int8. A tied output head gets its own
-    quantized copy; the embedding table keeps float rows for lookups."""
-    if bits not in (4, 8):
-        raise ParrotError(f"Quantization to {bits} bits is not available; use 8 or 4.")
+    default) with an `Int8Linear` or `Int4Linear`; returns the model. The output head
+    (`lm_head`) gets `head_bits` instead of `bits`. Layers whose shape the int4 kernel
+    cannot take fall back to int8. A tied output head gets its own quantized copy; the
+    embedding table keeps float rows for lookups."""
+    for b in (bits, head_bits):
+        if b not in (4, 8):
+            raise ParrotError(f"Quantization to {b} bits is not available; use 8 or 4.")
     targets = [(name, module) for name, module in model.named_modules()
                if isinstance(module, nn.Linear) and (include is None or include(name, module))]
     for name, module in targets:
         parent_name, _, attr = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        swapped = Int4Linear(module) if bits == 4 and int4_fits(module) else Int8Linear(module)
+        width = head_bits if name == "lm_head" else bits
+        swapped = Int4Linear(module) if width == 4 and int4_fits(module) else Int8Linear(module)
         setattr(parent, attr, swapped)
     return model
+
+
+QUANTIZE_MODES = ("auto", "none", "int8", "int4")
+AUTO_MODE = "int8"  # what "auto" means on a CPU (see benchmarks/bench_pretrained.py)
+
+
+def quantize_for_inference(model: nn.Module, mode: str = "auto") -> nn.Module:
+    """The quantization a user gets for generation: "none", "int8" (layers and head),
+    "int4" (layers int4, head int8) or "auto" (`AUTO_MODE` on a CPU, none elsewhere: the
+    weight-only kernels are CPU ones). Applied in place; returns the model."""
+    if mode not in QUANTIZE_MODES:
+        raise ParrotError(f"Unknown quantization {mode!r}; use one of "
+                          f"{', '.join(QUANTIZE_MODES)}.")
+    on_cpu = all(p.device.type == "cpu" for p in model.parameters())
+    if mode == "auto":
+        mode = AUTO_MODE if on_cpu else "none"
+    if mode == "none":
+        return model
+    if not on_cpu:
+        raise ParrotError(f"--quantize {mode} runs on the CPU only; drop it or use --device cpu.")
+    return quantize(model, 8 if mode == "int8" else 4)

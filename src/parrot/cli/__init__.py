@@ -24,6 +24,8 @@ COMMAND_MODULES = (
     "viz",
     "serve",
     "finetune",
+    "encoder",
+    "seq2seq",
 )
 
 

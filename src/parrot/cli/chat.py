@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     params = sampling_params(args)
     if args.template is not None:
         get_template(args.template)  # an unknown name fails before the model loads
-    engine = load_engine(args.model, args.device)
+    engine = load_engine(args.model, args.device, quantize=args.quantize, compile=args.compile)
     template = choose_template(args.template, engine.tokenizer)
     session = ChatSession(engine, template, params, args.system)
     interactive = sys.stdin.isatty()

@@ -25,15 +25,22 @@ def resolve_model(spec: str, device: str = "cpu") -> tuple[Any, Any]:
     return model, tokenizer
 
 
-def load_engine(spec: str, device: str = "cpu", max_batch: int = 1) -> Engine:
+def load_engine(spec: str, device: str = "cpu", max_batch: int = 1, quantize: str = "auto",
+                compile: bool = False) -> Engine:
     """An engine over MODEL: a pulled or pullable name (pulled on first use), a GGUF file,
-    a Hugging Face folder or a parrot run directory. The one place MODEL is resolved."""
+    a Hugging Face folder or a parrot run directory. The one place MODEL is resolved.
+    `quantize` keeps weights int8/int4 in memory ("auto": int8 on a CPU, the fastest
+    accurate choice); `compile` compiles the decode step (slow to start, faster after)."""
+    from parrot.adapt.quantize import quantize_for_inference
     from parrot.hub.resolve import resolve_model as hub_resolve
+    from parrot.infer.encoder import require_decoder
 
     model, tokenizer, info = hub_resolve(spec, device, pull_missing=True, log=_log)
+    require_decoder(model.config, spec)  # an encoder (BERT) fills masks, it does not generate
+    quantize_for_inference(model, quantize)
     max_len = min(model.config.context_length, CLI_MAX_LEN)
     return Engine(model, tokenizer, max_batch=max_batch, max_len=max_len,
-                  eos_ids=info.eos_ids or None)
+                  eos_ids=info.eos_ids or None, compile=compile)
 
 
 def _log(text: str) -> None:
@@ -54,6 +61,10 @@ def add_sampling_flags(parser: argparse.ArgumentParser, max_new_tokens: int = 12
     group.add_argument("--stop", action="append", default=[], metavar="TEXT",
                        help="stop when this text appears (repeatable)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--quantize", choices=("auto", "none", "int8", "int4"), default="auto",
+                        help="weights kept int8/int4 in memory (auto: int8 on a CPU)")
+    parser.add_argument("--compile", action="store_true",
+                        help="compile the decode step (about a minute to start, faster after)")
 
 
 def sampling_params(args: argparse.Namespace, extra_stop: tuple[str, ...] = ()) -> SamplingParams:
@@ -82,7 +93,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     params = sampling_params(args)  # validate flags before loading the model
-    engine = load_engine(args.model, args.device)
+    engine = load_engine(args.model, args.device, quantize=args.quantize, compile=args.compile)
     if args.json:
         completion = engine.generate(args.prompt, params, truncate=args.truncate)
         print(json.dumps({

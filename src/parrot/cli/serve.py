@@ -29,6 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--name", default=None, help="the model name clients send "
                         "(default: MODEL's last path part)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--embedding-model", default="minilm-l6", metavar="MODEL",
+                        help="sentence encoder for POST /v1/embeddings, loaded (and pulled) "
+                        "on its first request; 'none' turns the route off (default: minilm-l6)")
     parser.set_defaults(run=run)
 
 
@@ -57,17 +60,20 @@ def run(args: argparse.Namespace) -> int:
     from parrot.cli.chat import choose_template
     from parrot.cli.generate import CLI_MAX_LEN
     from parrot.hub.resolve import resolve_model
+    from parrot.infer.encoder import require_decoder
 
     def load() -> Loaded:  # the same resolution as `parrot generate` (names, GGUF, HF, runs)
         model, tokenizer, info = resolve_model(args.model, args.device, pull_missing=True,
                                                log=_note)
+        require_decoder(model.config, str(args.model))
         return Loaded(model, tokenizer, choose_template(args.template, tokenizer),
                       max_len=min(model.config.context_length, CLI_MAX_LEN),
                       eos_ids=tuple(info.eos_ids) or None)
 
     name = args.name or args.model.rstrip("/").split("/")[-1]
     settings = ServeSettings(model_name=name, api_key=args.api_key, max_batch=args.max_batch,
-                             max_queue=args.max_queue, timeout=args.timeout)
+                             max_queue=args.max_queue, timeout=args.timeout,
+                             embedding_model=args.embedding_model, device=args.device)
     print(f"parrot: serving {name} on http://{args.host}:{args.port}/ (loading the model)",
           flush=True)
     server: uvicorn.Server | None = None

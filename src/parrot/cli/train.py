@@ -16,6 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="text files, folders or .jsonl (default: the embedded corpus)")
     train.add_argument("--text-field", default="text", help="the JSONL field holding the text")
     train.add_argument("--tokenizer", default=None, help="use this tokenizer.json, not a new one")
+    train.add_argument("--objective", default=None, metavar="NAME",
+                       help="training objective, e.g. mlm (short for --set train.objective=NAME)")
     train.add_argument("--set", dest="overrides", action="append", default=[],
                        metavar="KEY=VALUE", help="change a setting, e.g. train.lr=3e-3")
     train.add_argument("--out", required=True, help="the run directory to write")
@@ -43,7 +45,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_train(args: argparse.Namespace) -> int:
     from parrot.train.runner import train
 
-    result = train(args.preset, args.out, data=args.data, overrides=args.overrides,
+    overrides = list(args.overrides)
+    if args.objective is not None:
+        overrides.append(f"train.objective={args.objective}")
+    result = train(args.preset, args.out, data=args.data, overrides=overrides,
                    resume=args.resume, text_field=args.text_field, tokenizer=args.tokenizer,
                    show_progress=not args.quiet)
     if result.final_val_loss is not None:

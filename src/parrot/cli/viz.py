@@ -6,6 +6,7 @@ Each command computes with `parrot.viz`, writes a PNG (or HTML) to --out and pri
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,11 @@ def _register_other_kinds(commands: argparse._SubParsersAction) -> None:
     positions.add_argument("--length", type=int, default=64, help="number of positions")
     positions.add_argument("--heads", type=int, default=8, help="ALiBi heads")
     positions.add_argument("--theta", type=float, default=10000.0, help="RoPE base")
+
+    experts = commands.add_parser("experts", help="expert load of a mixture-of-experts run")
+    experts.add_argument("run_dir", metavar="RUN_DIR")
+    experts.add_argument("--out", default=None, help="PNG file (default RUN_DIR/experts.png)")
+    experts.set_defaults(run=run_experts)
 
     run = commands.add_parser("run", help="an HTML report of a training run")
     run.add_argument("run_dir", metavar="RUN_DIR")
@@ -153,6 +159,16 @@ def run_softmax(args: argparse.Namespace) -> int:
     logits = next_token_logits(model, tokenizer, args.prompt)
     view = softmax_view(logits, tokenizer, temperatures, args.top_n, args.top_k, args.top_p)
     return _write(softmax_figure(view, args.prompt), args.out)
+
+
+def run_experts(args: argparse.Namespace) -> int:
+    from parrot.viz.experts import expert_load_history, experts_figure
+
+    history = expert_load_history(args.run_dir)
+    last = ", ".join(f"{h:.3f}" for h in history.entropy[-1])
+    print(f"step {history.steps[-1]}: load entropy per layer {last} "
+          f"(max ln {history.n_experts} = {math.log(history.n_experts):.3f})")
+    return _write(experts_figure(history), args.out or str(Path(args.run_dir) / "experts.png"))
 
 
 def run_run(args: argparse.Namespace) -> int:

@@ -61,6 +61,25 @@ def dequant_q4_1(blocks: np.ndarray) -> np.ndarray:
     return d * _nibbles(blocks[:, 4:]).astype(np.float32) + m
 
 
+def _five_bits(qh: np.ndarray, qs: np.ndarray) -> np.ndarray:
+    """qh (n, 4) little-endian 32-bit high bits (bit i for weight i), qs (n, 16) nibbles
+    → 32 five-bit values: nibble | (bit i) << 4."""
+    high = (qh.copy().view("<u4") >> np.arange(QK, dtype=np.uint32)) & 1   # (n, 32)
+    return _nibbles(qs) | (high.astype(np.int32) << 4)
+
+
+def dequant_q5_0(blocks: np.ndarray) -> np.ndarray:
+    """Block of 32: d (f16), qh (u32), 16 bytes of low nibbles.  x = d * (q - 16)."""
+    d = _f16(blocks, 0)
+    return d * (_five_bits(blocks[:, 2:6], blocks[:, 6:]) - 16).astype(np.float32)
+
+
+def dequant_q5_1(blocks: np.ndarray) -> np.ndarray:
+    """Block of 32: d (f16), m (f16), qh (u32), 16 bytes of low nibbles.  x = d * q + m."""
+    d, m = _f16(blocks, 0), _f16(blocks, 2)
+    return d * _five_bits(blocks[:, 4:8], blocks[:, 8:]).astype(np.float32) + m
+
+
 def k_scales_mins(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Unpack the 8 six-bit scales and 8 six-bit mins of a Q4_K/Q5_K super-block.
 
@@ -132,6 +151,8 @@ FORMATS: dict[str, tuple[int, int, Callable[[np.ndarray], np.ndarray]]] = {
     "Q8_0": (QK, 34, dequant_q8_0),
     "Q4_0": (QK, 18, dequant_q4_0),
     "Q4_1": (QK, 20, dequant_q4_1),
+    "Q5_0": (QK, 22, dequant_q5_0),
+    "Q5_1": (QK, 24, dequant_q5_1),
     "Q4_K": (QK_K, 144, dequant_q4_k),
     "Q5_K": (QK_K, 176, dequant_q5_k),
     "Q6_K": (QK_K, 210, dequant_q6_k),

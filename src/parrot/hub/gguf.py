@@ -21,6 +21,13 @@ from parrot.errors import ParrotError
 from parrot.hub.dequant import FORMATS, dequantize
 from parrot.hub.gguf_parse import parse_gguf
 
+# llama.cpp's `llama_ftype` values: what a whole file was quantized to.
+FILE_TYPES = {
+    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K",
+    11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S",
+    17: "Q5_K_M", 18: "Q6_K", 32: "BF16",
+}
+
 
 @dataclass(frozen=True)
 class GGUFTensor:
@@ -49,7 +56,11 @@ class GGUFFile:
         return self.metadata.get(f"{self.architecture}.{key}", default)
 
     def quantization(self) -> str:
-        """The most common type among the 2-D tensors, e.g. "Q4_1"."""
+        """The file's declared type (`general.file_type`, e.g. "Q4_K_M"), else the most
+        common type among the 2-D tensors (mixed files such as Q4_K_M store many types)."""
+        declared = FILE_TYPES.get(self.metadata.get("general.file_type", -1))
+        if declared is not None:
+            return declared
         kinds = [t.qtype for t in self.tensors.values() if len(t.shape) == 2]
         return max(set(kinds), key=kinds.count) if kinds else "none"
 

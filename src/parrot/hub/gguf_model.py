@@ -1,8 +1,8 @@
 """A GGUF file → a parrot `Transformer` (fp32, dequantized), its tokenizer and facts.
 
 The architecture named in `general.architecture` selects a config builder and a name
-table; everything the model needs to know becomes a `ModelConfig` field. Only the Llama
-family is mapped so far (SmolLM2, Llama 2/3, Mistral-style files).
+table; everything the model needs to know becomes a `ModelConfig` field. The Llama
+family (SmolLM2, Llama 2/3, Mistral-style files) and Gemma 3 are mapped.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 from parrot.errors import ParrotError
 from parrot.hub.gguf import GGUFFile, check_supported, read_gguf
 from parrot.hub.gguf_tokenizer import GGUFTokenizerInfo, tokenizer_from_gguf
-from parrot.hub.naming import GGUF_LLAMA, rename_all, unpermute_rope
+from parrot.hub.naming import GGUF_GEMMA3, GGUF_LLAMA, rename_all, unpermute_rope
 from parrot.model import ModelConfig, Transformer
 from parrot.tokenizer import Tokenizer
 
@@ -79,26 +79,84 @@ def llama_state_dict(g: GGUFFile, cfg: ModelConfig) -> dict[str, torch.Tensor]:
     return state
 
 
+# llama.cpp's fixed Gemma 3 facts that the file does not store: every 6th layer is global,
+# sliding layers rotate with base 10000, and the 27B model (62 layers) scales scores by
+# 1/sqrt(d_model / n_heads) instead of 1/sqrt(head_dim) (its query_pre_attn_scalar).
+GEMMA3_SWA_PATTERN = 6
+GEMMA3_LOCAL_THETA = 10000.0
+
+
+def gemma3_config(g: GGUFFile) -> ModelConfig:
+    """ModelConfig for a `gemma3` GGUF file (the text model)."""
+    if g.arch_value("rope.scaling.type") not in (None, "none"):
+        raise ParrotError(f"{g.path.name} uses RoPE scaling, which parrot does not support "
+                          "for Gemma 3 yet (the 270M and 1B models have none).")
+    d_model = int(g.arch_value("embedding_length"))
+    n_heads, n_layers = int(g.arch_value("attention.head_count")), int(g.arch_value("block_count"))
+    vocab = len(g.metadata.get("tokenizer.ggml.tokens", [])) or int(g.arch_value("vocab_size"))
+    window = g.arch_value("attention.sliding_window")
+    return ModelConfig(
+        vocab_size=vocab, context_length=int(g.arch_value("context_length", 32768)),
+        d_model=d_model, n_layers=n_layers, n_heads=n_heads,
+        n_kv_heads=int(g.arch_value("attention.head_count_kv", n_heads)),
+        head_dim=int(g.arch_value("attention.key_length", 256)),
+        d_ff=int(g.arch_value("feed_forward_length")), positions="rope",
+        rope_theta=_f32(g.arch_value("rope.freq_base", 1_000_000.0)),
+        rope_local_theta=GEMMA3_LOCAL_THETA, norm="rmsnorm", norm_placement="sandwich",
+        norm_eps=_f32(g.arch_value("attention.layer_norm_rms_epsilon", 1e-6)),
+        mlp="geglu_tanh", bias=False, tie_embeddings="output.weight" not in g.tensors,
+        embed_scale=True, qk_norm=True, sliding_window=None if window is None else int(window),
+        global_every=int(g.arch_value("attention.sliding_window_pattern", GEMMA3_SWA_PATTERN)),
+        attn_scale=(d_model / n_heads) ** -0.5 if n_layers == 62 else None,
+    )
+
+
+def gemma3_state_dict(g: GGUFFile, cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    """Dequantized, renamed weights. No RoPE un-permutation (Gemma uses NeoX-style
+    rotation in llama.cpp) and no norm offset (the file already stores 1 + w)."""
+    tensors = {name: t.dequantize() for name, t in g.tensors.items()
+               if not name.startswith("rope_")}
+    state = rename_all(tensors, GGUF_GEMMA3, g.path.name)
+    if cfg.tie_embeddings:
+        state["lm_head.weight"] = state["tok_emb.weight"]
+    return state
+
+
 # general.architecture → (config builder, state-dict builder).
 ARCHITECTURES: dict[str, tuple[Callable[[GGUFFile], ModelConfig],
                                Callable[[GGUFFile, ModelConfig], dict[str, torch.Tensor]]]] = {
     "llama": (llama_config, llama_state_dict),
+    "gemma3": (gemma3_config, gemma3_state_dict),
 }
 
 
 def load_gguf(path: str | Path, device: str | torch.device = "cpu"
               ) -> tuple[Transformer, Tokenizer, ModelInfo]:
     """Read a GGUF file into an fp32 `Transformer` in eval mode, its tokenizer and info."""
+    g = _open_supported(path)
+    tokenizer, tok_info = tokenizer_from_gguf(g.metadata, g.path.name)
+    return _build_model(g).to(device), tokenizer, _info(g, tok_info)
+
+
+def load_gguf_model(path: str | Path, device: str | torch.device = "cpu") -> Transformer:
+    """Only the fp32 `Transformer` of a GGUF file (no tokenizer is built)."""
+    return _build_model(_open_supported(path)).to(device)
+
+
+def _open_supported(path: str | Path) -> GGUFFile:
+    """The parsed file; ParrotError for an unknown architecture or tensor type."""
     g = read_gguf(path)
     if g.architecture not in ARCHITECTURES:
         raise ParrotError(f"{g.path.name} holds a {g.architecture!r} model; parrot can load "
                           f"GGUF files of: {', '.join(ARCHITECTURES)}.")
     check_supported(g)
+    return g
+
+
+def _build_model(g: GGUFFile) -> Transformer:
     build_config, build_state = ARCHITECTURES[g.architecture]
     cfg = build_config(g)
-    tokenizer, tok_info = tokenizer_from_gguf(g.metadata, g.path.name)
-    model = _instantiate(cfg, build_state(g, cfg), g.path.name).to(device)
-    return model, tokenizer, _info(g, tok_info)
+    return _instantiate(cfg, build_state(g, cfg), g.path.name)
 
 
 def _instantiate(cfg: ModelConfig, state: dict[str, torch.Tensor], where: str) -> Transformer:

@@ -1,12 +1,17 @@
 """The tokenizer stored in a GGUF file's metadata, as a parrot `Tokenizer`.
 
-Keys read: `tokenizer.ggml.model` (only "gpt2", byte-level BPE, is supported), `.tokens`
-(each in GPT-2's printable byte form), `.merges` ("left right" strings in rank order),
-`.token_type` (1 normal, 3 control, 4 user-defined, ...), `.pre` (which split rule llama.cpp
-applies before BPE), the BOS/EOS/padding ids and `tokenizer.chat_template`.
+Keys read: `tokenizer.ggml.model`, `.tokens`, `.token_type` (1 normal, 2 unknown,
+3 control, 4 user-defined, 5 unused, 6 byte), the BOS/EOS/padding ids, `.add_bos_token` and
+`tokenizer.chat_template`; then per kind of model:
 
-Control and user-defined tokens become special tokens: they are matched as whole strings
-only when the caller allows specials, never produced by merges.
+- "gpt2", byte-level BPE (SmolLM2): tokens in GPT-2's printable byte form, `.merges`
+  ("left right" strings in rank order) and `.pre` (the split rule llama.cpp applies first).
+  Control and user-defined tokens become special tokens: matched as whole strings only
+  when the caller allows specials, never produced by merges.
+- "llama", SentencePiece-style BPE (Gemma 3, see `tokenizer/spm.py`): `.scores` choose the
+  fusions, `.add_space_prefix` the dummy prefix (llama.cpp's default: on). Control and
+  unknown tokens become special tokens; user-defined ones (Gemma: runs of newlines, spaces
+  and tabs, HTML tags) are matched wherever they occur, before fusing, as llama.cpp does.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from parrot.errors import ParrotError
-from parrot.tokenizer import PATTERNS, Tokenizer, TokenizerParts
+from parrot.tokenizer import PATTERNS, SentencePieceParts, Tokenizer, TokenizerParts
 from parrot.tokenizer.io import str_to_bytes
 
 TOKEN_NORMAL, TOKEN_UNKNOWN, TOKEN_CONTROL, TOKEN_USER, TOKEN_UNUSED, TOKEN_BYTE = 1, 2, 3, 4, 5, 6
@@ -58,14 +63,18 @@ def tokenizer_from_gguf(metadata: dict[str, Any], where: str = "GGUF file"
                         ) -> tuple[Tokenizer, GGUFTokenizerInfo]:
     """Build the tokenizer and its extra information from GGUF metadata."""
     kind = metadata.get("tokenizer.ggml.model")
-    if kind != "gpt2":
-        raise ParrotError(f"{where} has a {kind!r} tokenizer; parrot reads only byte-level "
-                          "BPE ('gpt2') GGUF tokenizers so far.")
-    pre = str(metadata.get("tokenizer.ggml.pre", "default"))
-    if pre not in PRE_PATTERNS:
-        raise ParrotError(f"{where} uses the pre-tokenizer {pre!r}, which parrot does not "
-                          f"know (known: {', '.join(PRE_PATTERNS)}).")
-    parts = tokenizer_parts(metadata, PRE_PATTERNS[pre], where)
+    parts: TokenizerParts | SentencePieceParts
+    if kind == "llama":
+        parts = sentencepiece_parts(metadata, where)
+    elif kind == "gpt2":
+        pre = str(metadata.get("tokenizer.ggml.pre", "default"))
+        if pre not in PRE_PATTERNS:
+            raise ParrotError(f"{where} uses the pre-tokenizer {pre!r}, which parrot does not "
+                              f"know (known: {', '.join(PRE_PATTERNS)}).")
+        parts = tokenizer_parts(metadata, PRE_PATTERNS[pre], where)
+    else:
+        raise ParrotError(f"{where} has a {kind!r} tokenizer; parrot reads byte-level BPE "
+                          "('gpt2') and SentencePiece-style ('llama') GGUF tokenizers.")
     info = _info(metadata, parts)
     tokenizer = Tokenizer(parts)
     tokenizer.bos_id = info.bos_id
@@ -95,7 +104,39 @@ def tokenizer_parts(metadata: dict[str, Any], pattern: str, where: str) -> Token
     return TokenizerParts(token_bytes, merges, pattern, specials)
 
 
-def _info(metadata: dict[str, Any], parts: TokenizerParts) -> GGUFTokenizerInfo:
+def sentencepiece_parts(metadata: dict[str, Any], where: str) -> SentencePieceParts:
+    """Pieces, scores and whole-matched tokens of a "llama" (SentencePiece) vocabulary.
+
+    Like llama.cpp: an empty token is renamed "[EMPTY_<id>]", and a user-defined token whose
+    text ends generation (Gemma's "</s>") counts as a control token.
+    """
+    try:
+        tokens = [tok or f"[EMPTY_{i}]" for i, tok in enumerate(metadata["tokenizer.ggml.tokens"])]
+    except KeyError as err:
+        raise ParrotError(f"{where} has no {err.args[0]} in its metadata.") from None
+    n = len(tokens)
+    scores = [float(s) for s in metadata.get("tokenizer.ggml.scores", [0.0] * n)]
+    types = list(metadata.get("tokenizer.ggml.token_type", [TOKEN_NORMAL] * n))
+    if len(scores) != n or len(types) != n:
+        raise ParrotError(f"{where} lists {n} tokens but {len(scores)} scores and "
+                          f"{len(types)} token types; the file is corrupt.")
+    specials, user_defined = {}, {}
+    for i, (tok, kind) in enumerate(zip(tokens, types, strict=True)):
+        if kind in (TOKEN_CONTROL, TOKEN_UNKNOWN) or (kind == TOKEN_USER
+                                                      and tok in END_OF_GENERATION):
+            specials[tok] = i
+        elif kind == TOKEN_USER:
+            user_defined[tok] = i
+    unk = metadata.get("tokenizer.ggml.unknown_token_id")
+    unk = int(unk) if unk is not None and 0 <= int(unk) < n else None  # llama.cpp: ignored
+    return SentencePieceParts(
+        tokens, scores, specials, user_defined, merges=None,
+        add_dummy_prefix=bool(metadata.get("tokenizer.ggml.add_space_prefix", True)),
+        unk_id=unk)
+
+
+def _info(metadata: dict[str, Any], parts: TokenizerParts | SentencePieceParts
+          ) -> GGUFTokenizerInfo:
     def token_id(key: str) -> int | None:
         value = metadata.get(f"tokenizer.ggml.{key}_token_id")
         return int(value) if value is not None else None

@@ -1,8 +1,9 @@
 """Hugging Face model folders both ways: config.json + *.safetensors + tokenizer.json.
 
-Families: Llama (and Mistral-style files with the same layout), Qwen2 and GPT-2. Each family is
-a pair of pure functions between its `config.json` and a `ModelConfig`, a name table in
-`naming.py`, and, for GPT-2, the tensor transform of its fused, transposed projections.
+Families: Llama (and Mistral-style files with the same layout), Qwen2, GPT-2 and Gemma 3
+(`hf_gemma3.py`). Each family is a pair of pure functions between its `config.json` and a
+`ModelConfig`, a name table in `naming.py`, and, for GPT-2, the tensor transform of its
+fused, transposed projections (for Gemma 3, its norm offset).
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ import torch
 
 from parrot.errors import ParrotError
 from parrot.hub.gguf_model import ModelInfo, _instantiate
-from parrot.hub.naming import HF_GPT2, HF_LLAMA, invert, rename_all
+from parrot.hub.hf_gemma3 import (
+    gemma3_from_canonical,
+    gemma3_from_hf,
+    gemma3_to_canonical,
+    gemma3_to_hf,
+    is_gemma3,
+)
+from parrot.hub.naming import HF_GEMMA3, HF_GPT2, HF_LLAMA, invert, rename_all
 from parrot.model import ModelConfig, Transformer
 from parrot.tokenizer import Tokenizer
 from parrot.utils.atomic import atomic_path, atomic_write_json
@@ -163,6 +171,8 @@ FAMILIES: dict[str, tuple[Callable, Callable, dict[str, str], Transform, Transfo
     "mistral": (llama_from_hf, llama_to_hf, HF_LLAMA, _identity, _identity),
     "qwen2": (qwen2_from_hf, qwen2_to_hf, HF_LLAMA, _identity, _identity),
     "gpt2": (gpt2_from_hf, gpt2_to_hf, HF_GPT2, split_gpt2, fuse_gpt2),
+    "gemma3_text": (gemma3_from_hf, gemma3_to_hf, HF_GEMMA3, gemma3_to_canonical,
+                    gemma3_from_canonical),
 }
 
 
@@ -179,9 +189,21 @@ def load_hf(path: str | Path, device: str | torch.device = "cpu"
     root = Path(path)
     config = _read_json(root / "config.json")
     family = config.get("model_type")
+    if family == "bart":  # an encoder-decoder: its own converter (hub/hf_bart.py)
+        from parrot.hub.hf_bart import load_bart
+
+        return load_bart(root, config, device)
+    if family == "bert":  # encoder-only, with or without its MLM head (hub/hf_bert.py)
+        from parrot.hub.hf_bert import load_bert
+
+        return load_bert(root, config, device)
+    if family in ("mixtral", "qwen2_moe"):  # mixture of experts (hub/hf_moe.py)
+        from parrot.hub.hf_moe import load_moe
+
+        return load_moe(root, config, device)
     if family not in FAMILIES:
         raise ParrotError(f"{root} holds a {family!r} model; parrot reads Hugging Face "
-                          f"folders of: {', '.join(FAMILIES)}.")
+                          f"folders of: {', '.join(FAMILIES)}, bart, bert, mixtral, qwen2_moe.")
     from_hf, _, table, to_canonical, _ = FAMILIES[family]
     try:
         cfg = from_hf(config)
@@ -210,11 +232,24 @@ def export_hf(model: Transformer, tokenizer: Tokenizer, out: str | Path,
     from safetensors.torch import save_file
 
     cfg = model.config
+    if cfg.is_encoder_decoder:
+        from parrot.hub.hf_bart import export_bart
+
+        return export_bart(model, tokenizer, out)
+    if not cfg.causal and cfg.embed_norm:
+        from parrot.hub.hf_bert import export_bert
+
+        return export_bert(model, tokenizer, out)
+    if cfg.is_moe:
+        from parrot.hub.hf_moe import export_moe
+
+        return export_moe(model, tokenizer, out, meta)
     family = ("llama" if is_llama(cfg) else "qwen2" if is_qwen2(cfg)
-              else "gpt2" if is_gpt2(cfg) else None)
+              else "gpt2" if is_gpt2(cfg) else "gemma3_text" if is_gemma3(cfg) else None)
     if family is None:
         raise ParrotError("This model's architecture matches no Hugging Face family parrot "
-                          "exports (Llama: RoPE+RMSNorm+SwiGLU; GPT-2: learned+LayerNorm+GELU).")
+                          "exports (Llama: RoPE+RMSNorm+SwiGLU; GPT-2: learned+LayerNorm+GELU; "
+                          "Gemma 3: sandwich norms+QK-norm+GeGLU).")
     _, to_hf, table, _, from_canonical = FAMILIES[family]
     state = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
     if cfg.tie_embeddings:

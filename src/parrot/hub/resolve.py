@@ -35,6 +35,10 @@ def resolve_model(spec: str | Path, device: str | torch.device = "cpu", *,
     model, tokenizer, info = _resolve(spec, device, home, pull_missing, log)
     if info.chat_template and not getattr(tokenizer, "chat_template", None):
         tokenizer.chat_template = info.chat_template
+    # Whether plain-text prompts start with BOS (GGUF add_bos_token; Gemma needs it, its
+    # output degenerates without), travelling with the tokenizer like the chat template.
+    if info.add_bos and not getattr(tokenizer, "add_bos", False):
+        tokenizer.add_bos = True
     return model, tokenizer, info
 
 
@@ -57,7 +61,8 @@ def _resolve(spec: str | Path, device: str | torch.device, home: str | Path | No
     if stored is None:
         raise ParrotError(f"No model {str(spec)!r}: not a file, folder or pulled model name "
                           f"(pullable: {', '.join(sorted(REGISTRY))}).")
-    model, tokenizer, info = load_gguf(stored, device)
+    loader = load_hf if stored.is_dir() else load_gguf  # directory models are HF folders
+    model, tokenizer, info = loader(stored, device)
     return model, tokenizer, ModelInfo(**{**info.__dict__, "source": "pulled",
                                           "name": str(spec)})
 

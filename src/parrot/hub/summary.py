@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,45 @@ def describe(spec: str | Path) -> dict[str, Any]:
     if path is None:
         raise ParrotError(f"{spec!r} is neither a pulled model nor a GGUF file; "
                           "`parrot list` shows the pulled models.")
+    if path.is_dir() and (path / "config.json").is_file():
+        summary = hf_summary(path)
+        return {**summary, "name": str(spec)} if not Path(spec).exists() else summary
     if path.is_dir() or path.suffix != ".gguf":
-        raise ParrotError(f"`parrot show` reads GGUF files and pulled models; {path} is not one.")
+        raise ParrotError(f"`parrot show` reads GGUF files, Hugging Face folders and pulled "
+                          f"models; {path} is none of them.")
     return gguf_summary(read_gguf(path))
+
+
+def hf_summary(root: Path) -> dict[str, Any]:
+    """The same summary for a Hugging Face folder, read from its JSON files and the
+    safetensors headers (tensor shapes only, no weights)."""
+    from safetensors import safe_open
+
+    config = _json(root / "config.json")
+    parameters = 0
+    for file in sorted(root.glob("*.safetensors")):
+        with safe_open(str(file), framework="pt") as handle:
+            for key in handle.keys():
+                parameters += math.prod(handle.get_slice(key).get_shape())
+    tokenizer = _json(root / "tokenizer.json") if (root / "tokenizer.json").is_file() else {}
+    specials = {t["content"]: t["id"] for t in tokenizer.get("added_tokens", [])
+                if t.get("special")}
+    tok_config = (_json(root / "tokenizer_config.json")
+                  if (root / "tokenizer_config.json").is_file() else {})
+    eos = config.get("eos_token_id")
+    return {
+        "name": root.name, "path": str(root), "format": "hf",
+        "architecture": str(config.get("model_type", "unknown")),
+        "quantization": str(config.get("torch_dtype") or config.get("dtype") or "float32"),
+        "parameters": parameters, "config": config, "bos_id": config.get("bos_token_id"),
+        "eos_ids": eos if isinstance(eos, list) else ([] if eos is None else [eos]),
+        "special_tokens": specials, "chat_template": tok_config.get("chat_template"),
+    }
+
+
+def _json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ParrotError(f"{path} is not readable JSON ({err}); fix or re-pull it.") from None
+    return data if isinstance(data, dict) else {}

@@ -10,6 +10,12 @@ is freed and the next queued request takes it between steps: continuous batching
 Each slot remembers the token ids whose keys and values it holds. A new prompt that
 extends them (the next turn of a chat) prefills only the new suffix.
 
+Speed: prefill runs the output head on the last position only (`model.hidden` then
+`model.logits`). With `compile=True` the decode step is a `torch.compile`d graph: one
+kernel launch sequence instead of ~20 Python-dispatched operations per layer. It reads
+the cache through views cut to a few bucket lengths, marked as of symbolic length, so
+one graph serves every length.
+
 The model computes; the engine decides: sampling, stop conditions and text live in
 `sampling`, `stopping` and `streaming`, and are applied per request around the loop.
 """
@@ -72,6 +78,7 @@ class Engine:
         max_batch: int = 8,
         max_len: int | None = None,
         eos_ids: Iterable[int] | None = None,
+        compile: bool = False,
     ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -87,6 +94,8 @@ class Engine:
         self.eos_ids = set(eos_ids) if eos_ids is not None else _tokenizer_eos(tokenizer)
         self._next_id = 0
         self._finished: dict[int, Completion] = {}
+        self.compiled = compile
+        self._decode_forward = _compile_step(model) if compile else model
 
     # ---- step-level API -------------------------------------------------------------
 
@@ -179,12 +188,11 @@ class Engine:
         del slot.ids[reuse:]  # an interrupted forward must not leave a stale claim behind
         tokens = torch.tensor([suffix], dtype=torch.long, device=self.device)
         positions = torch.arange(reuse, len(request.prompt), device=self.device)[None]
-        cache = self._cache_view(index, index + 1, len(request.prompt))
-        logits = self.model(tokens, positions=positions, cache=cache)
+        logits = last_logits(self.model, tokens, positions, self.cache.rows(index, index + 1))
         slot.ids, slot.request = list(request.prompt), request
         request.slot, request.cached_tokens = index, reuse
         request.t_first = time.perf_counter()
-        return self._advance(slot, logits[:, -1])
+        return self._advance(slot, logits)
 
     def _decode(self) -> list[StepOutput]:
         """One token for every active slot in one forward over rows [0, highest active]."""
@@ -204,8 +212,11 @@ class Engine:
             kept = self.slots[i].ids
             del kept[self._bucket(length) - 1 :]
             positions[i, 0] = len(kept)
-        logits = self.model(tokens.to(self.device), positions=positions.to(self.device),
-                            cache=self._cache_view(0, rows, length))
+        # Eagerly the model reads slots 0..max position itself; a compiled graph reads its
+        # whole cache argument, so it gets a view cut to this step's bucket.
+        cache = self._cache_view(0, rows, length) if self.compiled else self.cache.rows(0, rows)
+        logits = self._decode_forward(tokens.to(self.device),
+                                      positions=positions.to(self.device), cache=cache)
         outputs = []
         for i in active:
             self.slots[i].ids.append(self.slots[i].request.next_token)
@@ -259,11 +270,14 @@ class Engine:
 
         Slots past the longest row are masked for every query anyway, so leaving them out
         changes no result and makes a short conversation cost what it uses, not max_len.
-        A few bucket sizes keep the shapes few (for compilation later).
+        A few bucket sizes keep the shapes few, for the compiled decode step. (KVCache has
+        no public way to cut its length; `rows` cuts only the batch.)
         """
         cut = self._bucket(length)
         keys = self.cache.keys[:, start:stop, :, :cut]
         values = self.cache.values[:, start:stop, :, :cut]
+        for view in (keys, values):  # one graph with a symbolic length, not one per bucket
+            torch._dynamo.maybe_mark_dynamic(view, 3)
         return KVCache(self.config, stop - start, cut, _tensors=(keys, values))
 
     def _free_slots(self) -> list[int]:
@@ -328,6 +342,22 @@ class TextStream:
         finally:
             if self.completion is None:
                 self.engine.cancel(self.request_id)
+
+
+def last_logits(model: torch.nn.Module, tokens: torch.Tensor, positions: torch.Tensor,
+                cache: KVCache) -> torch.Tensor:
+    """Logits (B, V) at the last position only: the output head (49152 x 576 for
+    SmolLM2) on one row instead of T rows. Models without `hidden`/`logits` run whole."""
+    hidden, head = getattr(model, "hidden", None), getattr(model, "logits", None)
+    if hidden is None or head is None:
+        return model(tokens, positions=positions, cache=cache)[:, -1]
+    return head(hidden(tokens, positions, cache)[:, -1])
+
+
+def _compile_step(model: torch.nn.Module):
+    """The model's forward as a compiled graph for decode steps. The cache length is
+    symbolic from the start (see `_cache_view`); a new batch size recompiles once more."""
+    return torch.compile(model, fullgraph=False)
 
 
 def _penalty_state(prompt: list[int], vocab: int, device: torch.device):

@@ -3,10 +3,13 @@
 Imports only torch and parrot's lower layers (no format or server libraries).
 """
 
+from parrot.model.build import build_model
 from parrot.model.cache import KVCache
 from parrot.model.capture import AttentionCapture
 from parrot.model.config import ModelConfig
 from parrot.model.presets import PRESETS, get_preset
+from parrot.model.seq2seq import EncoderDecoder, Seq2SeqCache
 from parrot.model.transformer import Transformer
 
-__all__ = ["AttentionCapture", "KVCache", "ModelConfig", "PRESETS", "Transformer", "get_preset"]
+__all__ = ["AttentionCapture", "EncoderDecoder", "KVCache", "ModelConfig", "PRESETS",
+           "Seq2SeqCache", "Transformer", "build_model", "get_preset"]

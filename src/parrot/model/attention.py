@@ -17,16 +17,26 @@ from torch import nn
 from parrot.model.cache import KVCache
 from parrot.model.capture import AttentionCapture
 from parrot.model.config import ModelConfig
+from parrot.model.norms import RMSNorm
 from parrot.model.positions import apply_rope
 
 
-def causal_mask(q_pos: torch.Tensor, k_pos: torch.Tensor) -> torch.Tensor:
-    """allowed[b, 0, t, s] = k_pos[s] <= q_pos[b, t], shape (B, 1, T, S), bool.
+def causal_mask(q_pos: torch.Tensor, k_pos: torch.Tensor,
+                window: int | None = None) -> torch.Tensor:
+    """allowed[b, 0, t, s] = k_pos[s] <= q_pos[b, t] (and q_pos - k_pos < window),
+    shape (B, 1, T, S), bool.
 
     q_pos (B, T); k_pos (S,). The one place attention masks are built: without a cache
     both are indices 0..T-1 (a lower triangle); with a cache k_pos are slot numbers.
+    A sliding window of W keeps the last W positions, the query's own included: the
+    convention of transformers (`kv_idx > q_idx - sliding_window`) and llama.cpp
+    (masked when q - k >= n_swa) for Gemma 3.
     """
-    return (k_pos[None, None, :] <= q_pos[:, :, None])[:, None]
+    distance = q_pos[:, :, None] - k_pos[None, None, :]              # (B, T, S)
+    allowed = distance >= 0
+    if window is not None:
+        allowed = allowed & (distance < window)
+    return allowed[:, None]
 
 
 def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
@@ -36,14 +46,17 @@ def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
               mask: torch.Tensor | None = None, bias: torch.Tensor | None = None,
-              dropout_p: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """The explicit path: out = softmax(q k^T / sqrt(D) + bias, masked) v.
+              dropout_p: float = 0.0, scale: float | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The explicit path: out = softmax(scale * q k^T + bias, masked) v.
 
     q (B, H, T, D); k, v (B, H, S, D) (kv heads already repeated); mask (B|1, 1, T, S)
-    bool, True = may attend; bias broadcastable to (B, H, T, S). Returns out (B, H, T, D)
-    and the softmax weights (B, H, T, S) (before dropout). Softmax runs in float32.
+    bool, True = may attend; bias broadcastable to (B, H, T, S); scale None = 1/sqrt(D).
+    Returns out (B, H, T, D) and the softmax weights (B, H, T, S) (before dropout).
+    Softmax runs in float32.
     """
-    scores = (q @ k.transpose(-2, -1)).float() / math.sqrt(q.shape[-1])   # (B, H, T, S)
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    scores = (q @ k.transpose(-2, -1)).float() * scale                   # (B, H, T, S)
     if bias is not None:
         scores = scores + bias
     if mask is not None:
@@ -55,7 +68,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 
 def fast_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                    mask: torch.Tensor | None, bias: torch.Tensor | None, is_causal: bool,
-                   dropout_p: float = 0.0) -> torch.Tensor:
+                   dropout_p: float = 0.0, scale: float | None = None) -> torch.Tensor:
     """The same computation through `scaled_dot_product_attention` (fused kernels).
 
     k, v may have fewer heads than q (grouped-query): the kernel shares them without
@@ -66,14 +79,14 @@ def fast_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     gqa = k.shape[1] != q.shape[1]
     if is_causal:
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout_p,
-                                              enable_gqa=gqa)
+                                              enable_gqa=gqa, scale=scale)
     attn_mask = mask
     if bias is not None:
         attn_mask = bias.to(q.dtype)
         if mask is not None:
             attn_mask = attn_mask.masked_fill(~mask, float("-inf"))
     return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p,
-                                          enable_gqa=gqa)
+                                          enable_gqa=gqa, scale=scale)
 
 
 @dataclass
@@ -83,6 +96,8 @@ class AttentionInputs:
     positions (B, T); rope = (cos, sin) or None; mask (B|1, 1, T, S) bool or None;
     bias (B, H, T, S) float or None; is_causal: the fast path may use the kernel's own
     causal mask; cache and capture as passed to the model; kv_len: the S cache slots read.
+    local: the variant for sliding-window layers (their own window mask and RoPE base),
+    built once per forward beside this one; None when no layer slides.
     """
 
     positions: torch.Tensor
@@ -93,15 +108,26 @@ class AttentionInputs:
     cache: KVCache | None
     capture: AttentionCapture | None
     kv_len: int
+    local: AttentionInputs | None = None
+
+    def for_layer(self, sliding: bool) -> AttentionInputs:
+        """The inputs a layer of this kind reads (sliding layers take `local`)."""
+        return self.local if sliding and self.local is not None else self
 
 
 class Attention(nn.Module):
-    """Self-attention with n_heads query heads sharing n_kv_heads key/value heads."""
+    """Self-attention with n_heads query heads sharing n_kv_heads key/value heads.
+
+    With qk_norm, each query and key head is RMS-normalized over head_dim (one weight of
+    shape (head_dim,) shared by all heads) before RoPE, as Gemma 3 does.
+    """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.kv_heads, cfg.head_size
-        self.dropout = cfg.dropout
+        self.dropout, self.scale = cfg.dropout, cfg.attn_scale
+        self.q_norm = RMSNorm(cfg.head_size, cfg.norm_eps) if cfg.qk_norm else None
+        self.k_norm = RMSNorm(cfg.head_size, cfg.norm_eps) if cfg.qk_norm else None
         qkv_bias = cfg.has_qkv_bias
         self.q_proj = nn.Linear(cfg.d_model, cfg.n_heads * cfg.head_size, bias=qkv_bias)
         self.k_proj = nn.Linear(cfg.d_model, cfg.kv_heads * cfg.head_size, bias=qkv_bias)
@@ -113,6 +139,8 @@ class Attention(nn.Module):
         q = self._heads(self.q_proj(x), self.n_heads)                   # (B, H, T, D)
         k = self._heads(self.k_proj(x), self.n_kv_heads)                # (B, Hkv, T, D)
         v = self._heads(self.v_proj(x), self.n_kv_heads)                # (B, Hkv, T, D)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
         if inputs.rope is not None:
             q, k = apply_rope(q, *inputs.rope), apply_rope(k, *inputs.rope)
         if inputs.cache is not None:
@@ -122,10 +150,11 @@ class Attention(nn.Module):
         if inputs.capture is not None:
             n_rep = self.n_heads // self.n_kv_heads
             k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)             # (B, H, S, D)
-            out, weights = attention(q, k, v, inputs.mask, inputs.bias, p)
+            out, weights = attention(q, k, v, inputs.mask, inputs.bias, p, self.scale)
             inputs.capture.record(weights)
         else:
-            out = fast_attention(q, k, v, inputs.mask, inputs.bias, inputs.is_causal, p)
+            out = fast_attention(q, k, v, inputs.mask, inputs.bias, inputs.is_causal, p,
+                                 self.scale)
         return self.o_proj(out.transpose(1, 2).reshape(B, T, -1))      # (B, T, d_model)
 
     def _heads(self, x: torch.Tensor, n: int) -> torch.Tensor:

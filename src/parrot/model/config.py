@@ -15,7 +15,9 @@ from parrot.errors import ParrotError
 
 POSITIONS = ("learned", "sinusoidal", "rope", "alibi", "none")
 NORMS = ("layernorm", "rmsnorm")
-NORM_PLACEMENTS = ("pre", "post")
+# "sandwich" (Gemma): pre-norm plus a norm on each sublayer's output before the residual add.
+NORM_PLACEMENTS = ("pre", "post", "sandwich")
+MOE_BALANCE = ("none", "aux_loss", "loss_free")
 # Plain MLPs apply one activation; gated ones (GLU family) multiply act(gate(x)) * up(x).
 PLAIN_MLPS = ("relu", "gelu", "gelu_tanh")
 GATED_MLPS = ("swiglu", "geglu", "geglu_tanh")
@@ -34,6 +36,29 @@ class ModelConfig:
         multiple of 64, which keeps the parameter count of a 4x plain MLP (three matrices).
     qkv_bias: None = bias; True/False gives the query/key/value projections their own
         setting (Qwen2 has biases there and nowhere else).
+
+    Gemma-style switches: embed_scale multiplies token embeddings by sqrt(d_model);
+    qk_norm applies RMSNorm to each query and key head; sliding_window limits a layer's
+    keys to the last W positions, and with global_every = N every N-th layer (1-based)
+    stays global (0: all layers slide); rope_local_theta is the RoPE base of sliding layers
+    (None = rope_theta); attn_scale multiplies q.k scores (None = 1/sqrt(head_size); Gemma 3
+    uses query_pre_attn_scalar^-0.5).
+
+    Mixture of experts (n_experts > 0 replaces every MLP): each token goes to
+    experts_per_token of n_experts experts of width expert_d_ff (None = ff_size), plus
+    shared_experts always-on experts of width shared_d_ff; moe_renormalize rescales the
+    chosen probabilities to sum to 1; moe_balance picks the balancing method, with
+    moe_aux_coef (alpha of the auxiliary loss) and moe_bias_rate (u of the loss-free bias);
+    shared_expert_gate scales the shared experts' output by sigmoid(w . x) (Qwen2-MoE).
+
+    Encoder-only (BERT): type_vocab_size > 0 adds token-type embeddings; embed_norm puts a
+    norm right after the embeddings; head_transform inserts BERT's dense + act + norm
+    before the output head (and gives the head a bias, as BERT's decoder has one);
+    output_head=False builds no output head at all (a BertModel read for its hidden
+    states: `logits` then raises). Encoder-decoder: encoder_layers > 0 adds a bidirectional
+    encoder of that depth, and the n_layers blocks become a decoder with cross-attention;
+    shared_embeddings lets encoder and decoder read one token table (False: the encoder
+    gets its own); head_bias adds a bias to the output logits (BART's final_logits_bias).
     """
 
     vocab_size: int = 256
@@ -55,6 +80,32 @@ class ModelConfig:
     dropout: float = 0.0
     tie_embeddings: bool = True
     causal: bool = True
+    # Gemma 3
+    embed_scale: bool = False
+    qk_norm: bool = False
+    sliding_window: int | None = None
+    global_every: int = 0
+    rope_local_theta: float | None = None
+    attn_scale: float | None = None
+    # Mixture of experts
+    n_experts: int = 0
+    experts_per_token: int = 2
+    expert_d_ff: int | None = None
+    shared_experts: int = 0
+    shared_d_ff: int | None = None
+    moe_renormalize: bool = True
+    moe_balance: str = "none"
+    moe_aux_coef: float = 0.01
+    moe_bias_rate: float = 0.001
+    shared_expert_gate: bool = False
+    # Encoder-only and encoder-decoder
+    type_vocab_size: int = 0
+    embed_norm: bool = False
+    head_transform: bool = False
+    output_head: bool = True
+    encoder_layers: int = 0
+    shared_embeddings: bool = True
+    head_bias: bool = False
 
     def __post_init__(self) -> None:
         for key in _FIELD_TYPES:  # normalise (e.g. an int rope_theta becomes a float)
@@ -86,6 +137,20 @@ class ModelConfig:
     def gated(self) -> bool:
         return self.mlp in GATED_MLPS
 
+    @property
+    def is_moe(self) -> bool:
+        return self.n_experts > 0
+
+    @property
+    def is_encoder_decoder(self) -> bool:
+        return self.encoder_layers > 0
+
+    def is_sliding(self, layer: int) -> bool:
+        """Whether layer `layer` (0-based) attends through the sliding window."""
+        if self.sliding_window is None:
+            return False
+        return self.global_every == 0 or (layer + 1) % self.global_every != 0
+
     def to_dict(self) -> dict[str, Any]:
         """All fields as a JSON-ready dict (the raw fields, not the derived sizes)."""
         return dataclasses.asdict(self)
@@ -114,6 +179,14 @@ _FIELD_TYPES = {
     "positions": str, "rope_theta": float, "norm": str, "norm_placement": str,
     "norm_eps": float, "mlp": str, "bias": bool, "qkv_bias": (bool, None), "dropout": float,
     "tie_embeddings": bool, "causal": bool,
+    "embed_scale": bool, "qk_norm": bool, "sliding_window": (int, None), "global_every": int,
+    "rope_local_theta": (float, None), "attn_scale": (float, None),
+    "n_experts": int, "experts_per_token": int, "expert_d_ff": (int, None),
+    "shared_experts": int, "shared_d_ff": (int, None), "moe_renormalize": bool,
+    "moe_balance": str, "moe_aux_coef": float, "moe_bias_rate": float,
+    "shared_expert_gate": bool,
+    "type_vocab_size": int, "embed_norm": bool, "head_transform": bool, "encoder_layers": int,
+    "output_head": bool, "shared_embeddings": bool, "head_bias": bool,
 }
 
 
@@ -159,6 +232,29 @@ def _validate(cfg: ModelConfig) -> None:
     _require(cfg.rope_theta > 0, f"rope_theta must be positive, got {cfg.rope_theta}.")
     _require(cfg.norm_eps > 0, f"norm_eps must be positive, got {cfg.norm_eps}.")
     _require(0.0 <= cfg.dropout < 1.0, f"dropout must be in [0, 1), got {cfg.dropout}.")
+    _validate_extras(cfg)
+
+
+def _validate_extras(cfg: ModelConfig) -> None:
+    """The Gemma, mixture-of-experts and encoder(-decoder) switches."""
+    for key in ("sliding_window", "expert_d_ff", "shared_d_ff", "rope_local_theta",
+                "attn_scale"):
+        value = getattr(cfg, key)
+        _require(value is None or value > 0, f"Model config {key} must be positive or null, "
+                                              f"got {value}.")
+    for key in ("global_every", "n_experts", "shared_experts", "type_vocab_size",
+                "encoder_layers"):
+        _require(getattr(cfg, key) >= 0, f"Model config {key} must be 0 or more, "
+                                         f"got {getattr(cfg, key)}.")
+    _require(cfg.sliding_window is None or cfg.causal,
+             "sliding_window needs a causal model (causal=true); remove it for an encoder.")
+    _check_choice("moe_balance", cfg.moe_balance, MOE_BALANCE)
+    if cfg.is_moe:
+        _require(1 <= cfg.experts_per_token <= cfg.n_experts,
+                 f"experts_per_token ({cfg.experts_per_token}) must lie between 1 and "
+                 f"n_experts ({cfg.n_experts}); lower it or add experts.")
+    _require(cfg.moe_aux_coef >= 0 and cfg.moe_bias_rate >= 0,
+             "moe_aux_coef and moe_bias_rate must be 0 or more.")
 
 
 def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:

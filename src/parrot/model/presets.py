@@ -30,6 +30,40 @@ PRESETS: dict[str, ModelConfig] = {
         n_kv_heads=3, d_ff=1536, positions="rope", rope_theta=100000.0, norm="rmsnorm",
         norm_eps=1e-5, mlp="swiglu", bias=False, tie_embeddings=True,
     ),
+    # Gemma 3 270M's shape (from its GGUF metadata): one KV head of 256, sandwich norms,
+    # QK-norm, scaled embeddings, 5 sliding layers (window 512, RoPE base 10k) per global.
+    "gemma3-270m": ModelConfig(
+        vocab_size=262144, context_length=32768, d_model=640, n_layers=18, n_heads=4,
+        n_kv_heads=1, head_dim=256, d_ff=2048, positions="rope", rope_theta=1_000_000.0,
+        rope_local_theta=10_000.0, norm="rmsnorm", norm_placement="sandwich", norm_eps=1e-6,
+        mlp="geglu_tanh", bias=False, tie_embeddings=True, embed_scale=True, qk_norm=True,
+        sliding_window=512, global_every=6,
+    ),
+    # llama-tiny's attention with a sparse MLP: 8 narrow SwiGLU experts, 2 per token,
+    # balanced by the loss-free selection bias at u = 0.003 (even load and the best
+    # validation loss in benchmarks/bench_moe_balance.py, one seed; u = 0.001 is too slow
+    # for 300 steps and 0.01 too coarse for softmax scores of about 1/8).
+    "moe-tiny": ModelConfig(
+        vocab_size=512, context_length=64, d_model=128, n_layers=4, n_heads=4, n_kv_heads=2,
+        positions="rope", norm="rmsnorm", mlp="swiglu", bias=False, tie_embeddings=True,
+        n_experts=8, experts_per_token=2, expert_d_ff=128, moe_balance="loss_free",
+        moe_bias_rate=0.003,
+    ),
+    # A small BERT: bidirectional, token types, embedding LayerNorm, post-norm blocks and
+    # the MLM head transform; vocab_size follows the run's tokenizer.
+    "bert-tiny": ModelConfig(
+        vocab_size=1024, context_length=64, d_model=128, n_layers=4, n_heads=4,
+        positions="learned", norm="layernorm", norm_placement="post", norm_eps=1e-12,
+        mlp="gelu", bias=True, causal=False, tie_embeddings=True, type_vocab_size=2,
+        embed_norm=True, head_transform=True,
+    ),
+    # A small encoder-decoder for CPU seq2seq training (3 + 3 layers, pre-norm, one token
+    # table for encoder, decoder and head); vocab_size follows the run's tokenizer.
+    "seq2seq-tiny": ModelConfig(
+        vocab_size=260, context_length=96, d_model=128, n_layers=3, encoder_layers=3,
+        n_heads=4, positions="learned", norm="layernorm", mlp="gelu", bias=True,
+        tie_embeddings=True,
+    ),
 }
 
 

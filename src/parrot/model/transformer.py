@@ -8,6 +8,7 @@ A KV cache and an attention capture, when wanted, are objects the caller passes 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -19,6 +20,7 @@ from parrot.model.block import Block
 from parrot.model.cache import KVCache
 from parrot.model.capture import AttentionCapture
 from parrot.model.config import TABLE_POSITIONS, ModelConfig
+from parrot.model.heads import HeadTransform, check_encoder_inputs, with_padding
 from parrot.model.norms import LayerNorm, RMSNorm, make_norm
 from parrot.model.positions import (
     alibi_bias,
@@ -43,13 +45,21 @@ class Transformer(nn.Module):
         if cfg.positions == "sinusoidal":
             table = sinusoidal_table(cfg.context_length, cfg.d_model)
             self.register_buffer("pos_table", table, persistent=False)
+        # BERT: segment (token-type) embeddings and a norm right after the embedding sum.
+        types = cfg.type_vocab_size
+        self.type_emb = nn.Embedding(types, cfg.d_model) if types else None
+        self.embed_norm = (make_norm(cfg.norm, cfg.d_model, cfg.norm_eps, cfg.bias)
+                           if cfg.embed_norm else None)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
         # Post-norm blocks already end in a norm; pre-norm stacks need one before the head.
-        pre = cfg.norm_placement == "pre"
+        pre = cfg.norm_placement in ("pre", "sandwich")
         self.final_norm = make_norm(cfg.norm, cfg.d_model, cfg.norm_eps, cfg.bias) if pre else None
-        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
-        if cfg.tie_embeddings:
+        head = cfg.output_head
+        self.head_transform = HeadTransform(cfg) if head and cfg.head_transform else None
+        self.lm_head = (nn.Linear(cfg.d_model, cfg.vocab_size, bias=cfg.head_transform)
+                        if head else None)
+        if cfg.tie_embeddings and self.lm_head is not None:
             self.lm_head.weight = self.tok_emb.weight
         self.reset_parameters()
 
@@ -75,17 +85,24 @@ class Transformer(nn.Module):
 
     def forward(self, tokens: torch.Tensor, positions: torch.Tensor | None = None,
                 cache: KVCache | None = None,
-                capture: AttentionCapture | None = None) -> torch.Tensor:
+                capture: AttentionCapture | None = None,
+                token_types: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """tokens (B, T) long -> logits (B, T, vocab_size) float32.
 
         positions (B, T) default to 0..T-1 in every row. With a cache, keys/values are
         written at slot == position and each query attends to slots 0..its position.
+        token_types (B, T) pick BERT's segment embeddings (default 0); attention_mask
+        (B, T), 1 = real token, hides padding keys (rows of a padded batch).
         """
-        return self.logits(self.hidden(tokens, positions, cache, capture))
+        return self.logits(self.hidden(tokens, positions, cache, capture, token_types,
+                                       attention_mask))
 
     def hidden(self, tokens: torch.Tensor, positions: torch.Tensor | None = None,
                cache: KVCache | None = None,
-               capture: AttentionCapture | None = None) -> torch.Tensor:
+               capture: AttentionCapture | None = None,
+               token_types: torch.Tensor | None = None,
+               attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """The final hidden states (B, T, d_model), after the final norm, before the head.
 
         Split from `forward` so callers that need logits at a few positions only (the
@@ -93,13 +110,23 @@ class Transformer(nn.Module):
         embeddings) skip the rest of the (large) output projection.
         """
         positions = self._check_inputs(tokens, positions, cache)
+        check_encoder_inputs(tokens, token_types, attention_mask, self.config.type_vocab_size)
         x = self.tok_emb(tokens)                                       # (B, T, d)
+        if self.config.embed_scale:  # Gemma: * sqrt(d_model), rounded to the activation dtype
+            x = x * torch.tensor(self.config.d_model ** 0.5, dtype=x.dtype)
         if self.pos_emb is not None:
             x = x + self.pos_emb(positions)
         elif self.config.positions == "sinusoidal":
             x = x + self.pos_table[positions].to(x.dtype)
+        if self.type_emb is not None:
+            x = x + self.type_emb(torch.zeros_like(tokens) if token_types is None
+                                  else token_types)
+        if self.embed_norm is not None:
+            x = self.embed_norm(x)
         x = self.drop(x)
         inputs = self._attention_inputs(positions, cache, capture)
+        if attention_mask is not None:
+            inputs = with_padding(inputs, attention_mask)
         for block in self.blocks:
             x = block(x, inputs)                                       # (B, T, d)
         if self.final_norm is not None:
@@ -108,6 +135,11 @@ class Transformer(nn.Module):
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Output head: hidden (..., d_model) -> logits (..., vocab_size) float32."""
+        if self.lm_head is None:
+            raise ParrotError("This model has no output head (it was loaded for its hidden "
+                              "states only, e.g. a BertModel); it cannot predict tokens.")
+        if self.head_transform is not None:
+            hidden = self.head_transform(hidden)
         return self.lm_head(hidden).float()
 
     def _check_inputs(self, tokens: torch.Tensor, positions: torch.Tensor | None,
@@ -172,7 +204,31 @@ class Transformer(nn.Module):
             index = torch.arange(positions.shape[1], device=device)
             mask = causal_mask(index[None], index)
         is_causal = cfg.causal and cache is None and bias is None
-        return AttentionInputs(positions, rope, mask, bias, is_causal, cache, capture, kv_len)
+        inputs = AttentionInputs(positions, rope, mask, bias, is_causal, cache, capture, kv_len)
+        if cfg.sliding_window is not None:
+            inputs.local = self._sliding_inputs(inputs, k_pos)
+        return inputs
+
+    def _sliding_inputs(self, inputs: AttentionInputs,
+                        k_pos: torch.Tensor | None) -> AttentionInputs:
+        """The sliding layers' variant: RoPE at rope_local_theta and a window mask.
+
+        Without a cache the window compares this call's token indices, like the causal
+        mask; a call no longer than the window needs no mask beyond the causal one.
+        """
+        cfg, positions = self.config, inputs.positions
+        rope = inputs.rope
+        if cfg.positions == "rope" and cfg.rope_local_theta is not None:
+            inv_freq = rope_frequencies(cfg.head_size, cfg.rope_local_theta)
+            rope = rope_angles(positions, inv_freq.to(positions.device))
+        if k_pos is None and positions.shape[1] <= cfg.sliding_window:
+            return dataclasses.replace(inputs, rope=rope)
+        q_pos = positions
+        if k_pos is None:
+            k_pos = torch.arange(positions.shape[1], device=positions.device)
+            q_pos = k_pos[None]
+        mask = causal_mask(q_pos, k_pos, cfg.sliding_window)
+        return dataclasses.replace(inputs, rope=rope, mask=mask, is_causal=False)
 
     @staticmethod
     def _cache_span(positions: torch.Tensor, cache: KVCache | None) -> int:
@@ -198,7 +254,7 @@ class Transformer(nn.Module):
             total -= self.tok_emb.weight.numel()
             if self.pos_emb is not None:
                 total -= self.pos_emb.weight.numel()
-            if not self.config.tie_embeddings:
+            if not self.config.tie_embeddings and self.lm_head is not None:
                 total -= self.lm_head.weight.numel()
         return total
 

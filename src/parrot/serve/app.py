@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 from parrot.infer import Engine
-from parrot.serve import routes
+from parrot.serve import embeddings, routes
 from parrot.serve.errors import APIError
 from parrot.serve.worker import Loaded, Worker
 
@@ -37,6 +37,9 @@ class ServeSettings:
     max_queue: int = 64
     timeout: float = 600.0
     max_body_bytes: int = 4 * 1024 * 1024
+    # The sentence encoder behind POST /v1/embeddings, loaded on first use (None: no route).
+    embedding_model: str | None = None
+    device: str = "cpu"
 
 
 class ServerState:
@@ -77,7 +80,7 @@ ROUTES: list[tuple[str, str, Callable[..., Any]]] = [
     ("POST", "/tokenize", routes.tokenize),
     ("POST", "/detokenize", routes.detokenize),
     ("GET", "/tokenizer_info", routes.tokenizer_info),
-    # ("POST", "/v1/embeddings", routes.embeddings) arrives with encoder models.
+    ("POST", "/v1/embeddings", embeddings.embeddings),
 ]
 OPEN_PATHS = {"/health"}  # reachable without the API key
 

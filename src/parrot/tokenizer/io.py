@@ -20,6 +20,7 @@ from typing import Any
 
 from parrot.errors import ParrotError
 from parrot.tokenizer.pretokenize import PATTERNS
+from parrot.tokenizer.spm_json import is_spm_json, read_spm_json
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,8 @@ def read_tokenizer_json(path: Path) -> TokenizerParts:
 
 
 def _read_bpe(data: dict[str, Any], where: str) -> TokenizerParts:
+    if is_spm_json(data):  # SentencePiece-style (Gemma): "▁" for spaces, byte fallback
+        return read_spm_json(data, where)  # type: ignore[return-value]
     model = data["model"]
     if model.get("continuing_subword_prefix") or model.get("end_of_word_suffix"):
         raise ParrotError(f"{where} uses subword prefixes or suffixes; this is not supported yet.")
@@ -167,7 +170,15 @@ def _read_pattern(pre: dict[str, Any] | None, where: str) -> str:
     raise ParrotError(f"{where} uses a pre-tokenizer ({kinds}) that parrot does not support yet.")
 
 
-# Model type in tokenizer.json → reader; WordPiece (#7) adds its entry here.
+def _refuse_wordpiece(data: dict[str, Any], where: str) -> TokenizerParts:
+    """WordPiece is not byte-level BPE: it has its own class (`tokenizer/wordpiece.py`)."""
+    raise ParrotError(f"{where} holds a WordPiece tokenizer model; this class reads only "
+                      "byte-level BPE, so load it with parrot.tokenizer.load_tokenizer.")
+
+
+# Model type in tokenizer.json → reader; WordPiece files are read by `wordpiece_io.py`
+# into a `WordPieceTokenizer` (`load_tokenizer` picks the class for a file).
 MODEL_READERS: dict[str | None, Callable[[dict[str, Any], str], TokenizerParts]] = {
     "BPE": _read_bpe,
+    "WordPiece": _refuse_wordpiece,
 }

@@ -28,6 +28,8 @@ from parrot.tokenizer.fast import (
 )
 from parrot.tokenizer.io import TokenizerParts, read_tokenizer_json, write_tokenizer_json
 from parrot.tokenizer.pretokenize import resolve_pattern
+from parrot.tokenizer.spm import SentencePieceEncoder, SentencePieceParts
+from parrot.tokenizer.spm_json import write_spm_json
 from parrot.utils.atomic import atomic_write_json
 
 # Conventional names of begin/end-of-text tokens, most common first.
@@ -42,12 +44,15 @@ class SpecialTokenError(ParrotError, ValueError):
 
 
 class Tokenizer:
-    """A byte-level BPE tokenizer. Build with `train`, `load` or from `TokenizerParts`."""
+    """A byte-level BPE tokenizer. Build with `train`, `load` or from `TokenizerParts`.
 
-    def __init__(self, parts: TokenizerParts) -> None:
+    Built from `SentencePieceParts` instead, it is a SentencePiece-style tokenizer (Gemma):
+    same methods, its own encoder (`spm.py`)."""
+
+    def __init__(self, parts: TokenizerParts | SentencePieceParts) -> None:
         self.parts = parts
-        self._tables = _build_tables(parts)
-        self._fast: ReferenceEncoder | TiktokenEncoder | None = None
+        self._tables = _build_tables(parts) if isinstance(parts, TokenizerParts) else None
+        self._fast: ReferenceEncoder | TiktokenEncoder | SentencePieceEncoder | None = None
         self.bos_id = _first_present(BOS_NAMES, parts.special_tokens)
         self.eos_id = _first_present(EOS_NAMES, parts.special_tokens)
         # The model's own Jinja chat template travels with its tokenizer (set by loaders).
@@ -94,7 +99,11 @@ class Tokenizer:
 
     def save(self, directory: str | Path) -> None:
         """Write `directory/tokenizer.json` (Hugging Face format) atomically."""
-        atomic_write_json(Path(directory) / "tokenizer.json", write_tokenizer_json(self.parts))
+        path, parts = Path(directory) / "tokenizer.json", self.parts
+        if isinstance(parts, SentencePieceParts):  # Gemma: 500k merges, so no indentation
+            atomic_write_json(path, write_spm_json(parts), indent=None)
+        else:
+            atomic_write_json(path, write_tokenizer_json(parts))
 
     # --- properties ---------------------------------------------------------------------
     @property
@@ -138,6 +147,8 @@ class Tokenizer:
     def encode_reference(self, text: str, allowed_special: Special = "none") -> list[int]:
         """`encode` through the readable pure-Python algorithm (slow; for tests and study)."""
         allowed = self._allowed(text, allowed_special, "all")
+        if isinstance(self.parts, SentencePieceParts):  # one algorithm, minus the memo
+            return SentencePieceEncoder(self.parts, max_entries=0).encode(text, allowed)
         return ReferenceEncoder(self._tables).encode(text, allowed)
 
     # --- decoding -----------------------------------------------------------------------
@@ -171,7 +182,9 @@ class Tokenizer:
             if name in self.parts.special_tokens:
                 setattr(self, attr, self.parts.special_tokens[name])
 
-    def _encoder(self) -> ReferenceEncoder | TiktokenEncoder:
+    def _encoder(self) -> ReferenceEncoder | TiktokenEncoder | SentencePieceEncoder:
+        if self._fast is None and isinstance(self.parts, SentencePieceParts):
+            self._fast = SentencePieceEncoder(self.parts)
         if self._fast is None:
             self._fast = CachedEncoder(self._tables)
             if tiktoken_compatible(self._tables, self.parts.token_bytes):

@@ -51,7 +51,7 @@ def save_checkpoint(
     """Atomically write the full training state after `step` optimizer steps."""
     state = {
         "step": step,
-        "model": model.state_dict(),
+        "model": trainable_state(model),
         "optimizer": optimizer.state_dict(),
         "sampler": sampler_state,
         "rng": rng_state(),
@@ -70,6 +70,24 @@ def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
     if not path.is_file():
         raise ParrotError(f"No checkpoint at {path}; start the run without --resume.")
     state = torch.load(path, map_location="cpu", weights_only=False)
-    model.load_state_dict(state["model"])
+    missing, unexpected = model.load_state_dict(state["model"], strict=False)
+    if unexpected or set(missing) - _frozen_names(model):
+        raise ParrotError(f"The checkpoint at {path} does not fit this model (parameters "
+                          "differ); resume it with the settings it was started with.")
     optimizer.load_state_dict(state["optimizer"])
     return state
+
+
+def _frozen_names(model: nn.Module) -> set[str]:
+    return {n for n, p in model.named_parameters(remove_duplicate=False) if not p.requires_grad}
+
+
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model part of a checkpoint: its state_dict without frozen parameters.
+
+    Pretraining trains everything, so this is the whole state_dict. A frozen base (LoRA,
+    soft prompt, QLoRA) is reloaded from its own files on resume, so its checkpoint keeps
+    only what trains (plus buffers) and stays adapter-sized.
+    """
+    frozen = _frozen_names(model)
+    return {k: v for k, v in model.state_dict().items() if k not in frozen}

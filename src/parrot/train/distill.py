@@ -13,13 +13,19 @@ terms' gradient magnitudes comparable when T changes, so alpha means the same at
 temperature. The reported `soft` metric is the T^2-scaled term.
 
 Teacher and student must share a tokenizer: the KL compares distributions over the same
-ids. Teacher logits are computed on the fly under `torch.no_grad` (the teacher is frozen).
+ids. Teacher logits are computed on the fly under `torch.no_grad` (the teacher is frozen),
+or, with a teacher cache, read back as top-k log-probabilities (`parrot.train.teacher_cache`, which
+states the approximation) from an earlier run over the same teacher and data.
+
+A run checkpoints the student, optimizer, sampler and RNG every `checkpoint_every` steps;
+`resume=True` continues it bit-exactly from the last one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +45,7 @@ class DistillConfig:
     alpha: float = 0.5
     seq_len: int = 128
     val_fraction: float = 0.1
+    top_k: int = 64  # teacher logits kept per position by a teacher cache
 
     def __post_init__(self) -> None:
         if not self.temperature > 0:
@@ -47,6 +54,8 @@ class DistillConfig:
             raise ParrotError(f"--alpha must lie in [0, 1], got {self.alpha}.")
         if self.seq_len < 1:
             raise ParrotError(f"--seq-len must be at least 1, got {self.seq_len}.")
+        if self.top_k < 1:
+            raise ParrotError(f"--top-k must be at least 1, got {self.top_k}.")
 
 
 def soft_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
@@ -89,6 +98,31 @@ def make_distill_objective(teacher: nn.Module, cfg: DistillConfig):
         return loss, {"loss": loss.detach(), "soft": soft.detach(), "hard": hard.detach()}
 
     return distill_objective
+
+
+def make_cached_objective(teacher: nn.Module, cache: Any, cfg: DistillConfig):
+    """objective(student, WindowBatch) with the teacher's top-k logits from `cache`.
+
+    loss = alpha * T^2 * KL~ + (1 - alpha) * CE, KL~ the top-k + tail-bucket KL.
+    """
+    from parrot.train.teacher_cache import top_k_kl
+
+    teacher.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+
+    def cached_objective(student: nn.Module, batch: Any) -> tuple[torch.Tensor, dict]:
+        inputs, targets = batch.tokens[:, :-1], batch.tokens[:, 1:]
+        logits = student(inputs)                                   # (B, T, V)
+        hard = next_token_loss(logits, targets)
+        if cfg.alpha == 0:
+            return hard, {"loss": hard.detach(), "hard": hard.detach()}
+        log_q, ids, log_tail = cache.fetch(batch.windows, inputs, teacher)
+        soft = cfg.temperature**2 * top_k_kl(logits, log_q, ids, log_tail, cfg.temperature)
+        loss = cfg.alpha * soft + (1 - cfg.alpha) * hard
+        return loss, {"loss": loss.detach(), "soft": soft.detach(), "hard": hard.detach()}
+
+    return cached_objective
 
 
 def same_tokenizer(a: Any, b: Any) -> bool:
@@ -148,53 +182,139 @@ def _parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
 
 def distill(teacher: str | Path, student: str, out: str | Path,
             data: Sequence[str | Path] | None = None, cfg: DistillConfig = DistillConfig(),
-            train: Any = None, overrides: Sequence[str] = (),
-            show_progress: bool = True) -> DistillResult:
-    """Train `student` on `teacher`'s soft targets over `data` (default: embedded corpus)."""
-    from parrot.data.batches import WindowSampler, fixed_batches
-    from parrot.data.corpus import load_texts
-    from parrot.data.shards import build_shards, split_texts
-    from parrot.rundir import RunDir, write_config
-    from parrot.train.config import TrainConfig
-    from parrot.train.finetune import resolve_base
-    from parrot.train.loop import Loop, run_loop
-    from parrot.train.optim import build_adamw
-    from parrot.utils.seed import seed_everything
+            train: Any = None, overrides: Sequence[str] = (), show_progress: bool = True,
+            resume: bool = False, teacher_cache: str | Path | None = None) -> DistillResult:
+    """Train `student` on `teacher`'s soft targets over `data` (default: embedded corpus).
 
-    train = train or TrainConfig(steps=200, batch_size=8, lr=3e-3, min_lr=3e-4, warmup=20)
+    teacher_cache: a directory of cached top-k teacher logits, filled and reused.
+    resume: continue the run in `out` with its saved settings (the others are ignored).
+    """
+    from parrot.train.config import TrainConfig
+    from parrot.train.loop import Loop, evaluate, run_loop
+    from parrot.train.runner import resume_state
+
     out = Path(out)
-    if (out / "config.json").exists():
-        raise ParrotError(f"{out} already holds a run; choose another --out.")
+    if resume:
+        cfg, train, teacher_cache = _resumed(out, teacher)
+    elif (out / "config.json").exists():
+        raise ParrotError(f"{out} already holds a run; pass --resume to continue it or "
+                          "choose another --out.")
+    train = train or TrainConfig(steps=200, batch_size=8, lr=3e-3, min_lr=3e-4, warmup=20)
     if train.threads:
         torch.set_num_threads(train.threads)
-    texts = load_texts(list(data) if data else None)
-    teacher_model, tokenizer, _ = resolve_base(teacher, train.device)
-    seed_everything(train.seed)
-    student_model, _ = build_student(student, tokenizer, overrides, train.device)
-    seq_len = min(cfg.seq_len, student_model.config.context_length,
-                  teacher_model.config.context_length)
-    train_texts, val_texts = split_texts(texts, cfg.val_fraction)
-    run = RunDir(out)
-    train_ids, val_ids = build_shards(train_texts, val_texts, tokenizer.encode,
-                                      tokenizer.vocab_size, run.data, separator=tokenizer.eos_id)
-    sampler = WindowSampler(train_ids, train.batch_size, seq_len, train.seed)
-    val = fixed_batches(val_ids, train.eval_iters, train.eval_batch_size or train.batch_size,
-                        seq_len, train.seed + 1)
-    optimizer = build_adamw(student_model, train.lr, train.weight_decay,
-                            (train.beta1, train.beta2))
-    loop = Loop(student_model, student_model, optimizer, sampler, val, train,
-                make_distill_objective(teacher_model, cfg), run, device=train.device,
-                show_progress=show_progress, resumable=False, eval_objective=next_token)
-    tokenizer.save(out)
-    teacher_name = str(Path(teacher).resolve()) if Path(teacher).exists() else str(teacher)
-    write_config(out, {"model": student_model.config.to_dict(), "train": train.to_dict(),
-                       "distill": {**asdict(cfg), "teacher": teacher_name,
-                                   "student": str(student)}})
-    state = run_loop(loop)
-    from parrot.train.loop import evaluate
-
+    parts = _build(teacher, student, out, data, cfg, train, overrides, resume)
+    teacher_model, student_model, tokenizer, train_ids, val_batches, seq_len = parts
+    sampler, objective = _sampler_and_objective(teacher_model, train_ids, seq_len, cfg, train,
+                                                teacher_cache)
+    loop = Loop(student_model, student_model, _optimizer(student_model, train), sampler,
+                val_batches, train, objective, _run_dir(out), device=train.device,
+                show_progress=show_progress, eval_objective=next_token)
+    if resume:
+        state = resume_state(loop)
+    else:
+        tokenizer.save(out)
+        write_run_config(out, student_model, train, cfg, teacher, student, teacher_cache)
+        state = None
+    state = run_loop(loop, state)
     return DistillResult(out, state.step, evaluate(loop))
 
 
-__all__ = ["DistillConfig", "DistillResult", "distill", "distillation_loss", "make_distill_objective",
-           "same_tokenizer", "soft_kl"]
+def _run_dir(out: Path):
+    from parrot.rundir import RunDir
+
+    return RunDir(out)
+
+
+def _optimizer(model: nn.Module, train: Any) -> torch.optim.Optimizer:
+    from parrot.train.optim import build_adamw
+
+    return build_adamw(model, train.lr, train.weight_decay, (train.beta1, train.beta2))
+
+
+def _spec(path: str | Path) -> str:
+    return str(Path(path).resolve()) if Path(path).exists() else str(path)
+
+
+def write_run_config(out: Path, student_model: nn.Module, train: Any, cfg: DistillConfig,
+                     teacher: str | Path, student: str,
+                     teacher_cache: str | Path | None) -> None:
+    from parrot.rundir import write_config
+
+    cache = None if teacher_cache is None else str(Path(teacher_cache).resolve())
+    write_config(out, {"model": student_model.config.to_dict(), "train": train.to_dict(),
+                       "distill": {**asdict(cfg), "teacher": _spec(teacher),
+                                   "student": str(student), "teacher_cache": cache}})
+
+
+def _resumed(out: Path, teacher: str | Path) -> tuple[DistillConfig, Any, str | None]:
+    """The saved settings of the distillation run in `out`, after checking them."""
+    from parrot.rundir import RunDir, read_config
+    from parrot.train.config import TrainConfig
+
+    if not RunDir(out).checkpoint.is_file():
+        raise ParrotError(f"{out} has no checkpoint to resume; start it without --resume.")
+    saved = read_config(out)
+    settings = dict(saved["distill"])
+    if settings.pop("teacher") != _spec(teacher):
+        raise ParrotError(f"{out} was distilled from another teacher; resume it with "
+                          "--teacher as it was started.")
+    settings.pop("student")
+    cache = settings.pop("teacher_cache", None)
+    return DistillConfig(**settings), TrainConfig.from_dict(saved["train"]), cache
+
+
+def _build(teacher: str | Path, student: str, out: Path, data: Sequence[str | Path] | None,
+           cfg: DistillConfig, train: Any, overrides: Sequence[str], resume: bool):
+    """Teacher, student, tokenizer, training shard, validation batches and window length.
+
+    A resumed run reopens its own shards and rebuilds its student from config.json (its
+    weights then come from the checkpoint).
+    """
+    from parrot.data.batches import fixed_batches
+    from parrot.data.corpus import load_texts
+    from parrot.data.shards import build_shards, open_shard, split_texts
+    from parrot.model import ModelConfig, Transformer
+    from parrot.rundir import RunDir, read_config
+    from parrot.train.finetune import resolve_base
+    from parrot.utils.seed import seed_everything
+
+    texts = None if resume else load_texts(list(data) if data else None)  # fails early
+    teacher_model, tokenizer, _ = resolve_base(teacher, train.device)
+    seed_everything(train.seed)
+    run = RunDir(out)
+    if resume:
+        model_cfg = ModelConfig.from_dict(read_config(out)["model"])
+        student_model = Transformer(model_cfg).to(train.device)
+        train_ids, val_ids = open_shard(run.data / "train.npy"), open_shard(run.data / "val.npy")
+    else:
+        student_model, _ = build_student(student, tokenizer, overrides, train.device)
+        train_texts, val_texts = split_texts(texts, cfg.val_fraction)
+        train_ids, val_ids = build_shards(train_texts, val_texts, partial(
+            tokenizer.encode, disallowed_special=()),  # training text: "<|x|>" is plain text
+            tokenizer.vocab_size, run.data, separator=tokenizer.eos_id)
+    seq_len = min(cfg.seq_len, student_model.config.context_length,
+                  teacher_model.config.context_length)
+    val = fixed_batches(val_ids, train.eval_iters, train.eval_batch_size or train.batch_size,
+                        seq_len, train.seed + 1)
+    return teacher_model, student_model, tokenizer, train_ids, val, seq_len
+
+
+def _sampler_and_objective(teacher: nn.Module, train_ids: Any, seq_len: int,
+                           cfg: DistillConfig, train: Any, teacher_cache: str | Path | None):
+    """Random windows and on-the-fly teacher, or aligned windows and the teacher cache."""
+    from parrot.data.batches import WindowSampler
+    from parrot.train import teacher_cache as tc
+
+    if teacher_cache is None:
+        return (WindowSampler(train_ids, train.batch_size, seq_len, train.seed),
+                make_distill_objective(teacher, cfg))
+    key = tc.cache_key(tc.model_fingerprint(teacher), train_ids, seq_len, cfg.top_k,
+                       cfg.temperature)
+    cache = tc.TeacherCache(teacher_cache, key, cfg.top_k, cfg.temperature,
+                            {"seq_len": seq_len})
+    sampler = tc.AlignedWindowSampler(train_ids, train.batch_size, seq_len, train.seed)
+    return sampler, make_cached_objective(teacher, cache, cfg)
+
+
+__all__ = ["DistillConfig", "DistillResult", "distill", "distillation_loss",
+           "make_cached_objective", "make_distill_objective", "same_tokenizer", "soft_kl"]

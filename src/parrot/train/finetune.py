@@ -10,6 +10,14 @@ what the run directory keeps:
                   tokenizer.json): every command that takes a run directory takes it
     lora, soft-prompt   adapter.safetensors + adapter_config.json (naming the base) and
                   config.json without a model section: loaded as base + adapter
+
+LoRA with quantize="int8" (QLoRA-style) first turns the frozen base's Linear layers into
+int8 ones (`parrot.adapt.qlora`); the adapter config records it, so loading puts the
+adapter back on the same int8 weights.
+
+Every `checkpoint_every` steps a run writes its trained part and checkpoint.pt (the
+trainable tensors only, the optimizer, the sampler and every RNG; the frozen base is
+reloaded from MODEL), so `resume=True` continues a killed run bit-exactly.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from parrot.adapt.lora import (
     save_adapter,
     trainable_parameters,
 )
+from parrot.adapt.qlora import quantize_linears
 from parrot.adapt.soft_prompt import SoftPromptModel, save_soft_prompt
 from parrot.data.sft import (
     SFTSampler,
@@ -39,11 +48,19 @@ from parrot.data.sft import (
     load_conversations,
 )
 from parrot.errors import ParrotError
-from parrot.rundir import RunDir, save_weights, write_config
+from parrot.rundir import (
+    RunDir,
+    append_metrics,
+    read_config,
+    read_metrics,
+    save_weights,
+    write_config,
+)
 from parrot.train.config import TrainConfig
-from parrot.train.loop import Loop, run_loop
+from parrot.train.loop import Loop, LoopState, run_loop
 from parrot.train.objectives_sft import sft
 from parrot.train.optim import build_adamw
+from parrot.train.runner import resume_state
 from parrot.utils.seed import seed_everything
 
 Method = Literal["full", "lora", "soft-prompt"]
@@ -62,10 +79,16 @@ class FinetuneConfig:
     template: str | None = None  # None = the model's own chat template, else chatml
     max_len: int = 512
     val_fraction: float = 0.1
+    quantize: str | None = None  # "int8": the frozen base's Linear weights stay int8 (QLoRA)
 
     def __post_init__(self) -> None:
         if self.method not in ("full", "lora", "soft-prompt"):
             raise ParrotError(f"--method must be full, lora or soft-prompt, got {self.method!r}.")
+        if self.quantize not in (None, "int8"):
+            raise ParrotError(f"--quantize must be int8, got {self.quantize!r}.")
+        if self.quantize and self.method != "lora":
+            raise ParrotError("--quantize int8 freezes the base in int8, which only --method "
+                              "lora trains on top of; drop --quantize or use LoRA.")
         if self.max_len < 2:
             raise ParrotError(f"--max-len must be at least 2, got {self.max_len}.")
         if not 0 <= self.val_fraction < 1:
@@ -92,6 +115,8 @@ def load_finetuned(path: str | Path, device: str = "cpu") -> tuple[nn.Module, An
 def prepare_model(model: nn.Module, cfg: FinetuneConfig) -> nn.Module:
     """The module to train: the model itself (full), wrapped Linears (LoRA) or a prompt."""
     if cfg.method == "lora":
+        if cfg.quantize == "int8":
+            quantize_linears(model)
         apply_lora(model, cfg.targets, cfg.rank, cfg.alpha, cfg.dropout)
         return model
     if cfg.method == "soft-prompt":
@@ -113,7 +138,7 @@ def split_examples(examples: list, fraction: float, seed: int) -> tuple[list, li
 
 def model_saver(cfg: FinetuneConfig, base: str, extra: dict[str, Any]):
     """How checkpoints write the trained part: full weights or only the adapter."""
-    info = {"base": base, **extra}
+    info = {"base": base, **extra, **({"quantize": cfg.quantize} if cfg.quantize else {})}
 
     def save(root: Path, module: nn.Module) -> None:
         if cfg.method == "full":
@@ -137,17 +162,25 @@ class FinetuneResult:
 
 def finetune(model: str | Path, data: str | Path, out: str | Path,
              cfg: FinetuneConfig = FinetuneConfig(), train: TrainConfig | None = None,
-             show_progress: bool = True) -> FinetuneResult:
-    """Fine-tune MODEL on the conversations in `data` into run directory `out`."""
+             show_progress: bool = True, resume: bool = False) -> FinetuneResult:
+    """Fine-tune MODEL on the conversations in `data` into run directory `out`.
+
+    resume=True continues the run in `out` from its last checkpoint with the settings saved
+    in its config.json (`cfg` and `train` are then ignored); the result equals an
+    uninterrupted run bit for bit.
+    """
+    out = Path(out)
+    base_spec = _spec(model)
+    if resume:
+        cfg, train, data = resumed_settings(out, base_spec, data)
+    elif (out / "config.json").exists() or (out / ADAPTER_CONFIG).exists():
+        raise ParrotError(f"{out} already holds a run; pass --resume to continue it or "
+                          "choose another --out.")
     train = train or TrainConfig(steps=100, batch_size=4, lr=1e-3, min_lr=1e-4, warmup=10,
                                  weight_decay=0.0, eval_every=25, log_every=5)
-    out = Path(out)
-    if (out / "config.json").exists() or (out / ADAPTER_CONFIG).exists():
-        raise ParrotError(f"{out} already holds a run; choose another --out.")
     conversations = load_conversations(data)  # bad data fails before the model loads
     if train.threads:
         torch.set_num_threads(train.threads)
-    base_spec = str(Path(model).resolve()) if Path(model).exists() else str(model)
     base, tokenizer, info = resolve_base(model, train.device)
     template = cfg.template or getattr(info, "chat_template", None) or "chatml"
     max_len = min(cfg.max_len, base.config.context_length - (
@@ -159,23 +192,59 @@ def finetune(model: str | Path, data: str | Path, out: str | Path,
     loop = build_finetune_loop(trained, train_ex, val_ex, train, out,
                                model_saver(cfg, base_spec, {"template": template}), cfg)
     loop.show_progress = show_progress
-    out.mkdir(parents=True, exist_ok=True)
-    tokenizer.save(out)
-    write_config(out, run_config(cfg, train, base_spec, template, data, trained))
-    before = evaluate_examples(loop) if val_ex else None
-    state = run_loop(loop)
+    state = resume_state(loop) if resume else start_run(
+        loop, tokenizer, run_config(cfg, train, base_spec, template, data, trained))
+    state = run_loop(loop, state)
+    before = next((r["val_loss"] for r in read_metrics(out)
+                   if r.get("step") == 0 and "val_loss" in r), None)
     after = evaluate_examples(loop) if val_ex else None
     total = sum(p.numel() for p in {id(p): p for p in trained.parameters()}.values())
     return FinetuneResult(out, state.step, trainable_parameters(trained), total, before, after)
 
 
+def start_run(loop: Loop, tokenizer: Any, config: dict[str, Any]) -> LoopState:
+    """Write the new run's tokenizer and config, and the base's validation loss at step 0
+    (kept in metrics.jsonl, so a resumed run still reports it)."""
+    out = loop.run.root
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(out)
+    write_config(out, config)
+    if loop.val_batches:
+        append_metrics(out, {"step": 0, "val_loss": evaluate_examples(loop)})
+    return LoopState()
+
+
+def _spec(model: str | Path) -> str:
+    """How config.json names a base: an absolute path for files, else the name as given."""
+    return str(Path(model).resolve()) if Path(model).exists() else str(model)
+
+
+def resumed_settings(out: Path, base_spec: str,
+                     data: str | Path) -> tuple[FinetuneConfig, TrainConfig, str]:
+    """The saved settings of the run in `out`, after checking it can be resumed."""
+    if not RunDir(out).checkpoint.is_file():
+        raise ParrotError(f"{out} has no checkpoint to resume; start it without --resume.")
+    saved = read_config(out)
+    ft = dict(saved["finetune"])
+    if ft.pop("base") != base_spec:
+        raise ParrotError(f"{out} fine-tunes another base model; resume it with MODEL "
+                          "as it was started.")
+    saved_data = ft.pop("data")
+    if Path(data).resolve() != Path(saved_data).resolve():
+        raise ParrotError(f"{out} was started on --data {saved_data}; resume it on the same "
+                          "data.")
+    ft.pop("template")
+    return FinetuneConfig(**ft), TrainConfig.from_dict(saved["train"]), saved_data
+
+
 def build_finetune_loop(trained: nn.Module, train_ex: list, val_ex: list, train: TrainConfig,
                         out: Path, saver: Any, cfg: FinetuneConfig) -> Loop:
+    """The loop; its checkpoints hold the trainable part, the optimizer, sampler and RNG."""
     optimizer = build_adamw(trained, train.lr, train.weight_decay, (train.beta1, train.beta2))
     sampler = SFTSampler(train_ex, train.batch_size, train.seed)
     val = fixed_sft_batches(val_ex, train.eval_batch_size or train.batch_size) if val_ex else []
     return Loop(trained, trained, optimizer, sampler, val, train, sft, RunDir(out),
-                device=train.device, save_model=saver, resumable=False)
+                device=train.device, save_model=saver)
 
 
 def evaluate_examples(loop: Loop) -> float:
@@ -188,7 +257,8 @@ def run_config(cfg: FinetuneConfig, train: TrainConfig, base: str, template: str
                data: str | Path, trained: nn.Module) -> dict[str, Any]:
     """config.json: a full fine-tune is a complete run directory (it has a model section)."""
     config: dict[str, Any] = {"finetune": {**cfg.to_dict(), "base": base, "template": template,
-                                           "data": str(data)}, "train": train.to_dict()}
+                                           "data": str(Path(data).resolve())},
+                              "train": train.to_dict()}
     if cfg.method == "full":
         config["model"] = trained.config.to_dict()
     return config

@@ -4,6 +4,10 @@ Each optimizer step runs `grad_accum` micro-batches (gradients summed, loss scal
 1/grad_accum), clips the global gradient norm, and steps AdamW at the scheduled learning
 rate. Validation runs on a fixed set of batches every `eval_every` steps. Only the main
 rank writes metrics, pictures and checkpoints. Timings exclude evaluation and writing.
+
+Mixture-of-experts models: after each optimizer step the loss-free layers move their
+selection bias (`update_balance_bias`, loads summed over ranks); logged rows carry the
+per-layer expert load and its entropy, and checkpoints draw `experts.png`.
 """
 
 from __future__ import annotations
@@ -19,11 +23,13 @@ import torch
 from torch import nn
 
 from parrot.data.batches import WindowSampler
+from parrot.model.moe import update_balance_bias
 from parrot.rundir import RunDir, append_metrics, read_metrics, save_weights
 from parrot.train.checkpoint import save_checkpoint
 from parrot.train.config import TrainConfig
 from parrot.train.distributed import DistInfo, mean_across_ranks
 from parrot.train.metrics import plot_losses
+from parrot.train.moe_metrics import EXPERTS_PICTURE, moe_row, plot_expert_loads
 from parrot.train.objectives import Objective
 from parrot.train.schedule import lr_at
 from parrot.utils.progress import progress_bar
@@ -89,6 +95,8 @@ def train_step(loop: Loop, lr: float) -> tuple[float, float]:
     grad_norm = torch.nn.utils.clip_grad_norm_(loop.raw.parameters(), max_norm)
     loop.optimizer.step()
     loop.optimizer.zero_grad(set_to_none=True)
+    # Only the ratio to the mean load matters, so the mean over ranks serves as the sum.
+    update_balance_bias(loop.raw, lambda load: mean_across_ranks(load, loop.dist))
     loss = mean_across_ranks(total / cfg.grad_accum, loop.dist)
     return float(loss), float(grad_norm)
 
@@ -116,7 +124,9 @@ def checkpoint(loop: Loop, state: LoopState) -> None:
         extra = {"tokens": state.tokens, "train_time": state.train_time}
         save_checkpoint(loop.run.checkpoint, loop.raw, loop.optimizer, state.step,
                         loop.sampler.state_dict(), extra)
-    plot_losses(read_metrics(loop.run.root), loop.run.plot)
+    rows = read_metrics(loop.run.root)
+    plot_losses(rows, loop.run.plot)
+    plot_expert_loads(rows, loop.run.root / EXPERTS_PICTURE)
 
 
 def log(loop: Loop, row: dict) -> None:
@@ -146,7 +156,8 @@ def run_loop(loop: Loop, state: LoopState | None = None) -> LoopState:
                 log(loop, {"step": state.step, "loss": loss, "lr": lr, "grad_norm": grad_norm,
                            "tokens": state.tokens, "tokens_per_s": speed,
                            "train_time_s": state.train_time,
-                           "wall_time_s": time.perf_counter() - start_wall})
+                           "wall_time_s": time.perf_counter() - start_wall,
+                           **moe_row(loop.raw)})
                 bar.update(0, description=f"step {state.step} loss {loss:.3f} {speed:,.0f} tok/s")
                 window_tokens, window_time = 0, 0.0
             if loop.val_batches and (state.step % cfg.eval_every == 0 or state.step == cfg.steps):

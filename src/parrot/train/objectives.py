@@ -7,10 +7,15 @@ scalar loss to minimise and a few detached numbers worth logging.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from parrot.model.moe import moe_aux_loss
+from parrot.train.objectives_mlm import bind_mlm, mlm
+from parrot.train.objectives_seq2seq import bind_denoise, denoise
 
 Objective = Callable[[nn.Module, torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 
@@ -24,10 +29,32 @@ def next_token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor
 
 
 def next_token(model: nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor, dict]:
-    """Next-token prediction on windows (B, T+1): inputs are [:, :-1], targets [:, 1:]."""
+    """Next-token prediction on windows (B, T+1): inputs are [:, :-1], targets [:, 1:].
+
+    In training, MoE layers with moe_balance="aux_loss" add their auxiliary balancing loss
+    (validation in eval mode stays plain cross-entropy).
+    """
     logits = model(batch[:, :-1])  # (B, T, V)
     loss = next_token_loss(logits, batch[:, 1:])
-    return loss, {"loss": loss.detach()}
+    metrics = {"loss": loss.detach()}
+    aux = moe_aux_loss(model) if model.training else None
+    if aux is not None:
+        metrics["aux_loss"] = aux.detach()
+        loss = loss + aux
+    return loss, metrics
 
 
 OBJECTIVES: dict[str, Objective] = {"next_token": next_token}
+OBJECTIVES["mlm"] = mlm  # masked LM (objectives_mlm.py); needs its tokenizer bound, below
+OBJECTIVES["denoise"] = denoise  # BART-style (objectives_seq2seq.py); encoder-decoders only
+
+# Objectives that need facts from the run's tokenizer (the [MASK] id): name → binder,
+# which returns the objective with those facts bound or raises ParrotError.
+TOKENIZER_BINDERS: dict[str, Callable[[Any], Objective]] = {"mlm": bind_mlm,
+                                                             "denoise": bind_denoise}
+
+
+def objective_for(name: str, tokenizer: Any) -> Objective:
+    """The objective `name`, bound to `tokenizer` when it needs to be."""
+    binder = TOKENIZER_BINDERS.get(name)
+    return binder(tokenizer) if binder is not None else OBJECTIVES[name]

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from parrot.errors import ParrotError
-from parrot.model import ModelConfig
+from parrot.model import ModelConfig, get_preset
 from parrot.train.config import DataSpec, TrainConfig, field_types, parse_value
 
 Recipe = tuple[ModelConfig, TrainConfig, DataSpec]
@@ -58,10 +58,44 @@ def tiny() -> Recipe:
     return model, train, DataSpec(tokenizer="bpe", vocab_size=512, split="documents")
 
 
+def moe_tiny() -> Recipe:
+    """The `moe-tiny` preset (8 experts, top-2, loss-free balancing) on the embedded corpus
+    with `tiny`'s BPE data and schedule."""
+    _, train, data = tiny()
+    return get_preset("moe-tiny"), train, data
+
+
+def bert_tiny() -> Recipe:
+    """A small BERT trained by masked language modelling on the embedded corpus: a BPE
+    tokenizer with [MASK]/[CLS]/[SEP]/[PAD] (added by the runner), the `bert-tiny` model."""
+    train = TrainConfig(
+        steps=400, batch_size=32, lr=2e-3, min_lr=2e-4, warmup=40, eval_every=50,
+        eval_iters=10, checkpoint_every=200, objective="mlm",
+    )
+    return get_preset("bert-tiny"), train, DataSpec(tokenizer="bpe", vocab_size=1024,
+                                                    split="documents")
+
+
+def seq2seq_tiny() -> Recipe:
+    """The `seq2seq-tiny` encoder-decoder (3 + 3 layers, width 128). `parrot train` pretrains
+    it by BART-style denoising on the corpus; `parrot seq2seq train` trains it on pairs with
+    the same optimiser settings (batch 64 pairs, lr 1e-3 cosine to 1e-4)."""
+    train = TrainConfig(
+        steps=1500, batch_size=64, lr=1e-3, min_lr=1e-4, warmup=100, weight_decay=0.01,
+        eval_every=250, eval_iters=10, checkpoint_every=500, log_every=25,
+        objective="denoise",
+    )
+    return get_preset("seq2seq-tiny"), train, DataSpec(tokenizer="bpe", vocab_size=512,
+                                                       split="documents")
+
+
 RECIPES: dict[str, Callable[[], Recipe]] = {
     "shakespeare-baseline": shakespeare_baseline,
     "shakespeare-best": shakespeare_best,
     "tiny": tiny,
+    "bert-tiny": bert_tiny,
+    "moe-tiny": moe_tiny,
+    "seq2seq-tiny": seq2seq_tiny,
 }
 
 

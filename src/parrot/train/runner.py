@@ -15,9 +15,10 @@ import torch
 
 from parrot.data.batches import WindowSampler, check_enough_tokens, fixed_batches
 from parrot.data.corpus import load_texts
+from parrot.data.pairs import SPECIAL_TOKENS
 from parrot.data.shards import build_shards, open_shard, split_texts
 from parrot.errors import ParrotError
-from parrot.model import ModelConfig, Transformer
+from parrot.model import ModelConfig, build_model
 from parrot.rundir import RunDir, read_config, read_metrics, truncate_metrics, write_config
 from parrot.tokenizer import Tokenizer
 from parrot.train.checkpoint import load_checkpoint, set_rng_state
@@ -32,12 +33,14 @@ from parrot.train.distributed import (
     wrap_model,
 )
 from parrot.train.loop import Loop, LoopState, run_loop
-from parrot.train.objectives import OBJECTIVES
+from parrot.train.objectives import OBJECTIVES, objective_for
 from parrot.train.optim import build_adamw
 from parrot.train.recipes import Recipe, apply_overrides, get_recipe
 from parrot.utils.seed import seed_everything
 
 EOS = "<|endoftext|>"
+# A masked-LM run's new tokenizer also gets BERT's special tokens.
+MLM_SPECIALS = ("[MASK]", "[CLS]", "[SEP]", "[PAD]")
 
 
 @dataclass(frozen=True)
@@ -48,13 +51,28 @@ class TrainResult:
     train_time_s: float
 
 
-def build_tokenizer(spec: DataSpec, train_texts: list[str], path: str | Path | None) -> Tokenizer:
+def build_tokenizer(spec: DataSpec, train_texts: list[str], path: str | Path | None,
+                    specials: Sequence[str] = (EOS,)) -> Tokenizer:
     """The given tokenizer, the 256-byte one, or BPE trained on the training texts."""
     if path is not None:
         return Tokenizer.load(path)
     if spec.tokenizer == "bytes":
         return Tokenizer.train([], 256)
-    return Tokenizer.train(train_texts, spec.vocab_size, special_tokens=[EOS])
+    return Tokenizer.train(train_texts, spec.vocab_size, special_tokens=list(specials))
+
+
+def check_objective(model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
+    """ParrotError for an unknown objective or one the model's attention cannot serve."""
+    if train_cfg.objective not in OBJECTIVES:
+        raise ParrotError(f"Unknown train.objective {train_cfg.objective!r}; "
+                          f"choose one of: {', '.join(OBJECTIVES)}.")
+    if (train_cfg.objective == "denoise") != model_cfg.is_encoder_decoder:
+        raise ParrotError("The denoise objective and encoder-decoder models go together; use "
+                          "--preset seq2seq-tiny (or parrot seq2seq train for pairs), or "
+                          "another objective with a decoder-only model.")
+    if train_cfg.objective == "mlm" and model_cfg.causal:
+        raise ParrotError("The mlm objective needs a bidirectional model; use --preset "
+                          "bert-tiny or add --set model.causal=false.")
 
 
 def _encoder(tokenizer: Tokenizer, spec: DataSpec, sample: str):
@@ -87,9 +105,12 @@ def prepare_run(
         raise ParrotError(f"Preset {preset} needs its text file: pass --data PATH "
                           "(e.g. --data ../shared/data/tinyshakespeare.txt).")
     check_context(model_cfg, train_cfg)  # before the slow part: tokenizer training
+    check_objective(model_cfg, train_cfg)
     texts = load_texts(list(data) if data else None, text_field=text_field)
     train_texts, val_texts = split_texts(texts, spec.val_fraction, spec.split)
-    tokenizer = build_tokenizer(spec, train_texts, tokenizer_path)
+    extra = {"mlm": MLM_SPECIALS, "denoise": SPECIAL_TOKENS}.get(train_cfg.objective, ())
+    tokenizer = build_tokenizer(spec, train_texts, tokenizer_path, (EOS, *extra))
+    objective_for(train_cfg.objective, tokenizer)  # e.g. mlm without [MASK]: fail early
     model_cfg = model_cfg.replace(vocab_size=tokenizer.vocab_size)
     seq_len = check_context(model_cfg, train_cfg)
     encode = _encoder(tokenizer, spec, train_texts[0] if train_texts else "")
@@ -115,7 +136,7 @@ def build_loop(out: Path, info: DistInfo, show_progress: bool) -> tuple[Loop, Mo
     device = rank_device(info, cfg.device)
     seq_len = check_context(model_cfg, cfg)
     seed_everything(cfg.seed)
-    raw = Transformer(model_cfg).to(device)
+    raw = build_model(model_cfg).to(device)  # a Transformer, or an EncoderDecoder (denoise)
     optimizer = build_adamw(raw, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2))
     model = wrap_model(raw, info, device)
     if cfg.compile:
@@ -125,10 +146,9 @@ def build_loop(out: Path, info: DistInfo, show_progress: bool) -> tuple[Loop, Mo
                             cfg.seed, info.rank, info.world_size)
     val = fixed_batches(open_shard(run.data / "val.npy"), cfg.eval_iters,
                         cfg.eval_batch_size or cfg.batch_size, seq_len, cfg.seed + 1)
-    if cfg.objective not in OBJECTIVES:
-        raise ParrotError(f"Unknown train.objective {cfg.objective!r}; "
-                          f"choose one of: {', '.join(OBJECTIVES)}.")
-    loop = Loop(model, raw, optimizer, sampler, val, cfg, OBJECTIVES[cfg.objective], run,
+    check_objective(model_cfg, cfg)
+    objective = objective_for(cfg.objective, Tokenizer.load(out))
+    loop = Loop(model, raw, optimizer, sampler, val, cfg, objective, run,
                 info, device, show_progress)
     return loop, model_cfg
 

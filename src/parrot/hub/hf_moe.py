@@ -1,0 +1,278 @@
+"""Hugging Face mixture-of-experts folders both ways: Mixtral and Qwen2-MoE.
+
+Both are the Llama layout with the MLP replaced by a sparse MoE block. Checkpoints store
+one small MLP per expert (`experts.{e}.w1/w2/w3` in Mixtral, `experts.{e}.gate_proj/...`
+in Qwen2-MoE), which is what `transformers` 5.x writes and reads; its in-memory fused
+3-D expert tensors never reach the files. The tables below have two placeholders, `{i}`
+for the layer and `{e}` for the expert.
+
+Router math in `transformers` 5.23, matched by `parrot.model.moe`: p = softmax(W_r x) in
+fp32, top-k on p, Mixtral always renormalises the k weights, Qwen2-MoE only with
+`norm_topk_prob`; Qwen2-MoE adds sigmoid(w . x) * shared_expert(x) on every layer.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from parrot.errors import ParrotError
+from parrot.hub.gguf_model import ModelInfo, _instantiate
+from parrot.hub.naming import HF_LLAMA
+from parrot.model import ModelConfig, Transformer
+from parrot.tokenizer import Tokenizer
+from parrot.utils.atomic import atomic_path, atomic_write_json
+
+_ATTENTION = {k: v for k, v in HF_LLAMA.items() if ".mlp." not in k}
+
+HF_MIXTRAL: dict[str, str] = {
+    **{k: v for k, v in _ATTENTION.items() if not k.endswith(".bias")},
+    "model.layers.{i}.block_sparse_moe.gate.weight": "blocks.{i}.mlp.router.weight",
+    "model.layers.{i}.block_sparse_moe.experts.{e}.w1.weight":
+        "blocks.{i}.mlp.experts.{e}.gate_proj.weight",
+    "model.layers.{i}.block_sparse_moe.experts.{e}.w3.weight":
+        "blocks.{i}.mlp.experts.{e}.up_proj.weight",
+    "model.layers.{i}.block_sparse_moe.experts.{e}.w2.weight":
+        "blocks.{i}.mlp.experts.{e}.down_proj.weight",
+}
+
+HF_QWEN2_MOE: dict[str, str] = {
+    **_ATTENTION,
+    "model.layers.{i}.mlp.gate.weight": "blocks.{i}.mlp.router.weight",
+    **{f"model.layers.{{i}}.mlp.experts.{{e}}.{p}.weight": f"blocks.{{i}}.mlp.experts.{{e}}.{p}.weight"
+       for p in ("gate_proj", "up_proj", "down_proj")},
+    **{f"model.layers.{{i}}.mlp.shared_expert.{p}.weight": f"blocks.{{i}}.mlp.shared.{p}.weight"
+       for p in ("gate_proj", "up_proj", "down_proj")},
+    "model.layers.{i}.mlp.shared_expert_gate.weight": "blocks.{i}.mlp.shared_gate.weight",
+}
+
+
+@lru_cache(maxsize=8)
+def _patterns(items: tuple[tuple[str, str], ...]) -> list[tuple[re.Pattern, str]]:
+    def compile_one(src: str) -> re.Pattern:
+        text = re.escape(src).replace(r"\{i\}", r"(?P<i>\d+)").replace(r"\{e\}", r"(?P<e>\d+)")
+        return re.compile(text + "$")
+    return [(compile_one(src), dst) for src, dst in items]
+
+
+def rename_moe(name: str, table: dict[str, str]) -> str | None:
+    """`name` through a table whose patterns hold `{i}` (layer) and `{e}` (expert).
+
+    >>> rename_moe("model.layers.2.block_sparse_moe.experts.5.w3.weight", HF_MIXTRAL)
+    'blocks.2.mlp.experts.5.up_proj.weight'
+    """
+    for pattern, target in _patterns(tuple(table.items())):
+        match = pattern.match(name)
+        if match:
+            return target.format(**match.groupdict())
+    return None
+
+
+def rename_all_moe(tensors: dict[str, torch.Tensor], table: dict[str, str],
+                   where: str) -> dict[str, torch.Tensor]:
+    """Rename every tensor; ParrotError naming the first one the table does not know."""
+    out = {}
+    for name, tensor in tensors.items():
+        new = rename_moe(name, table)
+        if new is None:
+            raise ParrotError(f"{where} has a tensor {name!r} that parrot does not know how "
+                              "to place; this mixture-of-experts variant is not supported.")
+        out[new] = tensor
+    return out
+
+
+def invert(table: dict[str, str]) -> dict[str, str]:
+    return {dst: src for src, dst in table.items()}
+
+
+# --- configs --------------------------------------------------------------------------
+def _rope_theta(c: dict[str, Any], default: float) -> float:
+    return float(c.get("rope_theta") or (c.get("rope_parameters") or {}).get("rope_theta",
+                                                                             default))
+
+
+def _base(c: dict[str, Any], qkv_bias: bool, default_theta: float) -> ModelConfig:
+    """The attention side shared by both families (Llama layout)."""
+    if c.get("hidden_act", "silu") != "silu":
+        raise ParrotError(f"Activation {c.get('hidden_act')!r} is not mapped; parrot reads "
+                          "mixture-of-experts models with SiLU (SwiGLU) experts.")
+    scaling = c.get("rope_scaling") or c.get("rope_parameters") or {}
+    if scaling.get("rope_type", "default") != "default":
+        raise ParrotError("This config uses RoPE scaling, which parrot does not map yet.")
+    n_heads, d = c["num_attention_heads"], c["hidden_size"]
+    head_dim = c.get("head_dim") or d // n_heads
+    return ModelConfig(
+        vocab_size=c["vocab_size"], context_length=c.get("max_position_embeddings", 2048),
+        d_model=d, n_layers=c["num_hidden_layers"], n_heads=n_heads,
+        n_kv_heads=c.get("num_key_value_heads") or n_heads,
+        head_dim=None if head_dim * n_heads == d else head_dim,
+        d_ff=c.get("intermediate_size"), positions="rope",
+        rope_theta=_rope_theta(c, default_theta), norm="rmsnorm",
+        norm_eps=float(c.get("rms_norm_eps", 1e-6)), mlp="swiglu", bias=False,
+        qkv_bias=qkv_bias, tie_embeddings=bool(c.get("tie_word_embeddings", False)),
+    )
+
+
+def mixtral_from_hf(c: dict[str, Any]) -> ModelConfig:
+    if c.get("sliding_window"):
+        raise ParrotError("This Mixtral config uses sliding-window attention, which parrot "
+                          "does not map yet.")
+    return _base(c, False, 1e6).replace(
+        n_experts=c["num_local_experts"], experts_per_token=c.get("num_experts_per_tok", 2),
+        expert_d_ff=c["intermediate_size"], moe_renormalize=True)
+
+
+def qwen2_moe_from_hf(c: dict[str, Any]) -> ModelConfig:
+    if c.get("use_sliding_window"):
+        raise ParrotError("This Qwen2-MoE config uses sliding-window attention, which parrot "
+                          "does not map yet.")
+    if c.get("decoder_sparse_step", 1) != 1 or c.get("mlp_only_layers"):
+        raise ParrotError("This Qwen2-MoE config mixes dense and sparse layers "
+                          "(decoder_sparse_step > 1 or mlp_only_layers); parrot maps only "
+                          "models whose every layer is sparse.")
+    shared = c.get("shared_expert_intermediate_size", 0)
+    return _base(c, bool(c.get("qkv_bias", True)), 10000.0).replace(
+        n_experts=c["num_experts"], experts_per_token=c.get("num_experts_per_tok", 4),
+        expert_d_ff=c["moe_intermediate_size"], shared_experts=1 if shared else 0,
+        shared_d_ff=shared or None, shared_expert_gate=bool(shared),
+        moe_renormalize=bool(c.get("norm_topk_prob", False)))
+
+
+def _common_to_hf(cfg: ModelConfig) -> dict[str, Any]:
+    return {
+        "vocab_size": cfg.vocab_size, "hidden_size": cfg.d_model,
+        "num_hidden_layers": cfg.n_layers, "num_attention_heads": cfg.n_heads,
+        "num_key_value_heads": cfg.kv_heads, "head_dim": cfg.head_size,
+        "max_position_embeddings": cfg.context_length, "rope_theta": cfg.rope_theta,
+        "rope_parameters": {"rope_type": "default", "rope_theta": cfg.rope_theta},
+        "rms_norm_eps": cfg.norm_eps, "hidden_act": "silu",
+        "tie_word_embeddings": cfg.tie_embeddings, "num_experts_per_tok": cfg.experts_per_token,
+        "router_aux_loss_coef": cfg.moe_aux_coef, "output_router_logits": False,
+        "torch_dtype": "float32",
+    }
+
+
+def _expert_width(cfg: ModelConfig) -> int:
+    return cfg.expert_d_ff or cfg.ff_size
+
+
+def mixtral_to_hf(cfg: ModelConfig) -> dict[str, Any]:
+    return {**_common_to_hf(cfg), "architectures": ["MixtralForCausalLM"],
+            "model_type": "mixtral", "num_local_experts": cfg.n_experts,
+            "intermediate_size": _expert_width(cfg), "sliding_window": None,
+            "router_jitter_noise": 0.0}
+
+
+def qwen2_moe_to_hf(cfg: ModelConfig) -> dict[str, Any]:
+    shared = cfg.shared_d_ff or _expert_width(cfg)
+    return {**_common_to_hf(cfg), "architectures": ["Qwen2MoeForCausalLM"],
+            "model_type": "qwen2_moe", "num_experts": cfg.n_experts,
+            "intermediate_size": cfg.ff_size, "moe_intermediate_size": _expert_width(cfg),
+            "shared_expert_intermediate_size": cfg.shared_experts * shared,
+            "norm_topk_prob": cfg.moe_renormalize, "decoder_sparse_step": 1,
+            "mlp_only_layers": [], "qkv_bias": cfg.has_qkv_bias, "use_sliding_window": False}
+
+
+# Fields that must keep their defaults for a config to be one of these two families.
+_PLAIN = dict(norm_placement="pre", embed_scale=False, qk_norm=False, sliding_window=None,
+              type_vocab_size=0, embed_norm=False, head_transform=False, encoder_layers=0,
+              positions="rope", norm="rmsnorm", mlp="swiglu", bias=False, causal=True,
+              attn_scale=None, global_every=0, output_head=True)
+
+
+def _plain_llama_moe(cfg: ModelConfig) -> bool:
+    return cfg.is_moe and all(getattr(cfg, k, v) == v for k, v in _PLAIN.items())
+
+
+def is_mixtral(cfg: ModelConfig) -> bool:
+    return (_plain_llama_moe(cfg) and cfg.shared_experts == 0 and cfg.moe_renormalize
+            and not cfg.has_qkv_bias)
+
+
+def is_qwen2_moe(cfg: ModelConfig) -> bool:
+    return (_plain_llama_moe(cfg) and cfg.shared_experts == 1 and cfg.shared_expert_gate
+            and cfg.head_size * cfg.n_heads == cfg.d_model)
+
+
+FAMILIES = {
+    "mixtral": (mixtral_from_hf, mixtral_to_hf, HF_MIXTRAL),
+    "qwen2_moe": (qwen2_moe_from_hf, qwen2_moe_to_hf, HF_QWEN2_MOE),
+}
+
+
+# --- folders --------------------------------------------------------------------------
+def load_moe(root: Path, config: dict[str, Any], device: str | torch.device = "cpu"
+             ) -> tuple[Transformer, Tokenizer, ModelInfo]:
+    """A Mixtral or Qwen2-MoE folder → (fp32 Transformer in eval mode, tokenizer, info)."""
+    from safetensors.torch import load_file
+
+    from parrot.hub.hf import _ids, _template
+
+    family = config["model_type"]
+    from_hf, _, table = FAMILIES[family]
+    try:
+        cfg = from_hf(config)
+    except KeyError as err:
+        raise ParrotError(f"{root / 'config.json'} lacks the key {err.args[0]!r}.") from None
+    tensors: dict[str, torch.Tensor] = {}
+    for file in sorted(root.glob("*.safetensors")):
+        tensors.update(load_file(str(file)))
+    tensors = {k: v.float() for k, v in tensors.items() if not k.endswith("rotary_emb.inv_freq")}
+    state = rename_all_moe(tensors, table, str(root))
+    for i in range(cfg.n_layers):  # the checkpoint has no selection bias: it is zero
+        state[f"blocks.{i}.mlp.balance_bias"] = torch.zeros(cfg.n_experts)
+    if cfg.tie_embeddings:
+        state["lm_head.weight"] = state["tok_emb.weight"]
+    model = _instantiate(cfg, state, str(root)).to(device)
+    tokenizer = Tokenizer.load(root)
+    info = ModelInfo("hf", root, root.name, family, eos_ids=_ids(tokenizer.eos_id),
+                     bos_id=tokenizer.bos_id, chat_template=_template(root))
+    return model, tokenizer, info
+
+
+def moe_family(cfg: ModelConfig) -> str:
+    """'mixtral' or 'qwen2_moe' for an exportable config; ParrotError otherwise."""
+    if is_mixtral(cfg):
+        return "mixtral"
+    if is_qwen2_moe(cfg):
+        return "qwen2_moe"
+    raise ParrotError("This mixture-of-experts model matches no Hugging Face family parrot "
+                      "exports (Mixtral: RoPE+RMSNorm+SwiGLU experts, renormalised, no shared "
+                      "expert; Qwen2-MoE: the same plus one sigmoid-gated shared expert).")
+
+
+def moe_state_to_hf(model: Transformer, table: dict[str, str]) -> dict[str, torch.Tensor]:
+    """The model's tensors under Hugging Face names (the zero selection bias is dropped)."""
+    state = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
+    for name in [k for k in state if k.endswith(".balance_bias")]:
+        if state.pop(name).abs().max() > 0:
+            raise ParrotError("This model was trained with loss-free balancing and routes with "
+                              "a selection bias that Hugging Face's Mixtral and Qwen2-MoE lack; "
+                              "it cannot be exported exactly.")
+    if model.config.tie_embeddings:
+        state.pop("lm_head.weight")
+    return rename_all_moe(state, invert(table), "the model")
+
+
+def export_moe(model: Transformer, tokenizer: Tokenizer, out: str | Path,
+               meta: ModelInfo | None = None) -> Path:
+    """Write a MoE `model` as a Mixtral or Qwen2-MoE folder that `transformers` opens."""
+    from safetensors.torch import save_file
+
+    from parrot.hub.hf import _special_ids, _tokenizer_config
+
+    family = moe_family(model.config)
+    _, to_hf, table = FAMILIES[family]
+    state = moe_state_to_hf(model, table)
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(root / "config.json", {**to_hf(model.config), **_special_ids(tokenizer)})
+    with atomic_path(root / "model.safetensors") as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt"})
+    tokenizer.save(root)
+    atomic_write_json(root / "tokenizer_config.json", _tokenizer_config(tokenizer, meta))
+    return root

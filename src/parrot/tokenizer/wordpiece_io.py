@@ -1,0 +1,158 @@
+"""WordPiece tokenizers on disk: Hugging Face `tokenizer.json`, or `vocab.txt` plus
+`tokenizer_config.json` (the older BERT layout, where `do_lower_case` lives)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from parrot.errors import ParrotError
+from parrot.tokenizer.wordpiece import WordPieceParts
+from parrot.utils.atomic import atomic_write_json
+
+DEFAULT_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+def read_wordpiece_json(data: dict[str, Any], where: str) -> WordPieceParts:
+    """A parsed `tokenizer.json` whose model is WordPiece → `WordPieceParts`."""
+    model = data["model"]
+    vocab_map: dict[str, int] = model["vocab"]
+    vocab: list[str | None] = [None] * len(vocab_map)
+    for piece, i in vocab_map.items():
+        vocab[i] = piece
+    if None in vocab:
+        raise ParrotError(f"{where} leaves token id {vocab.index(None)} undefined.")
+    specials = {t["content"]: int(t["id"]) for t in data.get("added_tokens") or []
+                if t.get("special", True)}
+    norm = data.get("normalizer") or {}
+    if norm and norm.get("type") != "BertNormalizer":
+        raise ParrotError(f"{where} has a {norm.get('type')!r} normalizer; parrot's WordPiece "
+                          "reader supports BERT's normalizer only.")
+    pre = (data.get("pre_tokenizer") or {}).get("type")
+    if pre not in (None, "BertPreTokenizer"):
+        raise ParrotError(f"{where} uses the {pre!r} pre-tokenizer; parrot's WordPiece reader "
+                          "supports BERT's only.")
+    return WordPieceParts(
+        vocab=vocab, special_tokens=specials,  # type: ignore[arg-type]
+        unk_token=model.get("unk_token", "[UNK]"),
+        prefix=model.get("continuing_subword_prefix", "##"),
+        max_word_chars=int(model.get("max_input_chars_per_word", 100)),
+        lowercase=bool(norm.get("lowercase", False)),
+        strip_accents=norm.get("strip_accents"),
+        handle_chinese_chars=bool(norm.get("handle_chinese_chars", False)),
+        clean_text=bool(norm.get("clean_text", False)),
+        **_frame_tokens(data.get("post_processor"), specials),
+    )
+
+
+def _frame_tokens(post: dict[str, Any] | None, specials: dict[str, int]) -> dict[str, str]:
+    """The [CLS]/[SEP] names the post-processor puts around a single text."""
+    if not post:
+        return {}
+    if post.get("type") == "BertProcessing":
+        return {"cls_token": post["cls"][0], "sep_token": post["sep"][0]}
+    single = [step["SpecialToken"]["id"] for step in post.get("single", [])
+              if "SpecialToken" in step]
+    if post.get("type") == "TemplateProcessing" and len(single) == 2:
+        return {"cls_token": single[0], "sep_token": single[1]}
+    return {}
+
+
+def read_vocab_txt(folder: Path) -> WordPieceParts:
+    """`vocab.txt` (one piece per line, id = line number) + `tokenizer_config.json`."""
+    try:
+        lines = (folder / "vocab.txt").read_text(encoding="utf-8").split("\n")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ParrotError(f"{folder / 'vocab.txt'} is not readable ({err}).") from None
+    vocab = [line.rstrip("\r") for line in (lines[:-1] if lines[-1] == "" else lines)]
+    config = _read_config(folder / "tokenizer_config.json")
+    names = {key: _token_name(config.get(key), default) for key, default in
+             (("unk_token", "[UNK]"), ("cls_token", "[CLS]"), ("sep_token", "[SEP]"),
+              ("pad_token", "[PAD]"), ("mask_token", "[MASK]"))}
+    index = {piece: i for i, piece in enumerate(vocab)}
+    specials = {name: index[name] for name in names.values() if name in index}
+    return WordPieceParts(
+        vocab=vocab, special_tokens=specials, unk_token=names["unk_token"],
+        lowercase=bool(config.get("do_lower_case", True)),
+        strip_accents=config.get("strip_accents"),
+        handle_chinese_chars=bool(config.get("tokenize_chinese_chars", True)),
+        cls_token=names["cls_token"], sep_token=names["sep_token"],
+    )
+
+
+def _token_name(value: Any, default: str) -> str:
+    value = value.get("content") if isinstance(value, dict) else value
+    return value if isinstance(value, str) else default
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ParrotError(f"{path} is not readable JSON ({err}).") from None
+    return data if isinstance(data, dict) else {}
+
+
+def is_wordpiece_json(path: Path) -> bool:
+    """Whether `path` is a tokenizer.json whose model is WordPiece."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    model = data.get("model") if isinstance(data, dict) else None
+    return isinstance(model, dict) and model.get("type") == "WordPiece"
+
+
+def load_wordpiece(path: Path) -> WordPieceParts:
+    """`tokenizer.json` (the file or its folder) first, else the folder's `vocab.txt`."""
+    file = path / "tokenizer.json" if path.is_dir() else path
+    if file.is_file() and file.suffix == ".json":
+        try:
+            data = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as err:
+            raise ParrotError(f"{file} is not a readable tokenizer.json ({err}).") from None
+        if not is_wordpiece_json(file):
+            raise ParrotError(f"{file} is not a WordPiece tokenizer.")
+        try:
+            return read_wordpiece_json(data, str(file))
+        except (KeyError, TypeError, ValueError, IndexError) as err:
+            raise ParrotError(f"{file} is a corrupt tokenizer.json "
+                              f"({type(err).__name__}: {err}).") from None
+    folder = path if path.is_dir() else path.parent
+    if (folder / "vocab.txt").is_file():
+        return read_vocab_txt(folder)
+    raise ParrotError(f"No WordPiece tokenizer at {path}; give a tokenizer.json or a folder "
+                      "with vocab.txt.")
+
+
+def write_wordpiece_json(parts: WordPieceParts) -> dict[str, Any]:
+    """The Hugging Face `tokenizer.json` structure for `parts` (readable by `tokenizers`)."""
+    added = [{"id": i, "content": s, "single_word": False, "lstrip": False, "rstrip": False,
+              "normalized": False, "special": True}
+             for s, i in sorted(parts.special_tokens.items(), key=lambda item: item[1])]
+    cls_id = parts.special_tokens.get(parts.cls_token)
+    sep_id = parts.special_tokens.get(parts.sep_token)
+    post = None
+    if cls_id is not None and sep_id is not None:
+        post = {"type": "BertProcessing", "sep": [parts.sep_token, sep_id],
+                "cls": [parts.cls_token, cls_id]}
+    return {
+        "version": "1.0", "truncation": None, "padding": None, "added_tokens": added,
+        "normalizer": {"type": "BertNormalizer", "clean_text": parts.clean_text,
+                       "handle_chinese_chars": parts.handle_chinese_chars,
+                       "strip_accents": parts.strip_accents, "lowercase": parts.lowercase},
+        "pre_tokenizer": {"type": "BertPreTokenizer"},
+        "post_processor": post,
+        "decoder": {"type": "WordPiece", "prefix": parts.prefix, "cleanup": True},
+        "model": {"type": "WordPiece", "unk_token": parts.unk_token,
+                  "continuing_subword_prefix": parts.prefix,
+                  "max_input_chars_per_word": parts.max_word_chars,
+                  "vocab": {piece: i for i, piece in enumerate(parts.vocab)}},
+    }
+
+
+def save_wordpiece(parts: WordPieceParts, directory: Path) -> None:
+    atomic_write_json(directory / "tokenizer.json", write_wordpiece_json(parts))

@@ -1,0 +1,192 @@
+"""Supervised seq2seq training on JSONL pairs, as a Python API (`parrot seq2seq train`).
+
+    pairs.jsonl → split (last val_fraction = validation) → tokenizer with <pad> <s> </s>
+    <mask> → encoder-decoder from the recipe → the shared training loop with the pairs
+    objective → a run directory that `parrot seq2seq generate` reads.
+
+The run directory is the usual one (config.json, tokenizer.json, model.safetensors,
+metrics.jsonl, loss.png); config.json adds a "seq2seq" section with the special ids.
+After the last step the validation pairs are generated greedily and their exact-match
+accuracy is logged as `val_exact_match`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from parrot.data.pairs import (
+    SPECIAL_TOKENS,
+    Pair,
+    PairSampler,
+    Seq2SeqTokens,
+    encode_pairs,
+    fixed_pair_batches,
+    load_pairs,
+    tokens_from_specials,
+)
+from parrot.errors import ParrotError
+from parrot.infer.seq2seq import exact_match
+from parrot.model import EncoderDecoder, build_model
+from parrot.rundir import RunDir, append_metrics, load_model, read_config, write_config
+from parrot.tokenizer import Tokenizer
+from parrot.tokenizer.pretokenize import PATTERNS
+from parrot.train.config import TrainConfig
+from parrot.train.loop import Loop, run_loop
+from parrot.train.objectives_seq2seq import seq2seq_loss
+from parrot.train.optim import build_adamw
+from parrot.train.recipes import apply_overrides, get_recipe
+from parrot.utils.seed import seed_everything
+
+
+@dataclass(frozen=True)
+class PairsSpec:
+    """Where pairs come from and how they become ids (the "data" section of a pairs run).
+
+    tokenizer: "bytes" (256 byte ids + the 4 specials) or "bpe" (trained on the training
+    pairs' sources and targets, vocab_size in all).
+    """
+
+    source_field: str = "source"
+    target_field: str = "target"
+    tokenizer: Literal["bytes", "bpe"] = "bpe"
+    vocab_size: int = 512
+    val_fraction: float = 0.1
+    kind: str = "pairs"
+
+    def __post_init__(self) -> None:
+        if self.tokenizer not in ("bytes", "bpe"):
+            raise ParrotError(f"data.tokenizer must be 'bytes' or 'bpe', got {self.tokenizer!r}.")
+        if not 0 < self.val_fraction < 1:
+            raise ParrotError(f"data.val_fraction must lie in (0, 1), got {self.val_fraction}.")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Seq2SeqResult:
+    run_dir: Path
+    steps: int
+    final_val_loss: float | None
+    val_exact_match: float
+    val_pairs: int
+    train_time_s: float
+
+
+# GPT-2's split with one digit per chunk (as Llama 2 and SmolLM2 do): merges never glue
+# digits together, so a number is written digit by digit whatever the vocabulary learned.
+DIGIT_SPLIT_PATTERN = PATTERNS["gpt2"].replace(r" ?\p{N}+", r" ?\p{N}")
+
+
+def pairs_tokenizer(spec: PairsSpec, pairs: Sequence[Pair]) -> Tokenizer:
+    """The byte tokenizer plus seq2seq specials, or BPE learned on the training pairs."""
+    if spec.tokenizer == "bytes":
+        return Tokenizer.train([], 256 + len(SPECIAL_TOKENS), special_tokens=SPECIAL_TOKENS)
+    texts = [text for p in pairs for text in (p.source, p.target)]
+    return Tokenizer.train(texts, spec.vocab_size, pattern=DIGIT_SPLIT_PATTERN,
+                           special_tokens=SPECIAL_TOKENS)
+
+
+def split_pairs(pairs: list[Pair], val_fraction: float) -> tuple[list[Pair], list[Pair]]:
+    """The last val_fraction of the pairs (at least one) is validation."""
+    if len(pairs) < 2:
+        raise ParrotError("Seq2seq training needs at least 2 pairs (training and validation).")
+    n_val = min(len(pairs) - 1, max(1, round(val_fraction * len(pairs))))
+    return pairs[:-n_val], pairs[-n_val:]
+
+
+def train_pairs(preset: str, out: str | Path, data: str | Path,
+                source_field: str = "source", target_field: str = "target",
+                overrides: Sequence[str] = (), show_progress: bool = True) -> Seq2SeqResult:
+    """Train recipe `preset` (an encoder-decoder) on the pairs in `data` into `out`."""
+    out = Path(out)
+    if RunDir(out).config.exists():
+        raise ParrotError(f"{out} already holds a run; choose another --out.")
+    model_cfg, train_cfg, _ = get_recipe(preset)
+    if not model_cfg.is_encoder_decoder:
+        raise ParrotError(f"Preset {preset} is decoder-only; seq2seq training needs an "
+                          "encoder-decoder preset such as seq2seq-tiny.")
+    recipe = (model_cfg, train_cfg.replace(objective="seq2seq_pairs"),
+              PairsSpec(source_field=source_field, target_field=target_field))
+    model_cfg, train_cfg, spec = apply_overrides(recipe, overrides)
+    train_set, val_set = split_pairs(load_pairs(data, spec.source_field, spec.target_field),
+                                     spec.val_fraction)
+    tokenizer = pairs_tokenizer(spec, train_set)
+    model_cfg = model_cfg.replace(vocab_size=tokenizer.vocab_size)
+    tokens = tokens_from_specials(tokenizer.special_tokens)
+    train_ex = encode_pairs(train_set, tokenizer.encode, model_cfg.context_length)
+    val_ex = encode_pairs(val_set, tokenizer.encode, model_cfg.context_length)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(out)
+    write_config(out, {"preset": preset, "model": model_cfg.to_dict(),
+                       "train": train_cfg.to_dict(), "data": spec.to_dict(),
+                       "seq2seq": dataclasses.asdict(tokens)})
+    loop = _build_loop(out, model_cfg, train_cfg, train_ex, val_ex, tokens, show_progress)
+    state = run_loop(loop)
+    loop.raw.eval()
+    score = exact_match(loop.raw, tokenizer, [p.source for p in val_set],
+                        [p.target for p in val_set], tokens)
+    append_metrics(out, {"step": state.step, "val_exact_match": score})
+    return Seq2SeqResult(out, state.step, _last_val(loop), score, len(val_set),
+                         state.train_time)
+
+
+def _build_loop(out: Path, model_cfg, cfg: TrainConfig, train_ex, val_ex,
+                tokens: Seq2SeqTokens, show_progress: bool) -> Loop:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    model = build_model(model_cfg).to(cfg.device)
+    optimizer = build_adamw(model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2))
+    sampler = PairSampler(train_ex, cfg.batch_size, tokens, cfg.seed)
+    val = fixed_pair_batches(val_ex, cfg.eval_batch_size or cfg.batch_size, tokens)
+    return Loop(model, model, optimizer, sampler, val, cfg, seq2seq_loss, RunDir(out),
+                device=cfg.device, show_progress=show_progress)
+
+
+def _last_val(loop: Loop) -> float | None:
+    from parrot.rundir import read_metrics
+
+    vals = [r["val_loss"] for r in read_metrics(loop.run.root) if "val_loss" in r]
+    return vals[-1] if vals else None
+
+
+def load_seq2seq(path: str | Path, device: str = "cpu"
+                 ) -> tuple[EncoderDecoder, Tokenizer, Seq2SeqTokens]:
+    """(model, tokenizer, special ids) of an encoder-decoder run directory or of a
+    Hugging Face BART folder."""
+    from parrot.hub.hf import is_hf_dir
+    from parrot.rundir import is_run_dir
+
+    if is_hf_dir(path) and not is_run_dir(path):
+        return _load_hf_seq2seq(Path(path), device)
+    model, tokenizer, _ = load_model(path, device=device)
+    if not isinstance(model, EncoderDecoder):
+        raise ParrotError(f"{path} holds a decoder-only model; seq2seq generation needs an "
+                          "encoder-decoder run (use parrot generate for this one).")
+    ids = read_config(path).get("seq2seq")
+    tokens = Seq2SeqTokens(**ids) if ids else tokens_from_specials(tokenizer.special_tokens)
+    return model, tokenizer, tokens
+
+
+def _load_hf_seq2seq(path: Path, device: str
+                     ) -> tuple[EncoderDecoder, Tokenizer, Seq2SeqTokens]:
+    from parrot.hub.hf import load_hf
+
+    model, tokenizer, info = load_hf(path, device)
+    ids = info.extra
+    if not isinstance(model, EncoderDecoder):
+        raise ParrotError(f"{path} holds a decoder-only model; seq2seq generation needs an "
+                          "encoder-decoder (use parrot generate for this one).")
+    try:
+        return model, tokenizer, Seq2SeqTokens(ids["decoder_start_token_id"],
+                                               ids["eos_token_id"], ids["pad_token_id"])
+    except KeyError as err:
+        raise ParrotError(f"{path / 'config.json'} lacks {err.args[0]!r}, which generation "
+                          "needs.") from None

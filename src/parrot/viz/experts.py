@@ -1,0 +1,77 @@
+"""Expert load of a mixture-of-experts run: how the router spread tokens over experts.
+
+`expert_load_history(run_dir)` reads the per-layer loads the training loop logged in
+metrics.jsonl (fields `expert_load` and `load_entropy`, see `parrot.train.moe_metrics`);
+`experts_figure` draws, per layer, the experts' shares stacked over the steps (even
+bands: balanced; one band swallowing the others: collapse) and below them the load
+entropy against its maximum ln(n_experts).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+from parrot.errors import ParrotError
+from parrot.rundir import read_metrics, require_run_dir
+from parrot.train.moe_metrics import draw_expert_loads, load_history
+from parrot.viz.figure import new_figure
+
+
+@dataclass(frozen=True)
+class ExpertLoadHistory:
+    """loads[s][layer][expert]: share of the top-k assignments at logged step steps[s];
+    entropy[s][layer]: -sum f ln f of that layer's shares."""
+
+    steps: list[int]
+    loads: list[list[list[float]]]
+    entropy: list[list[float]]
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.loads[0])
+
+    @property
+    def n_experts(self) -> int:
+        return len(self.loads[0][0])
+
+
+def expert_load_history(run_dir: str | Path) -> ExpertLoadHistory:
+    """The logged expert loads of a run; ParrotError when the run logged none."""
+    run = require_run_dir(run_dir)
+    rows = read_metrics(run.root)
+    steps, loads = load_history(rows)
+    if not steps:
+        raise ParrotError(f"{run.root} logged no expert loads; only runs of mixture-of-experts "
+                          "models (model.n_experts > 0) have them.")
+    entropy = [r.get("load_entropy") or [_entropy(layer) for layer in r["expert_load"]]
+               for r in rows if "expert_load" in r]
+    return ExpertLoadHistory(steps, loads, entropy)
+
+
+def _entropy(shares: list[float]) -> float:
+    """-sum_i f_i ln f_i (0 ln 0 = 0)."""
+    return -sum(f * math.log(f) for f in shares if f > 0)
+
+
+def experts_figure(history: ExpertLoadHistory, title: str = "") -> Figure:
+    """Stacked expert shares per layer (top row) and load entropy per layer (bottom)."""
+    n = history.n_layers
+    fig = new_figure(2.6 * n + 0.8, 5.2)
+    axes = fig.subplots(2, n, squeeze=False, sharex=True)
+    draw_expert_loads(list(axes[0]), history.steps, history.loads)
+    ceiling = math.log(history.n_experts)
+    for layer, ax in enumerate(axes[1]):
+        ax.plot(history.steps, [row[layer] for row in history.entropy], linewidth=1)
+        ax.axhline(ceiling, color="black", linestyle="--", linewidth=0.6,
+                   label=f"ln {history.n_experts}")
+        ax.set_ylim(0, ceiling * 1.05)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[1][0].set_ylabel("load entropy (nats)", fontsize=8)
+    axes[1][0].legend(fontsize=7, loc="lower right")
+    fig.suptitle(title or f"expert load: {history.n_experts} experts, {n} layers", fontsize=10)
+    return fig
