@@ -166,3 +166,13 @@ def test_a_one_token_answer_has_sane_stats(byte_tok):
     stats = engine.generate(prompts([5])[0], GREEDY.replace(max_new_tokens=1)).stats
     assert stats.generated_tokens == 1 and stats.decode_tokens_per_s == 0.0
     assert 0 < stats.time_to_first_token_s <= stats.total_s
+
+
+def test_text_prompts_get_bos_when_the_tokenizer_asks_for_it(byte_tok):
+    """Gemma from GGUF sets add_bos: text prompts start with BOS exactly once."""
+    engine = Engine(tiny_model(), byte_tok, max_batch=1)
+    assert engine.encode("hi") == [104, 105]                 # no add_bos: unchanged
+    byte_tok.bos_id, byte_tok.add_bos = 1, True
+    assert engine.encode("hi") == [1, 104, 105]
+    assert engine.encode("\x01hi") == [1, 104, 105]          # already there: not doubled
+    assert engine.encode([104, 105]) == [104, 105]           # ids are taken as given

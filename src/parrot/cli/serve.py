@@ -29,6 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--name", default=None, help="the model name clients send "
                         "(default: MODEL's last path part)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--quantize", default="auto", choices=("auto", "none", "int8", "int4"),
+                        help="weight-only quantization for generation (default auto: int8 "
+                        "on a CPU)")
     parser.add_argument("--embedding-model", default="minilm-l6", metavar="MODEL",
                         help="sentence encoder for POST /v1/embeddings, loaded (and pulled) "
                         "on its first request; 'none' turns the route off (default: minilm-l6)")
@@ -57,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as err:
         raise ParrotError(f"parrot serve needs FastAPI and uvicorn ({err.name} is missing); "
                           "install them with pip install fastapi uvicorn.") from None
+    from parrot.adapt.quantize import quantize_for_inference
     from parrot.cli.chat import choose_template
     from parrot.cli.generate import CLI_MAX_LEN
     from parrot.hub.resolve import resolve_model
@@ -66,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         model, tokenizer, info = resolve_model(args.model, args.device, pull_missing=True,
                                                log=_note)
         require_decoder(model.config, str(args.model))
+        model = quantize_for_inference(model, args.quantize)
         return Loaded(model, tokenizer, choose_template(args.template, tokenizer),
                       max_len=min(model.config.context_length, CLI_MAX_LEN),
                       eos_ids=tuple(info.eos_ids) or None)

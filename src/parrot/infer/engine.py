@@ -145,9 +145,16 @@ class Engine:
         return bool(self.queue) or any(s.request is not None for s in self.slots)
 
     def encode(self, prompt: Prompt) -> list[int]:
-        if isinstance(prompt, str):
-            return self.tokenizer.encode(prompt, allowed_special="all")
-        return [int(t) for t in prompt]
+        """Token ids of a text prompt (or ids as given). Models trained with BOS in front of
+        every text (a tokenizer with `add_bos`, e.g. Gemma from GGUF) get it unless the text
+        already starts with it, as a chat template that writes the BOS token does."""
+        if not isinstance(prompt, str):
+            return [int(t) for t in prompt]
+        ids = self.tokenizer.encode(prompt, allowed_special="all")
+        bos = getattr(self.tokenizer, "bos_id", None)
+        if getattr(self.tokenizer, "add_bos", False) and bos is not None and ids[:1] != [bos]:
+            ids = [bos, *ids]
+        return ids
 
     # ---- convenience API ------------------------------------------------------------
 
