@@ -72,6 +72,15 @@ def test_train_writes_a_run_directory_generation_reads(run_dir, capsys):
     assert main(["seq2seq", "generate", str(run_dir), "forty-two", "seven", "--json"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [json.loads(line)["source"] for line in lines] == ["forty-two", "seven"]
+    # The CLI generates through the engine; the batched generator agrees with it.
+    from parrot.infer.sampling import SamplingParams
+    from parrot.infer.seq2seq import generate_text
+    from parrot.train.seq2seq import load_seq2seq
+
+    m, tok, tokens = load_seq2seq(run_dir)
+    expected = generate_text(m, tok, ["forty-two", "seven"], tokens,
+                             SamplingParams(temperature=0.0, max_new_tokens=64))
+    assert [json.loads(line)["output"] for line in lines] == expected
 
 
 def test_eval_reports_exact_match(run_dir, tmp_path, capsys):

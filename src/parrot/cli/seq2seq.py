@@ -67,8 +67,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_generate(args: argparse.Namespace) -> int:
+    from parrot.infer import Engine
     from parrot.infer.sampling import SamplingParams
-    from parrot.infer.seq2seq import generate_text
     from parrot.train.seq2seq import load_seq2seq
 
     if args.max_new_tokens < 1:
@@ -76,7 +76,10 @@ def run_generate(args: argparse.Namespace) -> int:
     params = SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                             seed=args.seed, max_new_tokens=args.max_new_tokens)
     model, tokenizer, tokens = load_seq2seq(args.run_dir)
-    outputs = generate_text(model, tokenizer, args.texts, tokens, params)
+    # The engine: each source encoded once, decoders cached and batched together.
+    engine = Engine(model, tokenizer, max_batch=min(8, len(args.texts)),
+                    eos_ids={tokens.eos_id})
+    outputs = [c.text for c in engine.generate_batch(args.texts, params)]
     for text, output in zip(args.texts, outputs, strict=True):
         print(json.dumps({"source": text, "output": output}, ensure_ascii=False)
               if args.json else output)

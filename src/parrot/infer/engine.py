@@ -33,6 +33,7 @@ from parrot.errors import ParrotError
 from parrot.infer.logprobs import token_logprobs
 from parrot.infer.requests import Completion, Request, StepOutput
 from parrot.infer.sampling import SamplingParams, sample, uses_penalties
+from parrot.infer.seq2seq_slots import CrossSlots, seq2seq_start_id
 from parrot.infer.stopping import StopChecker
 from parrot.model import KVCache
 
@@ -96,6 +97,16 @@ class Engine:
         self._finished: dict[int, Completion] = {}
         self.compiled = compile
         self._decode_forward = _compile_step(model) if compile else model
+        # An encoder-decoder's prompt is its source: each slot also keeps the encoder's
+        # cross-attention keys/values and source mask, written once at admission.
+        self.seq2seq = bool(getattr(self.config, "is_encoder_decoder", False))
+        if self.seq2seq:
+            if compile:
+                raise ParrotError("--compile supports decoder-only models; drop it for an "
+                                  "encoder-decoder.")
+            self.cross = CrossSlots(model, max_batch, self.config.context_length,
+                                    weight.dtype, weight.device)
+            self.start_id = seq2seq_start_id(tokenizer)
 
     # ---- step-level API -------------------------------------------------------------
 
@@ -119,7 +130,8 @@ class Engine:
         if truncate:
             ids = truncate_left(ids, self.max_len, params.max_new_tokens)
         self._check_prompt(ids)
-        checker = StopChecker(params, self.eos_ids, self.tokenizer.token_bytes, len(ids),
+        decoded = 1 if self.seq2seq else len(ids)  # a decoder starts from its start token
+        checker = StopChecker(params, self.eos_ids, self.tokenizer.token_bytes, decoded,
                               self.max_len)
         request = Request(self._next_id, ids, params, checker, self._generator(params),
                           record_logits=record_logits, collect=collect, logprobs=logprobs)
@@ -190,6 +202,8 @@ class Engine:
         """Compute the prompt's keys/values (after any reused prefix) and pick its first token."""
         slot = self.slots[index]
         request.t_admit = time.perf_counter()
+        if self.seq2seq:
+            return self._prefill_seq2seq(index, request)
         reuse = min(common_prefix_length(slot.ids, request.prompt), len(request.prompt) - 1)
         suffix = request.prompt[reuse:]
         del slot.ids[reuse:]  # an interrupted forward must not leave a stale claim behind
@@ -200,6 +214,31 @@ class Engine:
         request.slot, request.cached_tokens = index, reuse
         request.t_first = time.perf_counter()
         return self._advance(slot, logits)
+
+    def _prefill_seq2seq(self, index: int, request: Request) -> StepOutput:
+        """Run the encoder once on the source, keep its cross keys/values in the slot, and
+        decode the start token at position 0 (nothing of a previous request is reused)."""
+        slot = self.slots[index]
+        self.cross.admit(index, request.prompt)
+        tokens = torch.tensor([[self.start_id]], dtype=torch.long, device=self.device)
+        positions = torch.zeros(1, 1, dtype=torch.long, device=self.device)
+        cache = self.cross.cache(self.cache.rows(index, index + 1), index, index + 1)
+        logits = self.model.decode(tokens, None, positions=positions, cache=cache)[:, -1]
+        slot.ids, slot.request = [self.start_id], request
+        request.slot, request.cached_tokens = index, 0
+        request.t_first = time.perf_counter()
+        return self._advance(slot, logits)
+
+    def _forward_rows(self, tokens: torch.Tensor, positions: torch.Tensor,
+                      rows: int, length: int) -> torch.Tensor:
+        """One decode forward over cache rows 0..rows-1 (decoder-only or encoder-decoder)."""
+        if self.seq2seq:
+            cache = self.cross.cache(self.cache.rows(0, rows), 0, rows)
+            return self.model.decode(tokens, None, positions=positions, cache=cache)
+        # Eagerly the model reads slots 0..max position itself; a compiled graph reads its
+        # whole cache argument, so it gets a view cut to this step's bucket.
+        cache = self._cache_view(0, rows, length) if self.compiled else self.cache.rows(0, rows)
+        return self._decode_forward(tokens, positions=positions, cache=cache)
 
     def _decode(self) -> list[StepOutput]:
         """One token for every active slot in one forward over rows [0, highest active]."""
@@ -219,11 +258,8 @@ class Engine:
             kept = self.slots[i].ids
             del kept[self._bucket(length) - 1 :]
             positions[i, 0] = len(kept)
-        # Eagerly the model reads slots 0..max position itself; a compiled graph reads its
-        # whole cache argument, so it gets a view cut to this step's bucket.
-        cache = self._cache_view(0, rows, length) if self.compiled else self.cache.rows(0, rows)
-        logits = self._decode_forward(tokens.to(self.device),
-                                      positions=positions.to(self.device), cache=cache)
+        logits = self._forward_rows(tokens.to(self.device), positions.to(self.device), rows,
+                                    length)
         outputs = []
         for i in active:
             self.slots[i].ids.append(self.slots[i].request.next_token)
