@@ -176,6 +176,16 @@ FAMILIES: dict[str, tuple[Callable, Callable, dict[str, str], Transform, Transfo
 }
 
 
+def read_safetensors(root: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a folder's *.safetensors files (sharded checkpoints included)."""
+    from safetensors.torch import load_file
+
+    tensors: dict[str, torch.Tensor] = {}
+    for file in sorted(root.glob("*.safetensors")):
+        tensors.update(load_file(str(file)))
+    return tensors
+
+
 def is_hf_dir(path: str | Path) -> bool:
     path = Path(path)
     return (path / "config.json").is_file() and any(path.glob("*.safetensors"))
@@ -184,7 +194,6 @@ def is_hf_dir(path: str | Path) -> bool:
 def load_hf(path: str | Path, device: str | torch.device = "cpu"
             ) -> tuple[Transformer, Tokenizer, ModelInfo]:
     """A Hugging Face model folder → (fp32 Transformer in eval mode, tokenizer, info)."""
-    from safetensors.torch import load_file
 
     root = Path(path)
     config = _read_json(root / "config.json")
@@ -209,10 +218,8 @@ def load_hf(path: str | Path, device: str | torch.device = "cpu"
         cfg = from_hf(config)
     except KeyError as err:
         raise ParrotError(f"{root / 'config.json'} lacks the key {err.args[0]!r}.") from None
-    tensors: dict[str, torch.Tensor] = {}
-    for file in sorted(root.glob("*.safetensors")):
-        tensors.update(load_file(str(file)))
-    tensors = {k: v.float() for k, v in tensors.items() if not k.endswith(_IGNORED_SUFFIXES)}
+    tensors = {k: v.float() for k, v in read_safetensors(root).items()
+               if not k.endswith(_IGNORED_SUFFIXES)}
     if family == "gpt2":  # a bare GPT2Model is saved without the "transformer." prefix
         tensors = {k if k.startswith(("transformer.", "lm_head")) else f"transformer.{k}": v
                    for k, v in tensors.items()}

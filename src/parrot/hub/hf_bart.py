@@ -199,11 +199,9 @@ def load_bart(root: Path, config: dict[str, Any], device: str | torch.device = "
 
     info.extra holds the special ids (decoder_start_token_id, pad_token_id, ...).
     """
-    from safetensors.torch import load_file
+    from parrot.hub.hf import read_safetensors
 
-    tensors: dict[str, torch.Tensor] = {}
-    for file in sorted(root.glob("*.safetensors")):
-        tensors.update(load_file(str(file)))
+    tensors = read_safetensors(root)
     model, ids = load_bart_folder(root, config, tensors)
     tokenizer = Tokenizer.load(root)
     eos = ids.get("eos_token_id", tokenizer.eos_id)

@@ -127,11 +127,9 @@ def bert_to_canonical(state: dict[str, torch.Tensor], cfg: ModelConfig
 def load_bert(root: Path, config: dict[str, Any], device: str | torch.device = "cpu"
               ) -> tuple[Transformer, Tokenizer | WordPieceTokenizer, ModelInfo]:
     """A Hugging Face BERT folder → (fp32 Transformer in eval mode, tokenizer, info)."""
-    from safetensors.torch import load_file
+    from parrot.hub.hf import read_safetensors
 
-    tensors: dict[str, torch.Tensor] = {}
-    for file in sorted(root.glob("*.safetensors")):
-        tensors.update(load_file(str(file)))
+    tensors = read_safetensors(root)
     try:
         cfg = bert_from_hf(config, mlm_head=has_mlm_head(tensors))
     except KeyError as err:

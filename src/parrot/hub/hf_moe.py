@@ -208,9 +208,7 @@ FAMILIES = {
 def load_moe(root: Path, config: dict[str, Any], device: str | torch.device = "cpu"
              ) -> tuple[Transformer, Tokenizer, ModelInfo]:
     """A Mixtral or Qwen2-MoE folder → (fp32 Transformer in eval mode, tokenizer, info)."""
-    from safetensors.torch import load_file
-
-    from parrot.hub.hf import _ids, _template
+    from parrot.hub.hf import _ids, _template, read_safetensors
 
     family = config["model_type"]
     from_hf, _, table = FAMILIES[family]
@@ -218,9 +216,7 @@ def load_moe(root: Path, config: dict[str, Any], device: str | torch.device = "c
         cfg = from_hf(config)
     except KeyError as err:
         raise ParrotError(f"{root / 'config.json'} lacks the key {err.args[0]!r}.") from None
-    tensors: dict[str, torch.Tensor] = {}
-    for file in sorted(root.glob("*.safetensors")):
-        tensors.update(load_file(str(file)))
+    tensors = read_safetensors(root)
     tensors = {k: v.float() for k, v in tensors.items() if not k.endswith("rotary_emb.inv_freq")}
     state = rename_all_moe(tensors, table, str(root))
     for i in range(cfg.n_layers):  # the checkpoint has no selection bias: it is zero

@@ -34,10 +34,10 @@ from parrot.model.cache import KVCache
 from parrot.model.capture import AttentionCapture
 from parrot.model.config import TABLE_POSITIONS, ModelConfig
 from parrot.model.mlp import MLP
-from parrot.model.norms import LayerNorm, RMSNorm, make_norm
+from parrot.model.norms import make_norm
 from parrot.model.positions import rope_angles, rope_frequencies, sinusoidal_table
+from parrot.model.transformer import gpt2_init
 
-INIT_STD = 0.02
 NOT_A_DECODER = ("This is an encoder-decoder model: it maps a source text to a target, so it "
                  "needs both; use `parrot seq2seq generate` (or model.encode/decode).")
 KV = tuple[torch.Tensor, torch.Tensor]
@@ -169,19 +169,8 @@ class EncoderDecoder(nn.Module):
         """GPT-2 initialisation: weights ~ N(0, 0.02), biases 0, norms 1; the projections
         writing into the residual stream get 0.02 / sqrt(2 * layers of their stack)."""
         cfg = self.config
-        for name, module in self.named_modules():
-            if isinstance(module, (nn.Linear, nn.Embedding)):
-                depth = cfg.encoder_layers if name.startswith("encoder.") else cfg.n_layers
-                last = name.rsplit(".", 1)[-1]
-                residual = last in ("o_proj", "down_proj")
-                std = INIT_STD / math.sqrt(2 * depth) if residual else INIT_STD
-                nn.init.normal_(module.weight, 0.0, std)
-                if getattr(module, "bias", None) is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, (LayerNorm, RMSNorm)):
-                nn.init.ones_(module.weight)
-                if getattr(module, "bias", None) is not None:
-                    nn.init.zeros_(module.bias)
+        gpt2_init(self, lambda name: cfg.encoder_layers if name.startswith("encoder.")
+                  else cfg.n_layers)
 
     def forward(self, src: torch.Tensor, tgt: torch.Tensor | None = None,
                 src_mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -31,6 +32,24 @@ from parrot.model.positions import (
 )
 
 INIT_STD = 0.02
+
+
+def gpt2_init(model: nn.Module, depth_of: Callable[[str], int]) -> None:
+    """GPT-2 initialisation from torch's global RNG: Linear/Embedding weights ~ N(0, 0.02),
+    biases 0, norm weights 1; the projections writing into the residual stream (o_proj,
+    down_proj) get 0.02 / sqrt(2 * depth), depth_of(module name) being the layers of the
+    stack they sit in."""
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            residual = name.rsplit(".", 1)[-1] in ("o_proj", "down_proj")
+            std = INIT_STD / math.sqrt(2 * depth_of(name)) if residual else INIT_STD
+            nn.init.normal_(module.weight, 0.0, std)
+            if getattr(module, "bias", None) is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, (LayerNorm, RMSNorm)):
+            nn.init.ones_(module.weight)
+            if getattr(module, "bias", None) is not None:
+                nn.init.zeros_(module.bias)
 
 
 class Transformer(nn.Module):
@@ -70,18 +89,7 @@ class Transformer(nn.Module):
         residual stream (attention output, MLP down) get std 0.02 / sqrt(2 * n_layers), so
         the stream's variance does not grow with depth.
         """
-        residual_std = INIT_STD / math.sqrt(2 * self.config.n_layers)
-        for name, module in self.named_modules():
-            if isinstance(module, (nn.Linear, nn.Embedding)):
-                last = name.rsplit(".", 1)[-1]
-                std = residual_std if last in ("o_proj", "down_proj") else INIT_STD
-                nn.init.normal_(module.weight, 0.0, std)
-                if getattr(module, "bias", None) is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, (LayerNorm, RMSNorm)):
-                nn.init.ones_(module.weight)
-                if getattr(module, "bias", None) is not None:
-                    nn.init.zeros_(module.bias)
+        gpt2_init(self, lambda name: self.config.n_layers)
 
     def forward(self, tokens: torch.Tensor, positions: torch.Tensor | None = None,
                 cache: KVCache | None = None,

@@ -32,6 +32,20 @@ class BPETables:
     whole_tokens: dict[bytes, int] = field(default_factory=dict)  # chunks kept whole, if any
 
 
+def special_set(spec: str | set[str] | frozenset[str], names: dict[str, int]) -> frozenset[str]:
+    """The special tokens named by an option: "all", "none" or a set of names."""
+    if spec == "all":
+        return frozenset(names)
+    if spec == "none":
+        return frozenset()
+    if isinstance(spec, str):
+        raise ParrotError(f"special-token option {spec!r} must be 'all', 'none' or a set.")
+    unknown = sorted(set(spec) - set(names))
+    if unknown:
+        raise ParrotError(f"{unknown} are not special tokens of this tokenizer.")
+    return frozenset(spec)
+
+
 @lru_cache(maxsize=64)
 def special_splitter(specials: tuple[str, ...]) -> regex.Pattern | None:
     """A regex that finds any of `specials` (longest first, so "<a><b>" beats "<a>")."""

@@ -23,6 +23,7 @@ from parrot.tokenizer.fast import (
     CachedEncoder,
     ReferenceEncoder,
     TiktokenEncoder,
+    special_set,
     special_splitter,
     tiktoken_compatible,
 )
@@ -196,9 +197,9 @@ class Tokenizer:
 
     def _allowed(self, text: str, allowed: Special, disallowed: Special) -> frozenset[str]:
         names = self.parts.special_tokens
-        allowed_set = _special_set(allowed, names)
+        allowed_set = special_set(allowed, names)
         disallowed_set = (
-            frozenset(names) - allowed_set if disallowed == "all" else _special_set(disallowed, names)
+            frozenset(names) - allowed_set if disallowed == "all" else special_set(disallowed, names)
         )
         splitter = special_splitter(tuple(sorted(disallowed_set)))
         found = splitter.search(text) if splitter else None
@@ -222,19 +223,6 @@ def check_vocab_size(vocab_size: int, special_tokens: Sequence[str]) -> None:
             f"vocab size {vocab_size} is too small: it must be at least 256 (the bytes) "
             f"plus {needed - 256} special tokens = {needed}."
         )
-
-
-def _special_set(spec: Special, names: dict[str, int]) -> frozenset[str]:
-    if spec == "all":
-        return frozenset(names)
-    if spec == "none":
-        return frozenset()
-    if isinstance(spec, str):
-        raise ParrotError(f"special-token option {spec!r} must be 'all', 'none' or a set.")
-    unknown = sorted(set(spec) - set(names))
-    if unknown:
-        raise ParrotError(f"{unknown} are not special tokens of this tokenizer.")
-    return frozenset(spec)
 
 
 def _first_present(candidates: Sequence[str], specials: dict[str, int]) -> int | None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from parrot.errors import ParrotError
-from parrot.tokenizer.fast import special_splitter
+from parrot.tokenizer.fast import special_set, special_splitter
 
 # CJK Unified Ideographs blocks (and compatibility ideographs) that BERT spaces out;
 # Hangul, Hiragana and Katakana are not among them. The sixth range starts at 0x2B920 as
@@ -199,7 +199,7 @@ class WordPieceTokenizer:
     def encode(self, text: str, allowed_special: str | set[str] = "none") -> list[int]:
         """Text → piece ids, no [CLS]/[SEP]. Allowed specials ("all", "none" or a set)
         written in the text become their ids; otherwise they are ordinary text."""
-        allowed = self._allowed(allowed_special)
+        allowed = special_set(allowed_special, self.parts.special_tokens)
         splitter = special_splitter(tuple(sorted(allowed))) if allowed else None
         if splitter is None:
             return self._encode_plain(text)
@@ -270,19 +270,6 @@ class WordPieceTokenizer:
             raise ParrotError(f"token id {i!r} is outside the vocabulary "
                               f"(0..{len(self.parts.vocab) - 1}).")
         return self.parts.vocab[i]
-
-    def _allowed(self, spec: str | set[str]) -> frozenset[str]:
-        names = self.parts.special_tokens
-        if spec == "all":
-            return frozenset(names)
-        if spec == "none":
-            return frozenset()
-        if isinstance(spec, str):
-            raise ParrotError(f"special-token option {spec!r} must be 'all', 'none' or a set.")
-        unknown = sorted(set(spec) - set(names))
-        if unknown:
-            raise ParrotError(f"{unknown} are not special tokens of this tokenizer.")
-        return frozenset(spec)
 
     def __repr__(self) -> str:
         return (f"WordPieceTokenizer(vocab_size={self.vocab_size}, "
