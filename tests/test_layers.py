@@ -9,6 +9,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "parrot"
 
 LAYER = {
     "errors": 0, "utils": 0,
+    "kernels": 0,
     "tokenizer": 1, "model": 1,
     "chat": 2, "adapt": 2,
     "data": 3, "hub": 3, "rundir": 3,

@@ -2,14 +2,18 @@
 
 Decoding one token reads every weight once, so on a CPU its speed is set by memory
 bandwidth. Keeping weights as int8 or int4 (4x or 8x fewer bytes than float32) and
-multiplying with PyTorch's weight-only kernels, which dequantize inside the matmul, makes
-decode faster without touching the model's code (gpt-fast's recipe). The kernels are
-fast on CPU with bfloat16 activations, so inputs are rounded to bfloat16 for the matmul
-and outputs return in the input's dtype (llama.cpp likewise rounds activations to 8 bits).
+multiplying with kernels that dequantize inside the matmul makes decode faster without
+touching the model's code (gpt-fast's recipe).
 
     int8, per output row o:   s = max|w[o]| / 127,  q = round(w / s),   w ≈ q * s
     int4, per group of 32 inputs:  s = (max - min) / 15,  q = round((w - min) / s) in 0..15,
                                    w ≈ (q - 8) * s + z  with  z = min + 8 s
+
+int8 layers multiply with parrot's own C kernel (`parrot.kernels`): float32 activations,
+so the result is the dequantized weight's matmul up to float rounding. Where that kernel
+cannot be built, and for int4, PyTorch's weight-only kernels run instead; they want
+bfloat16 activations, so inputs are rounded to bfloat16 for the matmul and outputs return
+in the input's dtype.
 
 The kernels pay off when one or a few rows are multiplied (decode). A prefill multiplies
 hundreds of rows, is bound by arithmetic, and these kernels are slow there, so from
@@ -19,7 +23,6 @@ The output head (`lm_head`, tied to the embedding in SmolLM2: a fifth of the wei
 quantized too, to `head_bits` (int8 by default even when the layers are int4: its logits
 decide every token, and a GGUF usually stores it at 8 bits).
 """
-
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -27,7 +30,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from parrot import kernels
 from parrot.errors import ParrotError
+from parrot.model.fusion import fuse_projections
 
 INT4_GROUP = 32
 # From this many rows (a prefill) the int8 layer dequantizes and runs a float matmul:
@@ -58,23 +63,27 @@ def quantize_groups_int4(weight: torch.Tensor, group: int = INT4_GROUP
 
 
 class Int8Linear(nn.Module):
-    """A Linear with int8 rows and bfloat16 scales (inference only)."""
+    """A Linear with int8 rows and a float32 scale per row (inference only)."""
 
     def __init__(self, linear: nn.Linear) -> None:
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
         q, scales = quantize_rows_int8(linear.weight)
         self.register_buffer("weight_int8", q.contiguous())
-        self.register_buffer("scales", scales.to(torch.bfloat16))
+        self.register_buffer("scales", scales.contiguous())
         self.register_buffer("bias", _bias(linear))
+        self.native = kernels.available() and self.in_features % kernels.GROUP == 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, self.in_features)                              # (M, in)
         if flat.shape[0] >= PREFILL_ROWS:  # compute-bound: a float matmul is faster here
             weight = self.weight_int8.to(x.dtype) * self.scales.to(x.dtype)[:, None]
             return _finish(flat @ weight.T, x, self.bias, self.out_features)
-        y = torch.ops.aten._weight_int8pack_mm(flat.to(torch.bfloat16), self.weight_int8,
-                                               self.scales)
+        if self.native and flat.device.type == "cpu":
+            y = kernels.matvec_int8(flat.float().contiguous(), self.weight_int8, self.scales)
+        else:
+            y = torch.ops.aten._weight_int8pack_mm(flat.to(torch.bfloat16), self.weight_int8,
+                                                   self.scales.to(torch.bfloat16))
         return _finish(y, x, self.bias, self.out_features)
 
 
@@ -174,17 +183,19 @@ AUTO_MODE = "int8"  # what "auto" means on a CPU (see benchmarks/bench_pretraine
 
 
 def quantize_for_inference(model: nn.Module, mode: str = "auto") -> nn.Module:
-    """The quantization a user gets for generation: "none", "int8" (layers and head),
-    "int4" (layers int4, head int8) or "auto" (`AUTO_MODE` on a CPU, none elsewhere: the
-    weight-only kernels are CPU ones). Applied in place; returns the model."""
+    """Prepare a model for generation: fuse its projections (`fuse_projections`) and apply
+    the quantization asked for: "none", "int8" (layers and head), "int4" (layers int4,
+    head int8) or "auto" (`AUTO_MODE` on a CPU, none elsewhere: the weight-only kernels
+    are CPU ones). Applied in place; returns the model, ready for inference only."""
     if mode not in QUANTIZE_MODES:
         raise ParrotError(f"Unknown quantization {mode!r}; use one of "
                           f"{', '.join(QUANTIZE_MODES)}.")
     on_cpu = all(p.device.type == "cpu" for p in model.parameters())
     if mode == "auto":
         mode = AUTO_MODE if on_cpu else "none"
+    if mode != "none" and not on_cpu:
+        raise ParrotError(f"--quantize {mode} runs on the CPU only; drop it or use --device cpu.")
+    fuse_projections(model)
     if mode == "none":
         return model
-    if not on_cpu:
-        raise ParrotError(f"--quantize {mode} runs on the CPU only; drop it or use --device cpu.")
     return quantize(model, 8 if mode == "int8" else 4)

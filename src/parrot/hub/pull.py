@@ -28,6 +28,7 @@ from typing import Any
 
 from parrot.errors import ParrotError
 from parrot.hub.registry import REGISTRY, ModelSpec, Part
+from parrot.utils.home import default_home
 
 GGUF_MAGIC = b"GGUF"
 MANIFEST = "manifest.json"
@@ -35,12 +36,6 @@ MANIFEST = "manifest.json"
 _NETWORK_SIGNS = ("NewConnectionError", "Temporary failure in name resolution",
                   "Network is unreachable", "ConnectTimeout", "Connection refused",
                   "Max retries exceeded", "ProxyError", "SSLError", "Read timed out")
-
-
-def default_home() -> Path:
-    """The model cache root: `$PARROT_HOME`, else ~/.cache/parrot (read at call time)."""
-    env = os.environ.get("PARROT_HOME")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "parrot"
 
 
 def models_dir(home: str | Path | None = None) -> Path:

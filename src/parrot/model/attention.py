@@ -17,6 +17,7 @@ from torch import nn
 from parrot.model.cache import KVCache
 from parrot.model.capture import AttentionCapture
 from parrot.model.config import ModelConfig
+from parrot.model.fusion import can_stack, stack_linears
 from parrot.model.norms import RMSNorm
 from parrot.model.positions import apply_rope
 
@@ -133,12 +134,21 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(cfg.d_model, cfg.kv_heads * cfg.head_size, bias=qkv_bias)
         self.v_proj = nn.Linear(cfg.d_model, cfg.kv_heads * cfg.head_size, bias=qkv_bias)
         self.o_proj = nn.Linear(cfg.n_heads * cfg.head_size, cfg.d_model, bias=cfg.bias)
+        self.qkv_proj: nn.Linear | None = None  # q, k, v stacked by `fuse_projections`
+
+    def fuse_projections(self) -> None:
+        """Replace q_proj, k_proj and v_proj by one stacked `qkv_proj` (inference only)."""
+        parts = [self.q_proj, self.k_proj, self.v_proj]
+        if self.qkv_proj is None and can_stack(parts):
+            self.qkv_proj = stack_linears(parts)
+            self.q_proj = self.k_proj = self.v_proj = None
 
     def forward(self, x: torch.Tensor, inputs: AttentionInputs, layer: int) -> torch.Tensor:
         B, T, _ = x.shape
-        q = self._heads(self.q_proj(x), self.n_heads)                   # (B, H, T, D)
-        k = self._heads(self.k_proj(x), self.n_kv_heads)                # (B, Hkv, T, D)
-        v = self._heads(self.v_proj(x), self.n_kv_heads)                # (B, Hkv, T, D)
+        q, k, v = self._project(x)
+        q = self._heads(q, self.n_heads)                                # (B, H, T, D)
+        k = self._heads(k, self.n_kv_heads)                             # (B, Hkv, T, D)
+        v = self._heads(v, self.n_kv_heads)                             # (B, Hkv, T, D)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
         if inputs.rope is not None:
@@ -156,6 +166,15 @@ class Attention(nn.Module):
             out = fast_attention(q, k, v, inputs.mask, inputs.bias, inputs.is_causal, p,
                                  self.scale)
         return self.o_proj(out.transpose(1, 2).reshape(B, T, -1))      # (B, T, d_model)
+
+    def _project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q (B, T, H * D), k and v (B, T, Hkv * D), from one stacked matmul if fused."""
+        if self.qkv_proj is None:
+            return self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        kv_width = self.n_kv_heads * self.head_dim
+        q, k, v = self.qkv_proj(x).split(
+            (self.n_heads * self.head_dim, kv_width, kv_width), dim=-1)
+        return q, k, v
 
     def _heads(self, x: torch.Tensor, n: int) -> torch.Tensor:
         """(B, T, n * D) -> (B, n, T, D)."""

@@ -50,8 +50,12 @@ class KVCache:
                positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write k, v (B, Hkv, T, D) at slots `positions` (B, T); return the layer's
         full keys and values (B, Hkv, max_len, D)."""
-        rows = torch.arange(k.shape[0], device=k.device)[:, None].expand_as(positions)
         layer_k, layer_v = self.keys[layer], self.values[layer]
+        if k.shape[0] == 1:  # one row (a single conversation): one indexed copy per tensor
+            layer_k[0].index_copy_(1, positions[0], k[0].to(layer_k.dtype))
+            layer_v[0].index_copy_(1, positions[0], v[0].to(layer_v.dtype))
+            return layer_k, layer_v
+        rows = torch.arange(k.shape[0], device=k.device)[:, None].expand_as(positions)
         # Indexing [rows, :, positions] addresses a (B, T, Hkv, D) block.
         layer_k[rows, :, positions] = k.transpose(1, 2).to(layer_k.dtype)
         layer_v[rows, :, positions] = v.transpose(1, 2).to(layer_v.dtype)

@@ -33,12 +33,17 @@ def rope_frequencies(head_dim: int, theta: float) -> torch.Tensor:
 
 def rope_angles(positions: torch.Tensor, inv_freq: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin of the rotation angles pos * w_i, each (B, 1, T, head_dim/2) in float32.
+    """The rotation tables (cos, sin) that `apply_rope` takes, each (B, 1, T, head_dim)
+    float32, for the angles theta_i = pos * w_i:
 
-    The singleton axis broadcasts over heads.
+        cos = [cos theta, cos theta],   sin = [-sin theta, sin theta]
+
+    Built once per forward and shared by every layer (the singleton axis broadcasts over
+    heads); the signs live in the table so each rotation costs few operations.
     """
     angles = positions.float()[:, None, :, None] * inv_freq           # (B, 1, T, D/2)
-    return angles.cos(), angles.sin()
+    cos, sin = angles.cos(), angles.sin()
+    return torch.cat((cos, cos), dim=-1), torch.cat((-sin, sin), dim=-1)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -47,15 +52,16 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     x'[i]       = x[i] cos - x[i + D/2] sin
     x'[i + D/2] = x[i + D/2] cos + x[i] sin
 
+    i.e. x' = x * cos + swap_halves(x) * sin with the tables of `rope_angles`.
     Layout: the "half-split" pairing of GPT-NeoX and Hugging Face Llama (`rotate_half`),
     chosen so that Hugging Face checkpoints load without permuting q/k weights. GGUF files
     store llama.cpp's adjacent-pair layout; the converter un-permutes those rows instead.
     Because rotations compose, q at m dotted with k at n depends only on n - m.
     """
     half = x.shape[-1] // 2
-    x1, x2 = x[..., :half].float(), x[..., half:].float()
-    out = torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
-    return out.to(x.dtype)
+    x32 = x.float()
+    swapped = torch.cat((x32[..., half:], x32[..., :half]), dim=-1)
+    return (x32 * cos + swapped * sin).to(x.dtype)
 
 
 def alibi_slopes(n_heads: int) -> torch.Tensor:

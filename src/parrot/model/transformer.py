@@ -206,7 +206,7 @@ class Transformer(nn.Module):
             bias = alibi_bias(slopes, positions, positions if k_pos is None else k_pos,
                               cfg.causal)
         mask = None
-        if cache is not None:
+        if cache is not None and not _sees_every_slot(positions, kv_len):
             mask = causal_mask(positions, k_pos)
         elif cfg.causal and (bias is not None or capture is not None):
             index = torch.arange(positions.shape[1], device=device)
@@ -282,3 +282,10 @@ class Transformer(nn.Module):
         attention = 4 * cfg.n_layers * cfg.context_length * d_attn
         logits = 2 * cfg.d_model * cfg.vocab_size
         return 2 * self.num_parameters(exclude_embeddings=True) + attention + logits
+
+
+def _sees_every_slot(positions: torch.Tensor, kv_len: int) -> bool:
+    """True for one query (one row, one token) reading exactly slots 0..its position: the
+    usual decode step of a single conversation needs no mask (one op less per layer)."""
+    return positions.shape == (1, 1) and not torch.compiler.is_compiling() and \
+        kv_len == int(positions[0, 0]) + 1

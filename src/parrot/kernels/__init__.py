@@ -1,0 +1,123 @@
+"""parrot's own decode kernels, in C (`matvec.c`), built on first use and called via ctypes.
+
+PyTorch's weight-only CPU kernels want bfloat16 activations and read int8 weights at about
+half of what the memory can deliver; a decode step is nothing but such reads. The loops in
+`matvec.c` are short, plain C that the compiler vectorizes for the machine it runs on.
+
+The library is compiled once per machine with the system C compiler (`$CC`, else `cc` or
+`gcc`) into `$PARROT_HOME/kernels/` under a name that hashes the source, the flags and the
+CPU, written atomically so parallel processes may race. Without a compiler, or with
+`PARROT_NATIVE=0`, `available()` is False and callers use PyTorch's kernels instead.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+
+import torch  # loaded first, so the library joins PyTorch's OpenMP runtime (one pool)
+
+from parrot.utils.atomic import atomic_path
+from parrot.utils.home import default_home
+
+__all__ = ["available", "int4_group_sums", "matvec_int4", "matvec_int8"]
+
+SOURCE = Path(__file__).with_name("matvec.c")
+FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC")
+GROUP = 32  # must equal GROUP in matvec.c
+_log = logging.getLogger(__name__)
+
+_I64, _PTR = ctypes.c_int64, ctypes.c_void_p
+_SIGNATURES = {
+    "matvec_int8": [_PTR] * 4 + [_I64] * 4,
+    "matvec_int4": [_PTR] * 6 + [_I64] * 4,
+}
+
+
+def available() -> bool:
+    """Whether the compiled kernels can be used in this process."""
+    return _library() is not None
+
+
+def matvec_int8(x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """x (rows, in) float32 @ (q * scale[:, None]).T -> (rows, out) float32.
+
+    q (out, in) int8, scale (out,) float32, all contiguous; in a multiple of 32.
+    """
+    rows, out = x.shape[0], q.shape[0]
+    y = torch.empty(rows, out, dtype=torch.float32)
+    _library().matvec_int8(x.data_ptr(), q.data_ptr(), scale.data_ptr(), y.data_ptr(),
+                           rows, out, q.shape[1], torch.get_num_threads())
+    return y
+
+
+def int4_group_sums(x: torch.Tensor) -> torch.Tensor:
+    """Sums of x (rows, in) over each group of 32 inputs: (rows, in / 32)."""
+    return x.view(x.shape[0], -1, GROUP).sum(-1)
+
+
+def matvec_int4(x: torch.Tensor, codes: torch.Tensor, scale: torch.Tensor,
+                offset: torch.Tensor) -> torch.Tensor:
+    """x (rows, in) float32 @ W.T with W = code * scale + offset per group of 32 inputs.
+
+    codes (out, in / 2) uint8 in `pack_int4_groups` layout; scale, offset (out, in / 32)
+    float32; all contiguous.
+    """
+    rows, out = x.shape[0], codes.shape[0]
+    y = torch.empty(rows, out, dtype=torch.float32)
+    sums = int4_group_sums(x)
+    _library().matvec_int4(x.data_ptr(), sums.data_ptr(), codes.data_ptr(), scale.data_ptr(),
+                           offset.data_ptr(), y.data_ptr(), rows, out, x.shape[1],
+                           torch.get_num_threads())
+    return y
+
+
+@functools.cache
+def _library() -> ctypes.CDLL | None:
+    if os.environ.get("PARROT_NATIVE", "1") == "0":
+        return None
+    try:
+        path = _build()
+        library = ctypes.CDLL(str(path))
+    except (OSError, subprocess.SubprocessError) as error:
+        _log.warning("parrot's C kernels are unavailable (%s); using PyTorch's.", error)
+        return None
+    for name, argtypes in _SIGNATURES.items():
+        function = getattr(library, name)
+        function.argtypes, function.restype = argtypes, None
+    return library
+
+
+def _build() -> Path:
+    """The compiled library, built now unless a matching one is cached."""
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        raise OSError("no C compiler found (set CC or install gcc)")
+    source = SOURCE.read_bytes()
+    version = subprocess.run([compiler, "--version"], capture_output=True, check=True,
+                             timeout=60).stdout
+    key = hashlib.sha256(b"\0".join([source, " ".join(FLAGS).encode(), version,
+                                     _cpu_signature()])).hexdigest()[:16]
+    target = default_home() / "kernels" / f"matvec-{key}.so"
+    if not target.exists():
+        with atomic_path(target) as tmp:
+            subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", str(tmp)], check=True,
+                           capture_output=True, timeout=300)
+    return target
+
+
+def _cpu_signature() -> bytes:
+    """What `-march=native` depends on: the machine and, on Linux, the CPU's feature flags."""
+    flags = b""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        flags = next((line for line in cpuinfo.read_bytes().splitlines()
+                      if line.startswith((b"flags", b"Features"))), b"")
+    return platform.machine().encode() + b"\0" + flags
