@@ -15,9 +15,16 @@ TRICKY = st.sampled_from(
      "   ", "\t \t", "\u00a0", "\u2003", "'s", "'LL", "123456", " the", "ﬁ", "\U0010fffd", "\x00"]
 )
 
+# Code points unassigned in this Python's Unicode tables ("Cn") are left out, and
+# surrogates as `st.text()` leaves them out: `regex` (the reference path) and tiktoken's
+# Rust regex (the fast path) ship different Unicode versions, so they disagree on whether
+# a newly assigned letter such as U+323B0 is \p{L}.
+ASSIGNED_CHARS = st.characters(exclude_categories=("Cn", "Cs"))
+ASSIGNED = st.text(ASSIGNED_CHARS)
+
 
 @settings(max_examples=300, deadline=None)
-@given(st.text() | st.lists(TRICKY | st.text(max_size=3)).map("".join))
+@given(ASSIGNED | st.lists(TRICKY | st.text(ASSIGNED_CHARS, max_size=3)).map("".join))
 def test_decode_inverts_encode_for_any_unicode(trained, text):
     ids = trained.encode(text)
     assert trained.decode(ids) == text
