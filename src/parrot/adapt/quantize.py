@@ -88,10 +88,13 @@ class Int8Linear(nn.Module):
 
 
 class Int4Linear(nn.Module):
-    """A Linear with int4 weights in groups of 32 inputs, packed for the CPU kernel.
+    """A Linear with int4 weights in groups of 32 inputs (inference only).
 
-    The codes are also kept two to a byte in our own layout (the kernel's packing is
-    opaque), so a prefill can rebuild the float weight: 0.5 more bytes per weight.
+    With parrot's kernels the codes are kept two to a byte in llama.cpp's group layout
+    (`pack_nibbles`) with a float32 scale and offset per group, and decode rounds the
+    activations to int8 per group, as llama.cpp does. Without them the weights are packed
+    for PyTorch's CPU kernel (an opaque layout), and the codes are kept as well so that a
+    prefill can rebuild the float weight: 0.5 more bytes per weight.
     """
 
     def __init__(self, linear: nn.Linear, group: int = INT4_GROUP) -> None:
@@ -99,44 +102,53 @@ class Int4Linear(nn.Module):
         self.in_features, self.out_features, self.group = (linear.in_features,
                                                            linear.out_features, group)
         q, scales, zeros = quantize_groups_int4(linear.weight, group)
-        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, INT4_INNER_K_TILES)
-        self.register_buffer("weight_int4", packed)
-        # The kernel wants (in/group, out, 2): scale and zero of each group.
-        params = torch.stack((scales, zeros), dim=-1).transpose(0, 1).contiguous()
-        self.register_buffer("scales_zeros", params.to(torch.bfloat16))
-        self.register_buffer("codes", pack_nibbles(q))
-        # For the float rebuild, w = q * s + (z - 8 s), from the same bfloat16 values.
-        s, z = self.scales_zeros.float().transpose(0, 1).unbind(-1)     # (out, G) each
-        self.register_buffer("float_scales", s.contiguous())
-        self.register_buffer("float_offsets", (z - 8.0 * s).contiguous())
+        self.native = kernels.available() and group == kernels.GROUP
+        if not self.native:
+            packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, INT4_INNER_K_TILES)
+            self.register_buffer("weight_int4", packed)
+            # The kernel wants (in/group, out, 2): scale and zero of each group, in bfloat16;
+            # the float rebuild then uses the same rounded values.
+            params = torch.stack((scales, zeros), dim=-1).transpose(0, 1).contiguous()
+            self.register_buffer("scales_zeros", params.to(torch.bfloat16))
+            scales, zeros = self.scales_zeros.float().transpose(0, 1).unbind(-1)
+        self.register_buffer("codes", pack_nibbles(q, group))
+        # w = (q - 8) s + z = q * s + offset, offset = z - 8 s (the group's minimum).
+        self.register_buffer("float_scales", scales.contiguous())
+        self.register_buffer("float_offsets", (zeros - 8.0 * scales).contiguous())
         self.register_buffer("bias", _bias(linear))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, self.in_features)                              # (M, in)
         if flat.shape[0] >= PREFILL_ROWS:  # compute-bound: a float matmul is faster here
             return _finish(flat @ self.dequantize(x.dtype).T, x, self.bias, self.out_features)
-        y = torch.ops.aten._weight_int4pack_mm_for_cpu(flat.to(torch.bfloat16),
-                                                       self.weight_int4, self.group,
-                                                       self.scales_zeros)
+        if self.native and flat.device.type == "cpu":
+            y = kernels.matvec_int4(flat.float().contiguous(), self.codes, self.float_scales,
+                                    self.float_offsets)
+        else:
+            y = torch.ops.aten._weight_int4pack_mm_for_cpu(flat.to(torch.bfloat16),
+                                                           self.weight_int4, self.group,
+                                                           self.scales_zeros)
         return _finish(y, x, self.bias, self.out_features)
 
     def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """The weight the kernel multiplies by: (q - 8) * s + z per group, (out, in)."""
-        q = unpack_nibbles(self.codes).to(dtype)                          # (out, in)
+        """The weight the kernels multiply by: q * s + offset per group, (out, in)."""
+        q = unpack_nibbles(self.codes, self.group).to(dtype)              # (out, in)
         q = q.view(self.out_features, -1, self.group)                     # (out, G, group)
         s, offsets = self.float_scales.to(dtype), self.float_offsets.to(dtype)
         return q.mul_(s[..., None]).add_(offsets[..., None]).view(self.out_features, -1)
 
 
-def pack_nibbles(q: torch.Tensor) -> torch.Tensor:
-    """Codes 0..15 (out, in), in even -> uint8 (out, in/2): byte = q[2j] + 16 q[2j+1]."""
-    q = q.to(torch.uint8)
-    return q[:, 0::2] | (q[:, 1::2] << 4)
+def pack_nibbles(q: torch.Tensor, group: int = INT4_GROUP) -> torch.Tensor:
+    """Codes 0..15 (out, in) -> uint8 (out, in/2) in llama.cpp's group layout: in each
+    group of `group` inputs, byte j = q[j] + 16 q[j + group/2]."""
+    q = q.to(torch.uint8).view(q.shape[0], -1, 2, group // 2)            # (out, G, 2, g/2)
+    return (q[:, :, 0] | (q[:, :, 1] << 4)).view(q.shape[0], -1)
 
 
-def unpack_nibbles(packed: torch.Tensor) -> torch.Tensor:
+def unpack_nibbles(packed: torch.Tensor, group: int = INT4_GROUP) -> torch.Tensor:
     """The inverse of `pack_nibbles`: uint8 (out, in/2) -> uint8 codes (out, in)."""
-    return torch.stack((packed & 15, packed >> 4), dim=-1).flatten(-2)
+    b = packed.view(packed.shape[0], -1, group // 2)                     # (out, G, g/2)
+    return torch.stack((b & 15, b >> 4), dim=2).view(packed.shape[0], -1)
 
 
 def _bias(linear: nn.Linear) -> torch.Tensor | None:

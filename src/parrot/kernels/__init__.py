@@ -1,8 +1,10 @@
 """parrot's own decode kernels, in C (`matvec.c`), built on first use and called via ctypes.
 
 PyTorch's weight-only CPU kernels want bfloat16 activations and read int8 weights at about
-half of what the memory can deliver; a decode step is nothing but such reads. The loops in
-`matvec.c` are short, plain C that the compiler vectorizes for the machine it runs on.
+half of what the memory can deliver; a decode step is nothing but such reads. `matvec.c`
+has two: int8 weights times float32 activations (plain C that the compiler vectorizes for
+the machine it runs on), and 4-bit weights times activations rounded to int8 per group of
+32, llama.cpp's scheme (integer multiply-adds, AVX2 where the CPU has it).
 
 The library is compiled once per machine with the system C compiler (`$CC`, else `cc` or
 `gcc`) into `$PARROT_HOME/kernels/` under a name that hashes the source, the flags and the
@@ -27,7 +29,8 @@ import torch  # loaded first, so the library joins PyTorch's OpenMP runtime (one
 from parrot.utils.atomic import atomic_path
 from parrot.utils.home import default_home
 
-__all__ = ["available", "int4_group_sums", "matvec_int4", "matvec_int8"]
+__all__ = ["GROUP", "available", "decode_attention", "matvec_int4", "matvec_int8",
+           "rms_norm_rows"]
 
 SOURCE = Path(__file__).with_name("matvec.c")
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC")
@@ -37,7 +40,9 @@ _log = logging.getLogger(__name__)
 _I64, _PTR = ctypes.c_int64, ctypes.c_void_p
 _SIGNATURES = {
     "matvec_int8": [_PTR] * 4 + [_I64] * 4,
-    "matvec_int4": [_PTR] * 6 + [_I64] * 4,
+    "matvec_int4": [_PTR] * 5 + [_I64] * 4,
+    "rms_norm_rows": [_PTR] * 3 + [_I64] * 2 + [ctypes.c_float],
+    "decode_attention": [_PTR] * 7 + [_I64] * 7 + [ctypes.c_float, _I64],
 }
 
 
@@ -58,25 +63,52 @@ def matvec_int8(x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor) -> torch.
     return y
 
 
-def int4_group_sums(x: torch.Tensor) -> torch.Tensor:
-    """Sums of x (rows, in) over each group of 32 inputs: (rows, in / 32)."""
-    return x.view(x.shape[0], -1, GROUP).sum(-1)
-
-
 def matvec_int4(x: torch.Tensor, codes: torch.Tensor, scale: torch.Tensor,
                 offset: torch.Tensor) -> torch.Tensor:
-    """x (rows, in) float32 @ W.T with W = code * scale + offset per group of 32 inputs.
+    """x (rows, in) float32 @ W.T with W = code * scale + offset per group of 32 inputs,
+    the activations rounded to int8 per group inside (as llama.cpp does) -> (rows, out).
 
-    codes (out, in / 2) uint8 in `pack_int4_groups` layout; scale, offset (out, in / 32)
-    float32; all contiguous.
+    codes (out, in / 2) uint8, two 4-bit codes per byte in llama.cpp's group layout
+    (`parrot.adapt.quantize.pack_nibbles`); scale, offset (out, in / 32) float32.
     """
     rows, out = x.shape[0], codes.shape[0]
     y = torch.empty(rows, out, dtype=torch.float32)
-    sums = int4_group_sums(x)
-    _library().matvec_int4(x.data_ptr(), sums.data_ptr(), codes.data_ptr(), scale.data_ptr(),
-                           offset.data_ptr(), y.data_ptr(), rows, out, x.shape[1],
-                           torch.get_num_threads())
+    _library().matvec_int4(x.data_ptr(), codes.data_ptr(), scale.data_ptr(), offset.data_ptr(),
+                           y.data_ptr(), rows, out, x.shape[1], torch.get_num_threads())
     return y
+
+
+def rms_norm_rows(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """x / sqrt(mean(x^2) + eps) * weight over the last dimension; x float32 contiguous,
+    weight (dim,) float32. No autograd: for inference."""
+    y = torch.empty_like(x)
+    dim = x.shape[-1]
+    _library().rms_norm_rows(x.data_ptr(), weight.data_ptr(), y.data_ptr(), x.numel() // dim,
+                             dim, eps)
+    return y
+
+
+def decode_attention(qkv: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None,
+                     positions: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                     heads: int, kv_heads: int, window: int | None, scale: float
+                     ) -> torch.Tensor:
+    """Attention for one new token per row, reading and extending a KV cache in place.
+
+    qkv (rows, (heads + 2 kv_heads) * D) float32: the fused projection of the new tokens;
+    rope: tables (cos, sin) from `parrot.model.positions.rope_angles`, each with rows * D
+    values, or None; positions (rows,) int64: each token's slot; keys, values: one layer
+    of the cache, (rows, kv_heads, max_len, D) with contiguous slots. Each row attends to
+    its slots 0..position (the last `window` of them if given). Returns (rows, heads * D).
+    """
+    rows, head_dim = qkv.shape[0], keys.shape[-1]
+    out = torch.empty(rows, heads * head_dim, dtype=torch.float32)
+    cos, sin = (None, None) if rope is None else (t.contiguous() for t in rope)
+    _library().decode_attention(
+        qkv.data_ptr(), None if cos is None else cos.data_ptr(),
+        None if sin is None else sin.data_ptr(), positions.data_ptr(), keys.data_ptr(),
+        values.data_ptr(), out.data_ptr(), rows, heads, kv_heads, head_dim, keys.stride(0),
+        keys.stride(1), window or 0, scale, torch.get_num_threads())
+    return out
 
 
 @functools.cache
@@ -108,7 +140,7 @@ def _build() -> Path:
     target = default_home() / "kernels" / f"matvec-{key}.so"
     if not target.exists():
         with atomic_path(target) as tmp:
-            subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", str(tmp)], check=True,
+            subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", str(tmp), "-lm"], check=True,
                            capture_output=True, timeout=300)
     return target
 

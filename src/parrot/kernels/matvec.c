@@ -12,9 +12,26 @@
  * of GROUP. Each weight row is read once and used for every activation row, so a batch
  * of decode rows costs little more than one.
  */
+#include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 #define GROUP 32  /* inputs per int4 group, and the width of the int8 partial sums */
+
+/* a . b with 16 independent partial sums: the compiler vectorizes it without having to
+ * reorder a serial sum of floats (which it may not do without -ffast-math). */
+static inline float dot(const float *a, const float *b, int64_t n) {
+    float partial[16] = {0}, sum = 0.0f;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int j = 0; j < 16; j++) partial[j] += a[i + j] * b[i + j];
+    for (; i < n; i++) sum += a[i] * b[i];
+    for (int j = 0; j < 16; j++) sum += partial[j];
+    return sum;
+}
 
 /* y[m, o] = scale[o] * sum_k q[o, k] * x[m, k]          (int8, one scale per row) */
 void matvec_int8(const float *x, const int8_t *q, const float *scale, float *y,
@@ -37,33 +54,173 @@ void matvec_int8(const float *x, const int8_t *q, const float *scale, float *y,
 
 /* int4 in groups of GROUP inputs, w[o, k] = code * scale[o, g] + offset[o, g], g = k / GROUP.
  * codes: (out, in / 2) bytes; in each group, byte j holds input j in its low nibble and
- * input j + GROUP/2 in its high nibble (llama.cpp's Q4 block layout), so both halves pair
- * with contiguous activations. Per group:
- *     sum_k w x = scale * sum_k code * x  +  offset * sum_k x,
- * and the sums of x per group (xsum: (rows, in / GROUP)) are computed once per call. */
-void matvec_int4(const float *x, const float *xsum, const uint8_t *codes,
-                 const float *scale, const float *offset, float *y,
-                 int64_t rows, int64_t out, int64_t in, int64_t threads) {
-    const int64_t groups = in / GROUP;
-    #pragma omp parallel for schedule(static) num_threads(threads)
-    for (int64_t o = 0; o < out; o++) {
-        const uint8_t *row = codes + o * (in / 2);
-        const float *s = scale + o * groups, *z = offset + o * groups;
-        for (int64_t m = 0; m < rows; m++) {
-            const float *xm = x + m * in, *xs = xsum + m * groups;
-            float partial[GROUP] = {0}, shift = 0.0f;
-            for (int64_t g = 0; g < groups; g++) {
-                const uint8_t *b = row + g * (GROUP / 2);
-                const float *xg = xm + g * GROUP;
-                for (int j = 0; j < GROUP / 2; j++) {
-                    partial[j] += (float)(b[j] & 15) * (s[g] * xg[j]);
-                    partial[j + GROUP / 2] += (float)(b[j] >> 4) * (s[g] * xg[j + GROUP / 2]);
-                }
-                shift += z[g] * xs[g];
-            }
-            float sum = shift;
-            for (int j = 0; j < GROUP; j++) sum += partial[j];
-            y[m * out + o] = sum;
+ * input j + GROUP/2 in its high nibble (llama.cpp's Q4 block layout).
+ *
+ * As llama.cpp does, the activations are rounded to int8 per group (x ≈ xscale * xq,
+ * xscale = max|x| / 127), so a group's products are integer multiply-adds:
+ *     sum_k w x  ≈  scale * xscale * sum_k code * xq  +  offset * sum_k x
+ * (the offset term uses the exact float sum of x). Widening 4-bit codes to float would
+ * cost more instructions than reading them from memory; small integers do not. */
+
+typedef struct {
+    int8_t *q;      /* (rows, in) */
+    float *scale;   /* (rows, in / GROUP) */
+    float *sum;     /* (rows, in / GROUP) */
+} Q8Rows;
+
+static void quantize_rows_q8(const float *x, int64_t n_values, Q8Rows r) {
+    for (int64_t g = 0; g < n_values / GROUP; g++) {
+        const float *xg = x + g * GROUP;
+        float amax = 0.0f, sum = 0.0f;
+        for (int j = 0; j < GROUP; j++) {
+            amax = fmaxf(amax, fabsf(xg[j]));
+            sum += xg[j];
         }
+        const float step = amax / 127.0f, inverse = step > 0.0f ? 1.0f / step : 0.0f;
+        for (int j = 0; j < GROUP; j++) r.q[g * GROUP + j] = (int8_t)lrintf(xg[j] * inverse);
+        r.scale[g] = step;
+        r.sum[g] = sum;
     }
+}
+
+#if defined(__AVX2__)
+/* sum_j code_j * x_j over one group, as 8 int32 lanes (summed later, once per row). */
+static inline __m256i group_dot_q4(const uint8_t *bytes, const int8_t *x) {
+    const __m128i packed = _mm_loadu_si128((const __m128i *)bytes);
+    const __m256i nibbles = _mm256_and_si256(            /* inputs 0..15 | 16..31 */
+        _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), _mm256_set1_epi8(15));
+    const __m256i pairs = _mm256_maddubs_epi16(nibbles, _mm256_loadu_si256((const __m256i *)x));
+    return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+}
+#endif
+
+static float row_int4(const uint8_t *row, const float *s, const float *z, const int8_t *xq,
+                      const float *xscale, const float *xsum, int64_t groups) {
+    float shift = 0.0f;
+    for (int64_t g = 0; g < groups; g++) shift += z[g] * xsum[g];
+#if defined(__AVX2__)
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t g = 0; g < groups; g++) {
+        const __m256i dot = group_dot_q4(row + g * (GROUP / 2), xq + g * GROUP);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(s[g] * xscale[g]), acc);
+    }
+    float lanes[8];
+    _mm256_storeu_ps(lanes, acc);
+    for (int j = 0; j < 8; j++) shift += lanes[j];
+#else
+    for (int64_t g = 0; g < groups; g++) {
+        const uint8_t *b = row + g * (GROUP / 2);
+        const int8_t *xg = xq + g * GROUP;
+        int32_t dot = 0;
+        for (int j = 0; j < GROUP / 2; j++)
+            dot += (b[j] & 15) * xg[j] + (b[j] >> 4) * xg[j + GROUP / 2];
+        shift += s[g] * xscale[g] * (float)dot;
+    }
+#endif
+    return shift;
+}
+
+void matvec_int4(const float *x, const uint8_t *codes, const float *scale,
+                 const float *offset, float *y, int64_t rows, int64_t out, int64_t in,
+                 int64_t threads) {
+    const int64_t groups = in / GROUP;
+    Q8Rows r = {malloc(rows * in), malloc(rows * groups * sizeof(float)),
+                malloc(rows * groups * sizeof(float))};
+    for (int64_t m = 0; m < rows; m++)
+        quantize_rows_q8(x + m * in, in, (Q8Rows){r.q + m * in, r.scale + m * groups,
+                                                  r.sum + m * groups});
+    #pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t o = 0; o < out; o++)
+        for (int64_t m = 0; m < rows; m++)
+            y[m * out + o] = row_int4(codes + o * (in / 2), scale + o * groups,
+                                      offset + o * groups, r.q + m * in, r.scale + m * groups,
+                                      r.sum + m * groups, groups);
+    free(r.q);
+    free(r.scale);
+    free(r.sum);
+}
+
+/* RMSNorm of each row: y = x / sqrt(mean(x^2) + eps) * weight. Decode normalizes a few
+ * rows of a few hundred values, twice per layer; PyTorch's CPU kernel for it costs
+ * about ten times this loop, in fixed overhead. */
+void rms_norm_rows(const float *x, const float *weight, float *y, int64_t rows, int64_t dim,
+                   float eps) {
+    for (int64_t m = 0; m < rows; m++) {
+        const float *xm = x + m * dim;
+        const float sum = dot(xm, xm, dim);
+        const float inverse = 1.0f / sqrtf(sum / (float)dim + eps);
+        for (int64_t k = 0; k < dim; k++) y[m * dim + k] = xm[k] * inverse * weight[k];
+    }
+}
+
+/* One decode step of attention: every row (sequence) brings one new token at its own
+ * position. For row b with the token at position p = positions[b]:
+ *   1. rotate q and k with the RoPE tables (x' = x * cos + swap_halves(x) * sin; no
+ *      tables, no rotation),
+ *   2. write k and v into the cache at slot p,
+ *   3. for each query head h (kv head h / (heads / kv_heads)), softmax(scale * q . k_s)
+ *      over the slots s = max(0, p - window + 1) .. p, and the weighted sum of v_s.
+ * qkv: (rows, (heads + 2 kv_heads) * head_dim), q then k then v heads; cos, sin: (rows,
+ * head_dim) or NULL; keys, values: element (b, j, s, d) at b * row_stride +
+ * j * head_stride + s * head_dim + d; out: (rows, heads * head_dim). window <= 0: none. */
+static void rotate(float *x, const float *cos, const float *sin, int64_t dim) {
+    const int64_t half = dim / 2;
+    for (int64_t i = 0; i < half; i++) {
+        const float a = x[i], b = x[i + half];
+        x[i] = a * cos[i] + b * sin[i];
+        x[i + half] = b * cos[i + half] + a * sin[i + half];
+    }
+}
+
+void decode_attention(const float *qkv, const float *cos, const float *sin,
+                      const int64_t *positions, float *keys, float *values, float *out,
+                      int64_t rows, int64_t heads, int64_t kv_heads, int64_t head_dim,
+                      int64_t row_stride, int64_t head_stride, int64_t window, float scale,
+                      int64_t threads) {
+    const int64_t width = (heads + 2 * kv_heads) * head_dim, group = heads / kv_heads;
+    float *q = malloc(rows * heads * head_dim * sizeof(float));
+    for (int64_t b = 0; b < rows; b++) {
+        const float *row = qkv + b * width;
+        const int64_t p = positions[b];
+        float *qb = q + b * heads * head_dim;
+        for (int64_t i = 0; i < heads * head_dim; i++) qb[i] = row[i];
+        for (int64_t j = 0; j < kv_heads; j++) {
+            float *k = keys + b * row_stride + j * head_stride + p * head_dim;
+            float *v = values + b * row_stride + j * head_stride + p * head_dim;
+            const float *k_new = row + (heads + j) * head_dim;
+            const float *v_new = row + (heads + kv_heads + j) * head_dim;
+            for (int64_t d = 0; d < head_dim; d++) {
+                k[d] = k_new[d];
+                v[d] = v_new[d];
+            }
+            if (cos) rotate(k, cos + b * head_dim, sin + b * head_dim, head_dim);
+        }
+        if (cos)
+            for (int64_t h = 0; h < heads; h++)
+                rotate(qb + h * head_dim, cos + b * head_dim, sin + b * head_dim, head_dim);
+    }
+    #pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t task = 0; task < rows * heads; task++) {
+        const int64_t b = task / heads, h = task % heads, j = h / group, p = positions[b];
+        const int64_t first = (window > 0 && p - window + 1 > 0) ? p - window + 1 : 0;
+        const float *qh = q + task * head_dim;
+        const float *k = keys + b * row_stride + j * head_stride;
+        const float *v = values + b * row_stride + j * head_stride;
+        float *o = out + task * head_dim;
+        float *scores = malloc((p + 1 - first) * sizeof(float));
+        float top = -INFINITY, total = 0.0f;
+        for (int64_t s = first; s <= p; s++) {
+            scores[s - first] = dot(qh, k + s * head_dim, head_dim) * scale;
+            top = fmaxf(top, scores[s - first]);
+        }
+        for (int64_t d = 0; d < head_dim; d++) o[d] = 0.0f;
+        for (int64_t s = first; s <= p; s++) {
+            const float weight = expf(scores[s - first] - top);
+            total += weight;
+            for (int64_t d = 0; d < head_dim; d++) o[d] += weight * v[s * head_dim + d];
+        }
+        for (int64_t d = 0; d < head_dim; d++) o[d] /= total;
+        free(scores);
+    }
+    free(q);
 }

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from parrot import kernels
 from parrot.model.cache import KVCache
 from parrot.model.capture import AttentionCapture
 from parrot.model.config import ModelConfig
@@ -110,6 +111,7 @@ class AttentionInputs:
     capture: AttentionCapture | None
     kv_len: int
     local: AttentionInputs | None = None
+    window: int | None = None  # the sliding window of `mask`, if it has one
 
     def for_layer(self, sliding: bool) -> AttentionInputs:
         """The inputs a layer of this kind reads (sliding layers take `local`)."""
@@ -145,6 +147,8 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, inputs: AttentionInputs, layer: int) -> torch.Tensor:
         B, T, _ = x.shape
+        if self._decode_kernel_applies(x, inputs):
+            return self.o_proj(self._decode_with_kernel(x, inputs, layer).view(B, T, -1))
         q, k, v = self._project(x)
         q = self._heads(q, self.n_heads)                                # (B, H, T, D)
         k = self._heads(k, self.n_kv_heads)                             # (B, Hkv, T, D)
@@ -166,6 +170,26 @@ class Attention(nn.Module):
             out = fast_attention(q, k, v, inputs.mask, inputs.bias, inputs.is_causal, p,
                                  self.scale)
         return self.o_proj(out.transpose(1, 2).reshape(B, T, -1))      # (B, T, d_model)
+
+    def _decode_kernel_applies(self, x: torch.Tensor, inputs: AttentionInputs) -> bool:
+        """A plain decode step (one new token per row, a cache, no ALiBi, QK-norm or
+        capture, no gradient, float32 on the CPU, fused projections): parrot's C kernel
+        does RoPE, the cache write and attention in one call instead of some thirty ops."""
+        return (x.shape[1] == 1 and inputs.cache is not None and self.qkv_proj is not None
+                and inputs.bias is None and inputs.capture is None and self.q_norm is None
+                and x.dtype == inputs.cache.keys.dtype == torch.float32
+                and x.device.type == "cpu" and not torch.is_grad_enabled() and not torch.compiler.is_compiling()
+                and kernels.available())
+
+    def _decode_with_kernel(self, x: torch.Tensor, inputs: AttentionInputs,
+                            layer: int) -> torch.Tensor:
+        """The same result as the general path below, for one token per row: (B, H * D)."""
+        qkv = self.qkv_proj(x).view(x.shape[0], -1).contiguous()
+        cache = inputs.cache
+        scale = self.scale if self.scale is not None else self.head_dim ** -0.5
+        return kernels.decode_attention(
+            qkv, inputs.rope, inputs.positions.reshape(-1).contiguous(), cache.keys[layer],
+            cache.values[layer], self.n_heads, self.n_kv_heads, inputs.window, scale)
 
     def _project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """q (B, T, H * D), k and v (B, T, Hkv * D), from one stacked matmul if fused."""

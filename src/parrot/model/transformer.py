@@ -236,7 +236,8 @@ class Transformer(nn.Module):
             k_pos = torch.arange(positions.shape[1], device=positions.device)
             q_pos = k_pos[None]
         mask = causal_mask(q_pos, k_pos, cfg.sliding_window)
-        return dataclasses.replace(inputs, rope=rope, mask=mask, is_causal=False)
+        return dataclasses.replace(inputs, rope=rope, mask=mask, is_causal=False,
+                                   window=cfg.sliding_window)
 
     @staticmethod
     def _cache_span(positions: torch.Tensor, cache: KVCache | None) -> int:
