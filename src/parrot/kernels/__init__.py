@@ -101,6 +101,7 @@ def decode_attention(qkv: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] 
     its slots 0..position (the last `window` of them if given). Returns (rows, heads * D).
     """
     rows, head_dim = qkv.shape[0], keys.shape[-1]
+    positions = positions.to(torch.int64).contiguous()  # C reads int64 slot numbers
     out = torch.empty(rows, heads * head_dim, dtype=torch.float32)
     cos, sin = (None, None) if rope is None else (t.contiguous() for t in rope)
     _library().decode_attention(

@@ -188,7 +188,7 @@ class Attention(nn.Module):
         cache = inputs.cache
         scale = self.scale if self.scale is not None else self.head_dim ** -0.5
         return kernels.decode_attention(
-            qkv, inputs.rope, inputs.positions.reshape(-1).contiguous(), cache.keys[layer],
+            qkv, inputs.rope, inputs.positions.reshape(-1), cache.keys[layer],
             cache.values[layer], self.n_heads, self.n_kv_heads, inputs.window, scale)
 
     def _project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
