@@ -1,10 +1,11 @@
-"""parrot's own decode kernels, in C (`matvec.c`), built on first use and called via ctypes.
+"""parrot's own decode kernels, in C (`decode.c`), built on first use and called via ctypes.
 
-PyTorch's weight-only CPU kernels want bfloat16 activations and read int8 weights at about
-half of what the memory can deliver; a decode step is nothing but such reads. `matvec.c`
-has two: int8 weights times float32 activations (plain C that the compiler vectorizes for
-the machine it runs on), and 4-bit weights times activations rounded to int8 per group of
-32, llama.cpp's scheme (integer multiply-adds, AVX2 where the CPU has it).
+A decode step reads every weight once and does little arithmetic; PyTorch's weight-only
+CPU kernels want bfloat16 activations and read int8 weights at about half of what the
+memory delivers, and the small steps around them (norms, RoPE, the cache write, attention
+over the cache) cost more in fixed overhead than in work. `decode.c` does those in a few
+calls: int8 weights times float32 activations, 4-bit weights times activations rounded
+to int8 per group of 32 (llama.cpp's scheme), RMSNorm rows, and one-call decode attention.
 
 The library is compiled once per machine with the system C compiler (`$CC`, else `cc` or
 `gcc`) into `$PARROT_HOME/kernels/` under a name that hashes the source, the flags and the
@@ -32,9 +33,12 @@ from parrot.utils.home import default_home
 __all__ = ["GROUP", "available", "decode_attention", "matvec_int4", "matvec_int8",
            "rms_norm_rows"]
 
-SOURCE = Path(__file__).with_name("matvec.c")
-FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC")
-GROUP = 32  # must equal GROUP in matvec.c
+SOURCE = Path(__file__).with_name("decode.c")
+# Reassociating float sums lets reductions vectorize; unlike -ffast-math this keeps
+# infinities and NaNs (softmax starts from -inf).
+FLAGS = ("-O3", "-march=native", "-fassociative-math", "-fno-signed-zeros", "-fno-trapping-math",
+         "-fopenmp", "-shared", "-fPIC")
+GROUP = 32  # must equal GROUP in decode.c
 _log = logging.getLogger(__name__)
 
 _I64, _PTR = ctypes.c_int64, ctypes.c_void_p
@@ -138,7 +142,7 @@ def _build() -> Path:
                              timeout=60).stdout
     key = hashlib.sha256(b"\0".join([source, " ".join(FLAGS).encode(), version,
                                      _cpu_signature()])).hexdigest()[:16]
-    target = default_home() / "kernels" / f"matvec-{key}.so"
+    target = default_home() / "kernels" / f"decode-{key}.so"
     if not target.exists():
         with atomic_path(target) as tmp:
             subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", str(tmp), "-lm"], check=True,

@@ -1,16 +1,23 @@
-/* Matrix-vector products with weights kept quantized in memory: parrot's decode kernels.
+/* parrot's decode kernels: the work of one generated token, in plain C.
  *
  * Decoding one token multiplies a few activation rows by every weight matrix once, so
- * the time goes into reading weights from memory, not into arithmetic. These loops read
- * each weight byte once, widen it to float in registers, and multiply by float32
- * activations: the result equals a float matmul with the dequantized weights, up to the
- * order of float additions. Plain C, written so that `gcc -O3 -march=native` vectorizes
- * the inner loops (AVX2 on x86, NEON on ARM); OpenMP splits the output rows across
- * `threads` threads of PyTorch's own OpenMP runtime (the same libgomp: one thread pool).
+ * the time goes into reading weights from memory, not into arithmetic; and the rest of
+ * a layer (norms, RoPE, the cache write, attention over the cache) is many small steps
+ * whose fixed cost in PyTorch exceeds their arithmetic. Here:
+ *   matvec_int8       int8 weights (a scale per row) x float32 activations: equals the
+ *                     float matmul with the dequantized weights up to float rounding;
+ *   matvec_int4       4-bit weights (scale and offset per group of 32) x activations
+ *                     rounded to int8 per group, llama.cpp's Q4 x Q8 scheme;
+ *   rms_norm_rows     RMSNorm of a few rows;
+ *   decode_attention  RoPE, cache write and attention for one new token per row.
+ * The loops are written so that `gcc -O3 -march=native -fassociative-math` vectorizes
+ * them (AVX2 on x86, NEON on ARM); the int4 dot product uses AVX2 intrinsics where the
+ * CPU has them. OpenMP splits the work across `threads` threads of PyTorch's own OpenMP
+ * runtime (the same libgomp: one thread pool).
  *
- * Shapes: x (rows, in) float32, y (rows, out) float32, all contiguous. `in` is a multiple
- * of GROUP. Each weight row is read once and used for every activation row, so a batch
- * of decode rows costs little more than one.
+ * Matrix shapes: x (rows, in) float32, y (rows, out) float32, all contiguous; `in` is a
+ * multiple of GROUP. Each weight row is read once and used for every activation row, so
+ * a batch of decode rows costs little more than one.
  */
 #include <math.h>
 #include <stdint.h>
@@ -21,15 +28,11 @@
 
 #define GROUP 32  /* inputs per int4 group, and the width of the int8 partial sums */
 
-/* a . b with 16 independent partial sums: the compiler vectorizes it without having to
- * reorder a serial sum of floats (which it may not do without -ffast-math). */
+/* a . b; built with -fassociative-math, so the compiler may split the sum into vector
+ * lanes (the order of float additions is the only thing that changes). */
 static inline float dot(const float *a, const float *b, int64_t n) {
-    float partial[16] = {0}, sum = 0.0f;
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        for (int j = 0; j < 16; j++) partial[j] += a[i + j] * b[i + j];
-    for (; i < n; i++) sum += a[i] * b[i];
-    for (int j = 0; j < 16; j++) sum += partial[j];
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n; i++) sum += a[i] * b[i];
     return sum;
 }
 
