@@ -61,28 +61,32 @@ void matvec_int8(const float *x, const int8_t *q, const float *scale, float *y,
  *
  * As llama.cpp does, the activations are rounded to int8 per group (x ≈ xscale * xq,
  * xscale = max|x| / 127), so a group's products are integer multiply-adds:
- *     sum_k w x  ≈  scale * xscale * sum_k code * xq  +  offset * sum_k x
- * (the offset term uses the exact float sum of x). Widening 4-bit codes to float would
- * cost more instructions than reading them from memory; small integers do not. */
+ *     sum_k w xq xscale  =  scale * xscale * sum_k code * xq  +  offset * xscale * sum_k xq
+ * which is exactly the dot product of the weights with the rounded activations. (Taking
+ * the offset term from the unrounded x instead would leave offset * sum_k (x - x_rounded)
+ * over: the offsets are as large as the weights and that error does not cancel.)
+ * Widening 4-bit codes to float would cost more instructions than reading them from
+ * memory; small integers do not. */
 
 typedef struct {
     int8_t *q;      /* (rows, in) */
     float *scale;   /* (rows, in / GROUP) */
-    float *sum;     /* (rows, in / GROUP) */
+    float *sum;     /* (rows, in / GROUP): xscale * sum of xq */
 } Q8Rows;
 
 static void quantize_rows_q8(const float *x, int64_t n_values, Q8Rows r) {
     for (int64_t g = 0; g < n_values / GROUP; g++) {
         const float *xg = x + g * GROUP;
-        float amax = 0.0f, sum = 0.0f;
-        for (int j = 0; j < GROUP; j++) {
-            amax = fmaxf(amax, fabsf(xg[j]));
-            sum += xg[j];
-        }
+        float amax = 0.0f;
+        for (int j = 0; j < GROUP; j++) amax = fmaxf(amax, fabsf(xg[j]));
         const float step = amax / 127.0f, inverse = step > 0.0f ? 1.0f / step : 0.0f;
-        for (int j = 0; j < GROUP; j++) r.q[g * GROUP + j] = (int8_t)lrintf(xg[j] * inverse);
+        int32_t total = 0;
+        for (int j = 0; j < GROUP; j++) {
+            r.q[g * GROUP + j] = (int8_t)lrintf(xg[j] * inverse);
+            total += r.q[g * GROUP + j];
+        }
         r.scale[g] = step;
-        r.sum[g] = sum;
+        r.sum[g] = step * (float)total;  /* the sum of the rounded activations */
     }
 }
 
