@@ -79,7 +79,7 @@ class Int8Linear(nn.Module):
         if flat.shape[0] >= PREFILL_ROWS:  # compute-bound: a float matmul is faster here
             weight = self.weight_int8.to(x.dtype) * self.scales.to(x.dtype)[:, None]
             return _finish(flat @ weight.T, x, self.bias, self.out_features)
-        if self.native and flat.device.type == "cpu":
+        if self.native and flat.device.type == "cpu" and not torch.compiler.is_compiling():
             y = kernels.matvec_int8(flat.float().contiguous(), self.weight_int8, self.scales)
         else:
             y = torch.ops.aten._weight_int8pack_mm(flat.to(torch.bfloat16), self.weight_int8,
@@ -121,7 +121,7 @@ class Int4Linear(nn.Module):
         flat = x.reshape(-1, self.in_features)                              # (M, in)
         if flat.shape[0] >= PREFILL_ROWS:  # compute-bound: a float matmul is faster here
             return _finish(flat @ self.dequantize(x.dtype).T, x, self.bias, self.out_features)
-        if self.native and flat.device.type == "cpu":
+        if self.native and flat.device.type == "cpu" and not torch.compiler.is_compiling():
             y = kernels.matvec_int4(flat.float().contiguous(), self.codes, self.float_scales,
                                     self.float_offsets)
         else:
@@ -191,20 +191,26 @@ def quantize(model: nn.Module, bits: int = 8,
 
 
 QUANTIZE_MODES = ("auto", "none", "int8", "int4")
-AUTO_MODE = "int8"  # what "auto" means on a CPU (see benchmarks/bench_pretrained.py)
+
+
+def auto_mode() -> str:
+    """What "auto" means on a CPU: 4-bit layers where parrot's kernels run (the fastest
+    decode in benchmarks/bench_pretrained.py, and a Q4 GGUF's own weights exactly), else
+    int8 (PyTorch's 4-bit kernel is no faster than its int8 one)."""
+    return "int4" if kernels.available() else "int8"
 
 
 def quantize_for_inference(model: nn.Module, mode: str = "auto") -> nn.Module:
     """Prepare a model for generation: fuse its projections (`fuse_projections`) and apply
     the quantization asked for: "none", "int8" (layers and head), "int4" (layers int4,
-    head int8) or "auto" (`AUTO_MODE` on a CPU, none elsewhere: the weight-only kernels
+    head int8) or "auto" (`auto_mode()` on a CPU, none elsewhere: the weight-only kernels
     are CPU ones). Applied in place; returns the model, ready for inference only."""
     if mode not in QUANTIZE_MODES:
         raise ParrotError(f"Unknown quantization {mode!r}; use one of "
                           f"{', '.join(QUANTIZE_MODES)}.")
     on_cpu = all(p.device.type == "cpu" for p in model.parameters())
     if mode == "auto":
-        mode = AUTO_MODE if on_cpu else "none"
+        mode = auto_mode() if on_cpu else "none"
     if mode != "none" and not on_cpu:
         raise ParrotError(f"--quantize {mode} runs on the CPU only; drop it or use --device cpu.")
     fuse_projections(model)

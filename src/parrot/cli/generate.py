@@ -29,8 +29,8 @@ def load_engine(spec: str, device: str = "cpu", max_batch: int = 1, quantize: st
                 compile: bool = False) -> Engine:
     """An engine over MODEL: a pulled or pullable name (pulled on first use), a GGUF file,
     a Hugging Face folder or a parrot run directory. The one place MODEL is resolved.
-    `quantize` keeps weights int8/int4 in memory ("auto": int8 on a CPU, the fastest
-    accurate choice); `compile` compiles the decode step (slow to start, faster after)."""
+    `quantize` keeps weights int8/int4 in memory ("auto": int4 on a CPU with parrot's
+    kernels, else int8); `compile` compiles the decode step (slow to start, faster after)."""
     from parrot.adapt.quantize import quantize_for_inference
     from parrot.hub.resolve import resolve_model as hub_resolve
     from parrot.infer.encoder import require_decoder
@@ -62,7 +62,8 @@ def add_sampling_flags(parser: argparse.ArgumentParser, max_new_tokens: int = 12
                        help="stop when this text appears (repeatable)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quantize", choices=("auto", "none", "int8", "int4"), default="auto",
-                        help="weights kept int8/int4 in memory (auto: int8 on a CPU)")
+                        help="weights kept int8/int4 in memory (auto: int4 on a CPU, int8 without "
+                             "parrot's C kernels)")
     parser.add_argument("--compile", action="store_true",
                         help="compile the decode step (about a minute to start, faster after)")
 

@@ -30,8 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(default: MODEL's last path part)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quantize", default="auto", choices=("auto", "none", "int8", "int4"),
-                        help="weight-only quantization for generation (default auto: int8 "
-                        "on a CPU)")
+                        help="weight-only quantization for generation (default auto: int4 "
+                        "on a CPU, int8 without parrot's C kernels)")
     parser.add_argument("--embedding-model", default="minilm-l6", metavar="MODEL",
                         help="sentence encoder for POST /v1/embeddings, loaded (and pulled) "
                         "on its first request; 'none' turns the route off (default: minilm-l6)")

@@ -39,7 +39,8 @@ def _native(x: torch.Tensor) -> bool:
     """Whether parrot's C kernel may normalize x: few float32 rows on the CPU, gradients
     off (inference; with them on, the same inputs always take the same, torch, path)."""
     return x.numel() <= NATIVE_MAX_VALUES and not torch.is_grad_enabled() \
-        and x.device.type == "cpu" and x.is_contiguous() and kernels.available()
+        and x.device.type == "cpu" and x.is_contiguous() and kernels.available() \
+        and not torch.compiler.is_compiling()  # a compiled graph fuses torch's own ops
 
 
 class LayerNorm(nn.Module):
