@@ -86,8 +86,10 @@ def test_inference_modes():
 
     fresh = lambda: Transformer(get_preset("llama-tiny", vocab_size=256))  # noqa: E731
     assert linears(quantize_for_inference(fresh(), "none")) == {nn.Linear}
-    auto = {Int4Linear, Int8Linear} if kernels.available() else {Int8Linear}
-    assert linears(quantize_for_inference(fresh(), "auto")) == auto
+    assert linears(quantize_for_inference(fresh(), "auto")) == {Int8Linear}
+    assert linears(quantize_for_inference(fresh(), "auto", source="Q4_K_M")) == {Int8Linear}
+    exact = {Int4Linear, Int8Linear} if kernels.available() else {Int8Linear}
+    assert linears(quantize_for_inference(fresh(), "auto", source="Q4_1")) == exact
     assert linears(quantize_for_inference(fresh(), "int4")) == {Int4Linear, Int8Linear}
     with pytest.raises(ParrotError, match="Unknown quantization 'int3'"):
         quantize_for_inference(fresh(), "int3")

@@ -193,24 +193,33 @@ def quantize(model: nn.Module, bits: int = 8,
 QUANTIZE_MODES = ("auto", "none", "int8", "int4")
 
 
-def auto_mode() -> str:
-    """What "auto" means on a CPU: 4-bit layers where parrot's kernels run (the fastest
-    decode in benchmarks/bench_pretrained.py, and a Q4 GGUF's own weights exactly), else
-    int8 (PyTorch's 4-bit kernel is no faster than its int8 one)."""
-    return "int4" if kernels.available() else "int8"
+# Checkpoint formats whose weights 4-bit groups of 32 hold exactly: Q4_1 blocks span their
+# minimum (code 0) to their maximum (code 15), so requantizing recovers the same grid.
+EXACT_INT4_SOURCES = ("Q4_1",)
 
 
-def quantize_for_inference(model: nn.Module, mode: str = "auto") -> nn.Module:
+def auto_mode(source: str | None = None) -> str:
+    """What "auto" means on a CPU for a checkpoint stored as `source` (a GGUF quantization
+    such as "Q4_1" or "Q4_K_M"; None: float weights): 4-bit layers when they reproduce the
+    file's own weights and parrot's kernels run (the fastest decode in
+    benchmarks/bench_pretrained.py), else int8, whose float32 activations stay closest to
+    the float model (requantizing Gemma's Q4_K_M to 4 bits visibly changes its answers)."""
+    return "int4" if source in EXACT_INT4_SOURCES and kernels.available() else "int8"
+
+
+def quantize_for_inference(model: nn.Module, mode: str = "auto",
+                           source: str | None = None) -> nn.Module:
     """Prepare a model for generation: fuse its projections (`fuse_projections`) and apply
     the quantization asked for: "none", "int8" (layers and head), "int4" (layers int4,
-    head int8) or "auto" (`auto_mode()` on a CPU, none elsewhere: the weight-only kernels
-    are CPU ones). Applied in place; returns the model, ready for inference only."""
+    head int8) or "auto" (`auto_mode(source)` on a CPU, none elsewhere: the weight-only
+    kernels are CPU ones). `source` is the checkpoint's own quantization, if any
+    (`ModelInfo.quantization`). Applied in place; returns the model, for inference only."""
     if mode not in QUANTIZE_MODES:
         raise ParrotError(f"Unknown quantization {mode!r}; use one of "
                           f"{', '.join(QUANTIZE_MODES)}.")
     on_cpu = all(p.device.type == "cpu" for p in model.parameters())
     if mode == "auto":
-        mode = auto_mode() if on_cpu else "none"
+        mode = auto_mode(source) if on_cpu else "none"
     if mode != "none" and not on_cpu:
         raise ParrotError(f"--quantize {mode} runs on the CPU only; drop it or use --device cpu.")
     fuse_projections(model)

@@ -29,15 +29,16 @@ def load_engine(spec: str, device: str = "cpu", max_batch: int = 1, quantize: st
                 compile: bool = False) -> Engine:
     """An engine over MODEL: a pulled or pullable name (pulled on first use), a GGUF file,
     a Hugging Face folder or a parrot run directory. The one place MODEL is resolved.
-    `quantize` keeps weights int8/int4 in memory ("auto": int4 on a CPU with parrot's
-    kernels, else int8); `compile` compiles the decode step (slow to start, faster after)."""
+    `quantize` keeps weights int8/int4 in memory ("auto": int4 for a Q4_1 file where
+    parrot's kernels run, else int8); `compile` compiles the decode step (slow to start,
+    faster after)."""
     from parrot.adapt.quantize import quantize_for_inference
     from parrot.hub.resolve import resolve_model as hub_resolve
     from parrot.infer.encoder import require_decoder
 
     model, tokenizer, info = hub_resolve(spec, device, pull_missing=True, log=_log)
     require_decoder(model.config, spec)  # an encoder (BERT) fills masks, it does not generate
-    quantize_for_inference(model, quantize)
+    quantize_for_inference(model, quantize, source=info.quantization)
     max_len = min(model.config.context_length, CLI_MAX_LEN)
     return Engine(model, tokenizer, max_batch=max_batch, max_len=max_len,
                   eos_ids=info.eos_ids or None, compile=compile)
@@ -62,8 +63,8 @@ def add_sampling_flags(parser: argparse.ArgumentParser, max_new_tokens: int = 12
                        help="stop when this text appears (repeatable)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quantize", choices=("auto", "none", "int8", "int4"), default="auto",
-                        help="weights kept int8/int4 in memory (auto: int4 on a CPU, int8 without "
-                             "parrot's C kernels)")
+                        help="weights kept int8/int4 in memory (auto, on a CPU: int4 for a Q4_1 "
+                             "GGUF, int8 otherwise)")
     parser.add_argument("--compile", action="store_true",
                         help="compile the decode step (about a minute to start, faster after)")
 

@@ -30,8 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(default: MODEL's last path part)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quantize", default="auto", choices=("auto", "none", "int8", "int4"),
-                        help="weight-only quantization for generation (default auto: int4 "
-                        "on a CPU, int8 without parrot's C kernels)")
+                        help="weight-only quantization for generation (default auto, on a CPU: "
+                        "int4 for a Q4_1 GGUF, int8 otherwise)")
     parser.add_argument("--embedding-model", default="minilm-l6", metavar="MODEL",
                         help="sentence encoder for POST /v1/embeddings, loaded (and pulled) "
                         "on its first request; 'none' turns the route off (default: minilm-l6)")
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         model, tokenizer, info = resolve_model(args.model, args.device, pull_missing=True,
                                                log=_note)
         require_decoder(model.config, str(args.model))
-        model = quantize_for_inference(model, args.quantize)
+        model = quantize_for_inference(model, args.quantize, source=info.quantization)
         return Loaded(model, tokenizer, choose_template(args.template, tokenizer),
                       max_len=min(model.config.context_length, CLI_MAX_LEN),
                       eos_ids=tuple(info.eos_ids) or None)
