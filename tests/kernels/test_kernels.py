@@ -25,13 +25,7 @@ native = pytest.mark.skipif(not kernels.available(), reason="no C compiler: kern
 SHAPES = [(7, 32), (100, 576), (33, 1536)]  # (out, in)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The machine is shared; the kernels take torch's thread count."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def close_to(got: torch.Tensor, want: torch.Tensor, rel: float) -> None:
