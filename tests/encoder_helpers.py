@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 
 import pytest
+from shared_paths import models_home
 
 from parrot.errors import ParrotError
-
-
-def models_home() -> Path:
-    return Path(os.environ.get("PARROT_TEST_HOME",
-                               Path(tempfile.gettempdir()) / "parrot-test-models"))
 
 
 def minilm_dir() -> Path:

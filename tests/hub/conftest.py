@@ -8,23 +8,13 @@ that need it are skipped with the reason.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import pytest
 import torch
+from shared_paths import REFERENCES, models_home
 
 from parrot.errors import ParrotError
-
-REFERENCES = Path("/work/shared/data/references")
-if not REFERENCES.is_dir():  # the repository's sibling `shared/` folder, wherever it lives
-    REFERENCES = Path(__file__).resolve().parents[3] / "shared" / "data" / "references"
-
-
-def models_home() -> Path:
-    return Path(os.environ.get("PARROT_TEST_HOME",
-                               Path(tempfile.gettempdir()) / "parrot-test-models"))
 
 
 @pytest.fixture(scope="session")

@@ -5,13 +5,12 @@ loading the same file and against llama.cpp's references in shared/data/referenc
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from shared_paths import REFERENCES, models_home
 
 from parrot.errors import ParrotError
 from parrot.hub.gguf import read_gguf
@@ -19,17 +18,6 @@ from parrot.hub.gguf_model import gemma3_config, load_gguf_model
 from parrot.hub.naming import GGUF_GEMMA3, invert, rename
 from parrot.model import KVCache, ModelConfig, Transformer
 from parrot.model.presets import get_preset
-
-REFERENCES = Path("/work/shared/data/references")
-if not REFERENCES.is_dir():  # the repository's sibling `shared/` folder, wherever it lives
-    REFERENCES = Path(__file__).resolve().parents[3] / "shared" / "data" / "references"
-
-
-def models_home() -> Path:
-    """The test model cache, as in conftest.py (kept between sessions)."""
-    return Path(os.environ.get("PARROT_TEST_HOME",
-                               Path(tempfile.gettempdir()) / "parrot-test-models"))
-
 
 # transformers' GGUF reader assumes Gemma 3's fixed facts (pattern 6, local base 10000,
 # query_pre_attn_scalar 256), so the tiny model keeps them: 6 layers, head_dim 256.

@@ -6,41 +6,15 @@ metadata is needed. References: `gemma3-270m-q4_k_m.json` (llama.cpp via llama-c
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import sysconfig
-import tempfile
-from pathlib import Path
 
 import pytest
+from shared_paths import REFERENCES, models_home, reference_text
 
 from parrot.errors import ParrotError
 from parrot.hub.gguf_tokenizer import tokenizer_from_gguf
 from parrot.infer.streaming import IncrementalDetokenizer
 from parrot.tokenizer import SentencePieceParts, Tokenizer
-
-REFERENCES = Path("/work/shared/data/references")
-if not REFERENCES.is_dir():  # the repository's sibling `shared/` folder, wherever it lives
-    REFERENCES = Path(__file__).resolve().parents[3] / "shared" / "data" / "references"
-
-
-def models_home() -> Path:
-    """The test model cache that the hub conftest uses too (kept between sessions)."""
-    return Path(os.environ.get("PARROT_TEST_HOME",
-                               Path(tempfile.gettempdir()) / "parrot-test-models"))
-
-
-def _text(entry: dict) -> str:
-    if "text" in entry:
-        return entry["text"]
-    path = Path(sysconfig.get_paths()["stdlib"]) / entry["stdlib_file"]
-    if not path.is_file():
-        pytest.skip(f"{path} is not on this machine")
-    text = path.read_text(encoding="utf-8")
-    if hashlib.sha256(text.encode("utf-8")).hexdigest() != entry["sha256_of_text"]:
-        pytest.skip(f"{path} differs from the CPython 3.11.7 file the reference used")
-    return text
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +58,7 @@ def test_every_reference_text_and_file_tokenizes_like_llama_cpp(gemma3_tokenizer
     tokenizer, _ = gemma3_tokenizer
     entries = gemma3_reference["tokenization"]
     for entry in entries:
-        text = _text(entry)
+        text = reference_text(entry)
         ids = tokenizer.encode(text, disallowed_special=())
         assert ids == entry["ids"], text[:60]
         assert tokenizer.decode(ids) == text  # and decoding gives the text back
@@ -143,7 +117,7 @@ def test_saved_tokenizer_json_encodes_identically_in_tokenizers(gemma3_tokenizer
     theirs = tokenizers.Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
     again = Tokenizer.load(tmp_path)
     for entry in gemma3_reference["tokenization"]:
-        text = _text(entry)
+        text = reference_text(entry)
         assert theirs.encode(text, add_special_tokens=False).ids == entry["ids"], text[:60]
         assert again.encode(text, disallowed_special=()) == entry["ids"], text[:60]
     for case in gemma3_reference["greedy"]:

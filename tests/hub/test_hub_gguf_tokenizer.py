@@ -2,26 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
-import sysconfig
-from pathlib import Path
-
 import pytest
+from shared_paths import reference_text
 
 from parrot.hub.gguf_tokenizer import DIGIT_SPLIT_GPT2, tokenizer_from_gguf
 from parrot.tokenizer.pretokenize import pretokenize
-
-
-def _text(entry: dict) -> str:
-    if "text" in entry:
-        return entry["text"]
-    path = Path(sysconfig.get_paths()["stdlib"]) / entry["stdlib_file"]
-    if not path.is_file():
-        pytest.skip(f"{path} is not on this machine")
-    text = path.read_text(encoding="utf-8")
-    if hashlib.sha256(text.encode("utf-8")).hexdigest() != entry["sha256_of_text"]:
-        pytest.skip(f"{path} differs from the CPython 3.11.7 file the reference used")
-    return text
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +25,7 @@ def test_every_reference_text_and_file_tokenizes_like_llama_cpp(smollm2_tokenize
     tokenizer, _ = smollm2_tokenizer
     checked = 0
     for entry in smollm2_reference["tokenization"]:
-        text = _text(entry)
+        text = reference_text(entry)
         assert tokenizer.encode(text, disallowed_special=()) == entry["ids"], text[:60]
         checked += 1
     assert checked == len(smollm2_reference["tokenization"]) >= 25

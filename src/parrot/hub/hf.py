@@ -224,6 +224,13 @@ def load_hf(path: str | Path, device: str | torch.device = "cpu"
         tensors = {k if k.startswith(("transformer.", "lm_head")) else f"transformer.{k}": v
                    for k, v in tensors.items()}
     state = to_canonical(rename_all(tensors, table, str(root)), cfg)
+    return finish_loading(cfg, state, root, family, device)
+
+
+def finish_loading(cfg: ModelConfig, state: dict[str, torch.Tensor], root: Path, family: str,
+                   device: str | torch.device) -> tuple[Transformer, Tokenizer, ModelInfo]:
+    """(model, tokenizer, info) from a folder's canonical state dict: ties the head to the
+    embedding if the config says so, and reads the tokenizer and chat template."""
     if cfg.tie_embeddings:
         state["lm_head.weight"] = state["tok_emb.weight"]
     model = _instantiate(cfg, state, str(root)).to(device)

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from parrot.errors import ParrotError
-from parrot.hub.gguf_model import ModelInfo, _instantiate
+from parrot.hub.gguf_model import ModelInfo
 from parrot.hub.naming import HF_LLAMA
 from parrot.model import ModelConfig, Transformer
 from parrot.tokenizer import Tokenizer
@@ -208,7 +208,7 @@ FAMILIES = {
 def load_moe(root: Path, config: dict[str, Any], device: str | torch.device = "cpu"
              ) -> tuple[Transformer, Tokenizer, ModelInfo]:
     """A Mixtral or Qwen2-MoE folder → (fp32 Transformer in eval mode, tokenizer, info)."""
-    from parrot.hub.hf import _ids, _template, read_safetensors
+    from parrot.hub.hf import finish_loading, read_safetensors
 
     family = config["model_type"]
     from_hf, _, table = FAMILIES[family]
@@ -221,13 +221,7 @@ def load_moe(root: Path, config: dict[str, Any], device: str | torch.device = "c
     state = rename_all_moe(tensors, table, str(root))
     for i in range(cfg.n_layers):  # the checkpoint has no selection bias: it is zero
         state[f"blocks.{i}.mlp.balance_bias"] = torch.zeros(cfg.n_experts)
-    if cfg.tie_embeddings:
-        state["lm_head.weight"] = state["tok_emb.weight"]
-    model = _instantiate(cfg, state, str(root)).to(device)
-    tokenizer = Tokenizer.load(root)
-    info = ModelInfo("hf", root, root.name, family, eos_ids=_ids(tokenizer.eos_id),
-                     bos_id=tokenizer.bos_id, chat_template=_template(root))
-    return model, tokenizer, info
+    return finish_loading(cfg, state, root, family, device)
 
 
 def moe_family(cfg: ModelConfig) -> str:
