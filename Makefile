@@ -4,16 +4,24 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+RUNTIME := $(VENV)/.parrot-runtime
 STAMP := $(VENV)/.parrot-installed
 
-.PHONY: setup setup-browser run test test-fast test-slow lint clean
+.PHONY: setup setup-runtime setup-browser run test test-fast test-slow lint clean
 
-$(STAMP): pyproject.toml
+# `make run` needs only the runtime dependencies; the tests add the reference libraries.
+$(RUNTIME): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e .
+	touch $(RUNTIME)
+
+$(STAMP): $(RUNTIME)
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
+
+setup-runtime: $(RUNTIME)
 
 setup: $(STAMP)
 
@@ -23,7 +31,7 @@ setup-browser:
 	test -x /usr/bin/chromium || ($(SUDO) apt-get update && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y chromium)
 
-run: setup
+run: setup-runtime
 	$(BIN)/parrot demo
 
 lint: setup

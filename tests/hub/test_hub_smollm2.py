@@ -87,13 +87,12 @@ def test_weight_only_quantized_smollm2_keeps_llama_cpp_top_tokens(mode, smollm2_
 def test_the_chat_template_travels_with_the_tokenizer_and_renders_the_default_system(
     smollm2_path,
 ):
-    from parrot.chat import render, special_tokens_text
-    from parrot.cli.chat import choose_template
+    from parrot.chat import render, special_tokens_text, template_for
     from parrot.hub.resolve import resolve_model
 
     _, tokenizer, info = resolve_model(smollm2_path)
     assert tokenizer.chat_template == info.chat_template
-    template = choose_template(None, tokenizer)
+    template = template_for(tokenizer)
     text = render([{"role": "user", "content": "Hi"}], template, add_generation_prompt=True,
                   **special_tokens_text(tokenizer))
     assert text == ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by "

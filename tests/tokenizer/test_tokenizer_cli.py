@@ -79,7 +79,7 @@ def _bad_inputs(tmp_path):
         (train + ["257", "--special", "<a>", "<b>", "--data", str(empty)], "too small"),
         (["tokenize", str(corrupt), "x"], "not a readable tokenizer.json"),
         (["tokenize", str(wordpiece), "x"], "WordPiece tokenizer model"),
-        (["tokenize", str(tmp_path / "none"), "x"], "No tokenizer found"),
+        (["tokenize", str(tmp_path / "none"), "x"], "not a file, folder or pulled model name"),
     ]
 
 

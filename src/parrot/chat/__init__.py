@@ -9,11 +9,12 @@ from parrot.chat.conversation import (
     render,
     render_ids,
     special_tokens_text,
+    template_for,
 )
 from parrot.chat.templates import BUILTIN_TEMPLATES, ChatTemplate, get_template, render_template
 
 __all__ = [
     "BUILTIN_TEMPLATES", "ChatTemplate", "Conversation", "Message", "check_messages",
     "fit_to_context", "get_template", "render", "render_ids", "render_template",
-    "special_tokens_text",
+    "special_tokens_text", "template_for",
 ]

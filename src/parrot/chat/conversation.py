@@ -144,3 +144,15 @@ __all__ = [
     "Conversation", "Message", "check_messages", "fit_to_context", "get_template", "render",
     "render_ids", "special_tokens_text",
 ]
+
+
+def template_for(tokenizer: Any, name: str | None = None) -> ChatTemplate:
+    """The named template, else the tokenizer's own `chat_template` (stopping at its EOS
+    token), else "plain"."""
+    if name is not None:
+        return get_template(name)
+    own = getattr(tokenizer, "chat_template", None)
+    if own:
+        eos = special_tokens_text(tokenizer)["eos_token"]
+        return get_template(own, stop=(eos,) if eos else ())
+    return get_template("plain")

@@ -138,3 +138,4 @@ def _tojson(x: Any, ensure_ascii: bool = False, indent: int | None = None,
 
 def _raise_exception(message: str) -> None:
     raise ParrotError(f"The chat template rejected the conversation: {message}")
+

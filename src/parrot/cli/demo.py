@@ -28,20 +28,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from parrot.cli.chat import ChatSession, choose_template
-    from parrot.cli.generate import load_engine
+    from parrot.api import load
     from parrot.cli.tokenizer import print_token_table
-    from parrot.infer import SamplingParams
 
-    engine = load_engine(args.model)
-    config = engine.model.config
-    params_m = engine.model.num_parameters() / 1e6
-    print(f"model: {args.model} ({params_m:.0f}M parameters, {config.n_layers} layers, "
-          f"vocabulary {config.vocab_size:,})\n")
-    print_token_table(engine.tokenizer, DEMO_SENTENCE)
-    template = choose_template(None, engine.tokenizer)
-    params = SamplingParams(temperature=0.0, max_new_tokens=args.max_new_tokens)
-    session = ChatSession(engine, template, params, system=None)
+    llm = load(args.model, max_batch=1)
+    config = llm.config
+    print(f"model: {args.model} ({llm.num_parameters / 1e6:.0f}M parameters, "
+          f"{config.n_layers} layers, vocabulary {config.vocab_size:,})\n")
+    print_token_table(llm.tokenizer, DEMO_SENTENCE)
+    session = llm.session(temperature=0.0, max_new_tokens=args.max_new_tokens)
     print(f"\nyou> {args.question}\n{args.model}> ", end="", flush=True)
     session.answer(args.question, sys.stdout)
     stats = session.last_stats or {}

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,26 +31,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     embed.set_defaults(run=run_embed)
 
 
-def _load(spec: str, device: str) -> tuple[Any, Any, Any]:
-    from parrot.hub.resolve import resolve_model
-
-    return resolve_model(spec, device, pull_missing=True,
-                         log=lambda m: print(m, file=sys.stderr, flush=True))
-
-
 def run_fill_mask(args: argparse.Namespace) -> int:
+    from parrot.api import load
     from parrot.errors import ParrotError
-    from parrot.infer.fill_mask import check_fill_mask_model, fill_mask, mask_name
 
     if args.top_k < 1:
         raise ParrotError(f"--top-k must be at least 1, got {args.top_k}.")
-    model, tokenizer, _ = _load(args.model, args.device)
-    check_fill_mask_model(model)
-    name = mask_name(tokenizer)
-    if name not in args.text:
-        raise ParrotError(f"The text has no {name}; write {name} where the model should fill "
-                          f"in a word, e.g. \"The capital of France is {name}.\"")
-    results = fill_mask(model, tokenizer, args.text, args.top_k)
+    results = load(args.model, device=args.device).fill_mask(args.text, args.top_k)
     if args.json:
         print(json.dumps([[c.__dict__ for c in row] for row in results], ensure_ascii=False))
         return 0
@@ -66,13 +51,10 @@ def run_fill_mask(args: argparse.Namespace) -> int:
 
 
 def run_embed(args: argparse.Namespace) -> int:
-    from parrot.infer.embed import embed_texts
+    from parrot.api import load
 
-    model, tokenizer, info = _load(args.model, args.device)
-    pooling = args.pooling or info.extra.get("pooling", "mean")
-    vectors = embed_texts(model, tokenizer, args.texts, pooling=pooling,
-                          max_length=info.extra.get("max_seq_length"),
-                          normalize=not args.no_normalize)
+    vectors = load(args.model, device=args.device).embed(
+        args.texts, pooling=args.pooling, normalize=not args.no_normalize)
     if args.json:
         print(json.dumps({"model": args.model, "dimensions": vectors.shape[1],
                           "embeddings": vectors.tolist()}))

@@ -1,6 +1,6 @@
 """`parrot generate MODEL --prompt TEXT`: one completion, streamed or as JSON.
 
-Also home of what the chat command shares: model resolution and the sampling flags.
+Also home of what the chat, demo and serve commands share: the sampling and loading flags.
 """
 
 from __future__ import annotations
@@ -10,42 +10,7 @@ import json
 import sys
 from typing import Any
 
-from parrot.infer import Engine, SamplingParams
-
-# The engine's KV cache is allocated for this many positions at most, so a model with a
-# long context (SmolLM2: 8,192) does not reserve hundreds of megabytes a terminal never uses.
-CLI_MAX_LEN = 4096
-
-
-def resolve_model(spec: str, device: str = "cpu") -> tuple[Any, Any]:
-    """(model, tokenizer) for a MODEL argument (see `load_engine` for what MODEL may be)."""
-    from parrot.hub.resolve import resolve_model as hub_resolve
-
-    model, tokenizer, _ = hub_resolve(spec, device, pull_missing=True, log=_log)
-    return model, tokenizer
-
-
-def load_engine(spec: str, device: str = "cpu", max_batch: int = 1, quantize: str = "auto",
-                compile: bool = False) -> Engine:
-    """An engine over MODEL: a pulled or pullable name (pulled on first use), a GGUF file,
-    a Hugging Face folder or a parrot run directory. The one place MODEL is resolved.
-    `quantize` keeps weights int8/int4 in memory ("auto": int4 for a Q4_1 file where
-    parrot's kernels run, else int8); `compile` compiles the decode step (slow to start,
-    faster after)."""
-    from parrot.adapt.quantize import quantize_for_inference
-    from parrot.hub.resolve import resolve_model as hub_resolve
-    from parrot.infer.encoder import require_decoder
-
-    model, tokenizer, info = hub_resolve(spec, device, pull_missing=True, log=_log)
-    require_decoder(model.config, spec)  # an encoder (BERT) fills masks, it does not generate
-    quantize_for_inference(model, quantize, source=info.quantization)
-    max_len = min(model.config.context_length, CLI_MAX_LEN)
-    return Engine(model, tokenizer, max_batch=max_batch, max_len=max_len,
-                  eos_ids=info.eos_ids or None, compile=compile)
-
-
-def _log(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+from parrot.infer import SamplingParams
 
 
 def add_sampling_flags(parser: argparse.ArgumentParser, max_new_tokens: int = 128) -> None:
@@ -67,6 +32,18 @@ def add_sampling_flags(parser: argparse.ArgumentParser, max_new_tokens: int = 12
                              "GGUF, int8 otherwise)")
     parser.add_argument("--compile", action="store_true",
                         help="compile the decode step (about a minute to start, faster after)")
+
+
+def load_llm(args: argparse.Namespace, max_batch: int = 1) -> Any:
+    """`parrot.load` with the loading flags (MODEL, --device, --quantize, --compile, and
+    --template where the command has it)."""
+    from parrot.api import load
+    from parrot.infer.encoder import require_decoder
+
+    llm = load(args.model, device=args.device, quantize=args.quantize, max_batch=max_batch,
+               compile=getattr(args, "compile", False), template=getattr(args, "template", None))
+    require_decoder(llm.config, str(args.model))  # the CLI's seq2seq models: parrot seq2seq
+    return llm
 
 
 def sampling_params(args: argparse.Namespace, extra_stop: tuple[str, ...] = ()) -> SamplingParams:
@@ -95,9 +72,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     params = sampling_params(args)  # validate flags before loading the model
-    engine = load_engine(args.model, args.device, quantize=args.quantize, compile=args.compile)
+    llm = load_llm(args)
     if args.json:
-        completion = engine.generate(args.prompt, params, truncate=args.truncate)
+        completion = llm.engine.generate(args.prompt, params, truncate=args.truncate)
         print(json.dumps({
             "prompt": args.prompt, "text": completion.text,
             "prompt_ids": completion.prompt_ids, "token_ids": completion.token_ids,
@@ -105,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
             "stats": completion.stats.to_dict(),
         }, ensure_ascii=False))
         return 0
-    stream = engine.stream(args.prompt, params, truncate=args.truncate)
+    stream = llm.engine.stream(args.prompt, params, truncate=args.truncate)
     for delta in stream:
         sys.stdout.write(delta)
         sys.stdout.flush()

@@ -105,10 +105,10 @@ def run_rm(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from parrot.api import load_model
     from parrot.hub.hf import export_hf
-    from parrot.hub.resolve import resolve_model
 
-    model, tokenizer, meta = resolve_model(args.model)
+    model, tokenizer, meta = load_model(args.model, pull=False)
     if args.format != "hf":
         raise ParrotError(f"Unknown export format {args.format!r}; use --format hf.")
     out = export_hf(model, tokenizer, args.out, meta=meta)

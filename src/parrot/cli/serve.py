@@ -60,20 +60,12 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as err:
         raise ParrotError(f"parrot serve needs FastAPI and uvicorn ({err.name} is missing); "
                           "install them with pip install fastapi uvicorn.") from None
-    from parrot.adapt.quantize import quantize_for_inference
-    from parrot.cli.chat import choose_template
-    from parrot.cli.generate import CLI_MAX_LEN
-    from parrot.hub.resolve import resolve_model
-    from parrot.infer.encoder import require_decoder
+    from parrot.cli.generate import load_llm
 
-    def load() -> Loaded:  # the same resolution as `parrot generate` (names, GGUF, HF, runs)
-        model, tokenizer, info = resolve_model(args.model, args.device, pull_missing=True,
-                                               log=_note)
-        require_decoder(model.config, str(args.model))
-        model = quantize_for_inference(model, args.quantize, source=info.quantization)
-        return Loaded(model, tokenizer, choose_template(args.template, tokenizer),
-                      max_len=min(model.config.context_length, CLI_MAX_LEN),
-                      eos_ids=tuple(info.eos_ids) or None)
+    def load() -> Loaded:  # the same loading as `parrot generate` (names, GGUF, HF, runs)
+        llm = load_llm(args, max_batch=args.max_batch)
+        return Loaded(llm.model, llm.tokenizer, llm.template, max_len=llm.engine.max_len,
+                      eos_ids=tuple(llm.info.eos_ids) or None, engine=llm.engine)
 
     name = args.name or args.model.rstrip("/").split("/")[-1]
     settings = ServeSettings(model_name=name, api_key=args.api_key, max_batch=args.max_batch,

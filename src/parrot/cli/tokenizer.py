@@ -31,7 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     group.set_defaults(run=lambda args: group.print_help() or 2)
 
     show = subparsers.add_parser("tokenize", help="show how text splits into tokens")
-    show.add_argument("tokenizer", help="a tokenizer.json or a folder holding one")
+    show.add_argument("model", metavar="MODEL",
+                      help="a tokenizer.json, a folder holding one, or any MODEL (a pulled "
+                           "name, a GGUF file, a Hugging Face folder or a run directory)")
     show.add_argument("text", nargs="?", default=None, help="the text to split")
     show.add_argument("--ids", nargs="+", type=int, default=None, help="decode these ids instead")
     show.set_defaults(run=run_tokenize)
@@ -67,7 +69,9 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_tokenize(args: argparse.Namespace) -> int:
-    tokenizer = Tokenizer.load(args.tokenizer)
+    from parrot.api import load_tokenizer
+
+    tokenizer = load_tokenizer(args.model)
     if args.ids is not None:
         print(tokenizer.decode(args.ids))
         print_id_table(tokenizer, args.ids)

@@ -15,11 +15,12 @@ from parrot.utils.atomic import atomic_write_text
 
 
 def resolve_model(spec: str) -> tuple[Any, Any]:
-    """(model, tokenizer) for a MODEL argument: the same resolution as generate and chat
-    (a pulled name, a GGUF file, a Hugging Face folder or a run directory)."""
-    from parrot.cli.generate import resolve_model as resolve
+    """(model, tokenizer) for a MODEL argument, unprepared (float weights, so attention can
+    be captured): the one loader every command uses."""
+    from parrot.api import load_model
 
-    return resolve(spec)
+    model, tokenizer, _ = load_model(spec)
+    return model, tokenizer
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -54,8 +54,9 @@ class ServerState:
     def load(self, loader: Callable[[], Loaded]) -> None:
         try:
             loaded = loader()
-            engine = Engine(loaded.model, loaded.tokenizer, max_batch=self.settings.max_batch,
-                            max_len=loaded.max_len, eos_ids=loaded.eos_ids)
+            engine = loaded.engine or Engine(
+                loaded.model, loaded.tokenizer, max_batch=self.settings.max_batch,
+                max_len=loaded.max_len, eos_ids=loaded.eos_ids)
             worker = Worker(engine, self.settings.max_queue, self.settings.timeout)
             worker.start()
         except Exception as err:  # noqa: BLE001 - reported by /health and every route

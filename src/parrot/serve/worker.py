@@ -31,7 +31,8 @@ class Loaded:
     """What the server serves: a model, its tokenizer and the chat template to render with.
 
     `max_len` caps the KV cache (None: the model's context); `eos_ids` are the ids that end
-    an answer (None: the tokenizer's end-of-text id).
+    an answer (None: the tokenizer's end-of-text id). `engine`, when given, is the engine
+    to serve with (built by `parrot.load`); else one is built over the model.
     """
 
     model: Any
@@ -39,6 +40,7 @@ class Loaded:
     template: ChatTemplate
     max_len: int | None = None
     eos_ids: tuple[int, ...] | None = None
+    engine: Engine | None = None
 
 
 class QueueFull(Exception):

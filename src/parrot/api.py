@@ -1,0 +1,269 @@
+"""parrot's Python API: load a model and use it, or train one. Every CLI command calls this.
+
+    import parrot
+    llm = parrot.load("smollm2-135m-instruct")     # any MODEL: pulled name, GGUF, HF folder,
+                                                   # run directory, LoRA run
+    llm.generate("The capital of France is", max_new_tokens=20, temperature=0).text
+    for piece in llm.stream("Tell me a story"): print(piece, end="")
+    llm.chat([{"role": "user", "content": "Hi!"}]).text
+    llm.generate_batch(["a", "b", "c"], temperature=0.8, seed=1)
+    parrot.load("minilm-l6").embed(["A cat.", "A feline."])
+    parrot.train(preset="tiny", out="runs/tiny", steps=100)
+
+Keyword sampling options are the fields of `parrot.infer.SamplingParams` (temperature,
+top_k, top_p, min_p, penalties, seed, max_new_tokens, stop). This module (with `cli`) is
+the only place that reads the environment: `PARROT_HOME` (where pulled models and built
+kernels live) and `PARROT_NATIVE=0` (PyTorch's kernels only).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from parrot.errors import ParrotError
+from parrot.hub.registry import DEFAULT_MODEL
+
+# The engine's KV cache covers this many positions at most unless asked for more, so a
+# model with a long context (SmolLM2: 8,192) does not reserve memory a session never uses.
+DEFAULT_MAX_LEN = 4096
+
+
+def home() -> Path:
+    """Where pulled models and built kernels live: `$PARROT_HOME`, else ~/.cache/parrot."""
+    env = os.environ.get("PARROT_HOME")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "parrot"
+
+
+def native_kernels_enabled() -> bool:
+    """parrot's C kernels unless `PARROT_NATIVE=0`."""
+    return os.environ.get("PARROT_NATIVE", "1") != "0"
+
+
+def _stderr(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+class LLM:
+    """A loaded model with its tokenizer, chat template and (for decoders) an engine.
+
+    `num_parameters` is the true count, taken before weights are packed for inference.
+    """
+
+    def __init__(self, model: torch.nn.Module, tokenizer: Any, info: Any, *,
+                 engine: Any = None, template: Any = None, num_parameters: int = 0) -> None:
+        self.model, self.tokenizer, self.info = model, tokenizer, info
+        self.template, self.num_parameters = template, num_parameters
+        self._engine = engine
+
+    @property
+    def config(self) -> Any:
+        return self.model.config
+
+    @property
+    def engine(self) -> Any:
+        """The generation engine (`parrot.infer.Engine`); a ParrotError for an encoder."""
+        if self._engine is None:
+            raise ParrotError(f"{self.info.name} is an encoder-only model: it embeds texts "
+                              "and fills masks but does not generate; load a decoder.")
+        return self._engine
+
+    # ---- generation ---------------------------------------------------------------
+
+    def generate(self, prompt: str | Sequence[int], *, truncate: bool = False,
+                 **sampling: Any) -> Any:
+        """One completion (`parrot.infer.Completion`: .text, .token_ids, .finish_reason)."""
+        return self.engine.generate(prompt, _params(sampling), truncate=truncate)
+
+    def stream(self, prompt: str | Sequence[int], *, truncate: bool = False,
+               **sampling: Any) -> Any:
+        """An iterator of text pieces; its `.completion` is set once it is exhausted."""
+        return self.engine.stream(prompt, _params(sampling), truncate=truncate)
+
+    def generate_batch(self, prompts: Sequence[str | Sequence[int]], **sampling: Any) -> list:
+        """Completions of several prompts decoded together (continuous batching), in order."""
+        return self.engine.generate_batch(list(prompts), _params(sampling))
+
+    def chat(self, messages: Sequence[dict[str, Any]], **sampling: Any) -> Any:
+        """The assistant's reply to OpenAI-style messages, rendered with the model's template."""
+        return self.engine.generate(self.chat_prompt(messages), self._chat_params(sampling))
+
+    def stream_chat(self, messages: Sequence[dict[str, Any]], **sampling: Any) -> Any:
+        """`chat`, as an iterator of text pieces."""
+        return self.engine.stream(self.chat_prompt(messages), self._chat_params(sampling))
+
+    def chat_prompt(self, messages: Sequence[dict[str, Any]]) -> str:
+        """The text the model continues for `messages` (generation prompt added)."""
+        from parrot.chat import render, special_tokens_text
+
+        return render(list(messages), self.template, add_generation_prompt=True,
+                      **special_tokens_text(self.tokenizer))
+
+    def session(self, system: str | None = None, note: Callable[[str], None] | None = None,
+                **sampling: Any) -> Any:
+        """A multi-turn `ChatSession` (what `parrot chat` runs)."""
+        from parrot.infer.chat_session import ChatSession
+
+        return ChatSession(self.engine, self.template, _params(sampling), system, note)
+
+    # ---- encoders -----------------------------------------------------------------
+
+    def embed(self, texts: str | Sequence[str], *, pooling: str | None = None,
+              normalize: bool = True) -> torch.Tensor:
+        """Sentence embeddings (len(texts), d_model), float32; L2-normalized by default."""
+        from parrot.infer.embed import embed_texts
+
+        extra = getattr(self.info, "extra", {}) or {}
+        return embed_texts(self.model, self.tokenizer, texts,
+                           pooling=pooling or extra.get("pooling", "mean"),
+                           max_length=extra.get("max_seq_length"), normalize=normalize)
+
+    def fill_mask(self, text: str, top_k: int = 5) -> list:
+        """The top-k candidates (token, probability, sequence) for each mask in `text`."""
+        from parrot.infer.fill_mask import check_fill_mask_model, fill_mask, mask_name
+
+        if top_k < 1:
+            raise ParrotError(f"top_k must be at least 1, got {top_k}.")
+        check_fill_mask_model(self.model)
+        name = mask_name(self.tokenizer)
+        if name not in text:
+            raise ParrotError(f"The text has no {name}; write {name} where the model should "
+                              f"fill in a word, e.g. \"The capital of France is {name}.\"")
+        return fill_mask(self.model, self.tokenizer, text, top_k)
+
+    # ---- tokens -------------------------------------------------------------------
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of `text`, special tokens allowed (BOS added where the model wants it)."""
+        if self._engine is not None:
+            return self._engine.encode(text)
+        return self.tokenizer.encode(text, allowed_special="all")
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids))
+
+    # ---- internals ----------------------------------------------------------------
+
+    def _chat_params(self, sampling: dict[str, Any]) -> Any:
+        params = _params(sampling)
+        return params.replace(stop=tuple(params.stop) + self.template.stop)
+
+
+def _params(sampling: dict[str, Any]) -> Any:
+    """SamplingParams from keyword options (an unknown one is a ParrotError)."""
+    from dataclasses import fields
+
+    from parrot.infer import SamplingParams
+
+    known = {f.name for f in fields(SamplingParams)}
+    unknown = sorted(set(sampling) - known)
+    if unknown:
+        raise ParrotError(f"Unknown sampling option {unknown[0]!r}; use "
+                          f"{', '.join(sorted(known))}.")
+    return SamplingParams(**sampling)
+
+
+def load(model: str | Path = DEFAULT_MODEL, *, device: str = "cpu", quantize: str = "auto",
+         max_batch: int = 8, max_len: int | None = DEFAULT_MAX_LEN, compile: bool = False,
+         template: str | None = None, pull: bool = True,
+         log: Callable[[str], None] | None = _stderr) -> LLM:
+    """Load MODEL: a pulled or pullable name (pulled on first use when `pull`), a GGUF
+    file, a Hugging Face folder, a parrot run directory or a LoRA / soft-prompt run.
+
+    A decoder gets an engine with `max_batch` cache slots of `max_len` positions (capped
+    at the model's context) and weights prepared by `quantize` ("auto", "none", "int8",
+    "int4"); `compile` compiles its decode step. An encoder is left as loaded.
+    """
+    from parrot.adapt.quantize import QUANTIZE_MODES
+
+    if quantize not in QUANTIZE_MODES:
+        raise ParrotError(f"quantize must be one of {', '.join(QUANTIZE_MODES)}, got "
+                          f"{quantize!r}.")
+    if max_batch < 1:
+        raise ParrotError(f"max_batch must be at least 1, got {max_batch}.")
+    if template is not None:
+        from parrot.chat import get_template
+
+        get_template(template)  # an unknown template fails before the model loads
+    net, tokenizer, info = load_model(model, device, pull=pull, log=log)
+    count = net.num_parameters() if hasattr(net, "num_parameters") else \
+        sum(p.numel() for p in net.parameters())
+    if not _is_decoder(net):
+        return LLM(net, tokenizer, info, num_parameters=count)
+    return LLM(net, tokenizer, info, num_parameters=count, template=_template(template, tokenizer),
+               engine=_build_engine(net, tokenizer, info, quantize, max_batch, max_len, compile))
+
+
+def load_model(model: str | Path, device: str = "cpu", *, pull: bool = True,
+               log: Callable[[str], None] | None = _stderr) -> tuple[Any, Any, Any]:
+    """(model in eval mode, tokenizer, info) for MODEL, unprepared: the one loader's answer."""
+    from parrot.hub.resolve import resolve_model
+
+    return resolve_model(model, device, home=home(), pull_missing=pull, log=log)
+
+
+def load_tokenizer(model: str | Path) -> Any:
+    """The tokenizer of MODEL, or of a tokenizer.json file or a folder holding only one."""
+    from parrot.tokenizer import Tokenizer
+
+    path = Path(model)
+    if path.is_file() and path.suffix == ".json":
+        return Tokenizer.load(path)
+    if path.is_dir() and (path / "tokenizer.json").is_file() and \
+            not (path / "config.json").is_file():
+        return Tokenizer.load(path)
+    return load_model(model)[1]
+
+
+def _is_decoder(model: torch.nn.Module) -> bool:
+    from parrot.infer.encoder import is_encoder_only
+
+    return not is_encoder_only(model.config)
+
+
+def _template(name: str | None, tokenizer: Any) -> Any:
+    from parrot.chat import template_for
+
+    return template_for(tokenizer, name)
+
+
+def _build_engine(model: torch.nn.Module, tokenizer: Any, info: Any, quantize: str, max_batch: int,
+            max_len: int | None, compile: bool) -> Any:
+    from parrot.adapt.quantize import quantize_for_inference
+    from parrot.infer import Engine
+
+    model = quantize_for_inference(model, quantize, source=info.quantization)
+    length = model.config.context_length if max_len is None else \
+        min(model.config.context_length, max_len)
+    return Engine(model, tokenizer, max_batch=max_batch, max_len=length,
+                  eos_ids=info.eos_ids or None, compile=compile)
+
+
+# ---- training: the functions `parrot train`, `finetune`, `distill` and `seq2seq train` call
+
+def settings_to_overrides(settings: dict[str, Any], overrides: Sequence[str] = ()) -> list[str]:
+    """Keyword settings as `--set` strings: steps=100 → "steps=100" (the section is found
+    from the field name; write "train.lr" style names in `overrides` where it is ambiguous)."""
+    def text(value: Any) -> str:
+        return str(value).lower() if isinstance(value, bool) else str(value)
+
+    return [*overrides, *(f"{key}={text(value)}" for key, value in settings.items())]
+
+
+def train(preset: str = "tiny", out: str | Path = "runs/tiny", *,
+          data: Sequence[str | Path] | None = None, resume: bool = False,
+          overrides: Sequence[str] = (), text_field: str = "text",
+          tokenizer: str | Path | None = None, show_progress: bool = True,
+          **settings: Any) -> Any:
+    """Pretrain `preset` into run directory `out`; keyword settings are fields of the
+    model or training config (`steps=100`, `lr=3e-3`, `d_model=128`). Returns a TrainResult."""
+    from parrot.train.runner import train as run
+
+    return run(preset, out, data=data, overrides=settings_to_overrides(settings, overrides),
+               resume=resume, text_field=text_field, tokenizer=tokenizer,
+               show_progress=show_progress)
