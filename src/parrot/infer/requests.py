@@ -99,8 +99,6 @@ class Request:
     tokens: list[int] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
     logits: list[torch.Tensor] = field(default_factory=list)
-    counts: torch.Tensor | None = None  # (1, V) times each token was generated
-    seen: torch.Tensor | None = None  # (1, V) token occurs in prompt or output
     t_submit: float = field(default_factory=time.perf_counter)
     t_admit: float = 0.0
     t_first: float = 0.0
