@@ -92,6 +92,7 @@ class Engine:
         # counts (max_batch, V) of generated tokens, seen (max_batch, V) in prompt or output.
         self._counts: torch.Tensor | None = None
         self._seen: torch.Tensor | None = None
+        self._rows: tuple[tuple[int, ...], RowParams | None] = ((), None)  # (request ids, params)
         self.steps = (EncoderDecoderSteps(self, start_id)
                       if getattr(self.config, "is_encoder_decoder", False)
                       else DecoderOnlySteps(self))
@@ -223,17 +224,20 @@ class Engine:
                                          rows, length)
         for i in active:
             self.slots[i].ids.append(self.slots[i].request.next_token)
-        return self._advance(active, logits[active, -1])
+        # Rows 0..rows-1 all active (the usual case): a view, no index copied to the device.
+        return self._advance(active, logits[:, -1] if len(active) == rows else logits[active, -1])
 
     def _advance(self, indices: list[int], logits: torch.Tensor) -> list[StepOutput]:
         """Choose the next token of slots `indices` from their (n, V) logits in one sampling
         call and one copy to the host, then apply each request's stop conditions."""
         requests = [self.slots[i].request for i in indices]
+        key = tuple(r.request_id for r in requests)
+        if key != self._rows[0]:  # the rows' params change only when a request joins or leaves
+            self._rows = key, RowParams.of([r.params for r in requests], self.device)
         penalized = any(uses_penalties(r.params) for r in requests)
         rows = torch.tensor(indices, device=self.device) if penalized else None
         state = (self._counts[rows], self._seen[rows]) if penalized else ()
-        chosen = sample_rows(logits, RowParams.of([r.params for r in requests], self.device),
-                             [r.generator for r in requests], *state)
+        chosen = sample_rows(logits, self._rows[1], [r.generator for r in requests], *state)
         if penalized:
             self._counts[rows, chosen] += 1
             self._seen[rows, chosen] = True
