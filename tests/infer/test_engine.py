@@ -195,3 +195,22 @@ def test_a_batch_of_mixed_params_gives_each_request_its_solo_tokens(byte_tok):
     while engine.has_work():
         engine.step()
     assert [engine.result(i).token_ids for i in ids] == solo
+
+
+def test_a_cache_view_is_the_engine_cache_cut_to_a_bucket(byte_tok, monkeypatch):
+    monkeypatch.setattr("parrot.infer.engine._BUCKET", 8)
+    engine = Engine(tiny_model(), byte_tok, max_batch=3)
+    view = engine.cache_view(1, 3, 10)  # rows 1 and 2; 10 positions round up to 16
+    assert (view.keys.shape[1], view.keys.shape[3]) == (2, 16)
+    view.keys.fill_(1.0)  # a view: writes land in the engine's cache
+    assert bool(engine.cache.keys[:, 1:3, :, :16].eq(1).all())
+    assert not bool(engine.cache.keys[:, 0].any()) and not bool(engine.cache.keys[:, 1:, :, 16:].any())
+
+
+def test_a_result_is_handed_over_once(byte_tok):
+    engine = Engine(tiny_model(), byte_tok, max_batch=1)
+    request = engine.submit(prompts([4])[0], GREEDY, collect=True)
+    assert engine.result(request) is None  # still queued
+    while engine.has_work():
+        engine.step()
+    assert len(engine.result(request).token_ids) == 6 and engine.result(request) is None

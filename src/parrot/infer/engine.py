@@ -161,6 +161,21 @@ class Engine:
             ids = [bos, *ids]
         return ids
 
+    def cache_view(self, start: int, stop: int, length: int) -> KVCache:
+        """Rows start..stop of the cache, cut to the bucket holding `length` positions.
+
+        Slots past the longest row are masked for every query anyway, so leaving them out
+        changes no result and makes a short conversation cost what it uses, not max_len.
+        A few bucket sizes keep the shapes few, for the compiled decode step. (KVCache has
+        no public way to cut its length; `rows` cuts only the batch.)
+        """
+        cut = self._bucket(length)
+        keys = self.cache.keys[:, start:stop, :, :cut]
+        values = self.cache.values[:, start:stop, :, :cut]
+        for view in (keys, values):  # one graph with a symbolic length, not one per bucket
+            torch._dynamo.maybe_mark_dynamic(view, 3)
+        return KVCache(self.config, stop - start, cut, _tensors=(keys, values))
+
     # ---- convenience API ------------------------------------------------------------
 
     def generate(self, prompt: Prompt, params: SamplingParams | None = None,
@@ -286,21 +301,6 @@ class Engine:
     def _bucket(self, length: int) -> int:
         """Cache positions a forward attends over: `length` rounded up to a multiple of 128."""
         return min(self.max_len, -(-length // _BUCKET) * _BUCKET)
-
-    def cache_view(self, start: int, stop: int, length: int) -> KVCache:
-        """Rows start..stop of the cache, cut to the bucket holding `length` positions.
-
-        Slots past the longest row are masked for every query anyway, so leaving them out
-        changes no result and makes a short conversation cost what it uses, not max_len.
-        A few bucket sizes keep the shapes few, for the compiled decode step. (KVCache has
-        no public way to cut its length; `rows` cuts only the batch.)
-        """
-        cut = self._bucket(length)
-        keys = self.cache.keys[:, start:stop, :, :cut]
-        values = self.cache.values[:, start:stop, :, :cut]
-        for view in (keys, values):  # one graph with a symbolic length, not one per bucket
-            torch._dynamo.maybe_mark_dynamic(view, 3)
-        return KVCache(self.config, stop - start, cut, _tensors=(keys, values))
 
     def _free_slots(self) -> list[int]:
         return [i for i, s in enumerate(self.slots) if s.request is None]
