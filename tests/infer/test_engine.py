@@ -214,3 +214,27 @@ def test_a_result_is_handed_over_once(byte_tok):
     while engine.has_work():
         engine.step()
     assert len(engine.result(request).token_ids) == 6 and engine.result(request) is None
+
+
+def test_a_failed_admission_puts_the_other_requests_back_in_the_queue(byte_tok):
+    model = tiny_model()
+    first, second = prompts([5, 6])
+    solo = Engine(model, byte_tok, max_batch=1).generate(first, GREEDY).token_ids
+    engine = Engine(model, byte_tok, max_batch=2)
+    prefill, calls = engine.steps.prefill, []
+
+    def fail_on_the_second(index, request):
+        calls.append(request.request_id)
+        if len(calls) == 2:
+            raise RuntimeError("out of memory")
+        return prefill(index, request)
+
+    engine.steps.prefill = fail_on_the_second
+    a = engine.submit(first, GREEDY, collect=True)
+    engine.submit(second, GREEDY, collect=True)
+    with pytest.raises(RuntimeError):
+        engine.step()
+    assert [r.request_id for r in engine.queue] == [a]
+    while engine.has_work():
+        engine.step()
+    assert engine.result(a).token_ids == solo

@@ -28,7 +28,7 @@ from __future__ import annotations
 import random
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 
@@ -43,6 +43,7 @@ from parrot.infer.strategies import (
     Slot,
     common_prefix_length,
 )
+from parrot.infer.streaming import TextStream
 from parrot.model import KVCache
 
 Prompt = str | Sequence[int]
@@ -199,12 +200,19 @@ class Engine:
     # ---- internals ------------------------------------------------------------------
 
     def _admit(self) -> list[StepOutput]:
+        """Prefill queued requests into free slots, then choose their first tokens together."""
         indices, logits = [], []
-        while self.queue and self._free_slots():
-            request = self.queue.popleft()
-            index = self._pick_slot(request.prompt)
-            logits.append(self._prefill(index, request))
-            indices.append(index)
+        try:
+            while self.queue and self._free_slots():
+                request = self.queue.popleft()
+                index = self._pick_slot(request.prompt)
+                logits.append(self._prefill(index, request))
+                indices.append(index)
+        except BaseException:  # the failing request is dropped; the others wait to try again
+            for index in reversed(indices):
+                self.queue.appendleft(self.slots[index].request)
+                self._release(self.slots[index])
+            raise
         return self._advance(indices, torch.cat(logits))
 
     def _prefill(self, index: int, request: Request) -> torch.Tensor:
@@ -328,42 +336,6 @@ class Engine:
             return None
         seed = params.seed if params.seed is not None else random.SystemRandom().getrandbits(63)
         return torch.Generator(device=self.device).manual_seed(seed)
-
-
-class TextStream:
-    """Iterates the text deltas of one request, stepping the engine as needed.
-
-    Closing it early (or an exception such as Ctrl-C in the consumer) cancels the request.
-    """
-
-    def __init__(self, engine: Engine, request_id: int) -> None:
-        self.engine = engine
-        self.request_id = request_id
-        self.completion: Completion | None = None
-        self._deltas = self._run()
-
-    def __iter__(self) -> Iterator[str]:
-        return self
-
-    def __next__(self) -> str:
-        return next(self._deltas)
-
-    def close(self) -> None:
-        self._deltas.close()
-
-    def _run(self) -> Iterator[str]:
-        try:
-            while self.completion is None:
-                for out in self.engine.step():
-                    if out.request_id != self.request_id:
-                        continue
-                    if out.completion is not None:
-                        self.completion = out.completion
-                    if out.text:
-                        yield out.text
-        finally:
-            if self.completion is None:
-                self.engine.cancel(self.request_id)
 
 
 def _model_config(model: torch.nn.Module):
