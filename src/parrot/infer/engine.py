@@ -219,7 +219,7 @@ class Engine:
         """Put the prompt into slot `index` (the strategy's prefill); its first logits (1, V)."""
         request.t_admit = time.perf_counter()
         logits = self.steps.prefill(index, request)
-        self.slots[index].request, request.slot = request, index
+        self.slots[index].request = request
         if uses_penalties(request.params):
             self._reset_penalties(index, request.prompt, logits.shape[-1])
         request.t_first = time.perf_counter()

@@ -116,7 +116,6 @@ class EncoderDecoderSteps:
         cache = self.cross.cache(engine.cache.rows(index, index + 1), index, index + 1)
         logits = engine.model.decode(tokens, None, positions=positions, cache=cache)[:, -1]
         engine.slots[index].ids = [self.start_id]
-        request.cached_tokens = 0
         return logits
 
     def forward_rows(self, tokens: torch.Tensor, positions: torch.Tensor,
