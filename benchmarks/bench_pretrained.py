@@ -79,7 +79,7 @@ def run_parrot(path: str, variant: str, prompt_len: int, new_tokens: int,
         while engine.has_work():
             engine.step()
         total = time.perf_counter() - start
-    completion = engine._finished.pop(request)
+    completion = engine.result(request)
     result = {"prefill_tok_s": len(ids) / ttft, "ttft_s": ttft,
               "decode_tok_s": (len(completion.token_ids) - 1) / (total - ttft),
               "warmup_s": warmup, "text": tokenizer.decode(completion.token_ids[:16])}

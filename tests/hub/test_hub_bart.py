@@ -142,16 +142,19 @@ def test_non_bart_shapes_are_refused():
 
 
 def test_an_exported_folder_generates_like_the_model(tmp_path):
-    from parrot.infer.sampling import SamplingParams
-    from parrot.infer.seq2seq import generate_ids
+    from parrot.infer import Engine, SamplingParams
     from parrot.train.seq2seq import load_seq2seq
 
     ours = to_parrot(hf_bart())
     tokenizer = Tokenizer.train([], VOCAB, special_tokens=SPECIALS)
     out = export_hf(ours, tokenizer, tmp_path / "bart")
-    model, _, tokens = load_seq2seq(out)
+    model, loaded_tokenizer, tokens = load_seq2seq(out)
     assert tokens.start_id == tokenizer.bos_id and tokens.pad_id == 256
     params = SamplingParams(temperature=0.0, max_new_tokens=8, ignore_eos=True)
     sources = [[5, 6, 7], [8, 9]]
-    assert generate_ids(model, sources, tokens, params) == \
-        generate_ids(ours, sources, tokens, params)
+
+    def generate(m):
+        engine = Engine(m, loaded_tokenizer, max_batch=2, start_id=tokens.start_id)
+        return [c.token_ids for c in engine.generate_batch(sources, params)]
+
+    assert generate(model) == generate(ours)

@@ -73,3 +73,28 @@ def assert_matches_recompute(model, completion):
     start = len(completion.prompt_ids) - 1
     expected = full[start : start + len(completion.token_ids)]
     assert (completion.logits - expected).abs().max().item() < 1e-5
+
+
+def pad_batch(rows, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad id lists into (B, S) long ids and a (B, S) bool mask (True = real token)."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros(len(rows), width, dtype=torch.bool)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.tensor(row)
+        mask[i, : len(row)] = True
+    return ids, mask
+
+
+@torch.no_grad()
+def generate_recompute(m, sources, tokens,
+                       max_new_tokens: int) -> list[list[int]]:
+    """Greedy decoding without any cache (the whole prefix re-run each step), up to eos."""
+    src, mask = pad_batch(sources, tokens.pad_id)
+    memory = m.encode(src, mask)
+    ys = torch.full((src.shape[0], 1), tokens.start_id, dtype=torch.long)
+    for _ in range(max_new_tokens):
+        logits = m.decode(ys, memory, mask)[:, -1]
+        ys = torch.cat([ys, logits.argmax(-1, keepdim=True)], dim=1)
+    rows = [row[1:] for row in ys.tolist()]
+    return [row[: row.index(tokens.eos_id)] if tokens.eos_id in row else row for row in rows]

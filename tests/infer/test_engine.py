@@ -40,7 +40,7 @@ def test_cached_decode_equals_recompute_ragged_batch(variant, byte_tok):
     while engine.has_work():
         engine.step()
     for i in ids:
-        assert_matches_recompute(model, engine._finished.pop(i))
+        assert_matches_recompute(model, engine.result(i))
 
 
 def test_sampled_batch_decode_equals_recompute(byte_tok):
@@ -61,14 +61,15 @@ def test_request_joining_mid_decode_gets_its_solo_output(byte_tok):
     for _ in range(4):
         engine.step()
     b = engine.submit(second, GREEDY.replace(max_new_tokens=10), collect=True)
-    joined_while_a_ran = False
+    joined_while_a_ran, done = False, {}
     while engine.has_work():
         outputs = engine.step()
+        done.update({i: c for i in (a, b) if (c := engine.result(i)) is not None})
         if any(o.request_id == b for o in outputs):
-            joined_while_a_ran |= a not in engine._finished
+            joined_while_a_ran |= a not in done
     assert joined_while_a_ran
-    assert engine._finished[a].token_ids == solo[0].token_ids
-    assert engine._finished[b].token_ids == solo[1].token_ids
+    assert done[a].token_ids == solo[0].token_ids
+    assert done[b].token_ids == solo[1].token_ids
 
 
 def test_follow_up_prompt_reuses_the_cached_prefix(byte_tok):
@@ -153,9 +154,9 @@ def test_idle_row_with_a_long_kept_prefix_stays_correct(byte_tok, monkeypatch):
                       collect=True)
     while engine.has_work():
         engine.step()
-    assert_matches_recompute(model, engine._finished[b])
+    assert_matches_recompute(model, engine.result(b))
     # A's slot was cut while idle; its follow-up reuses what is left, and is still exact.
-    follow = long_prompt + engine._finished[a].token_ids + [7]
+    follow = long_prompt + engine.result(a).token_ids + [7]
     completion = engine.generate(follow, GREEDY, record_logits=True)
     assert 0 < completion.stats.cached_tokens < 31
     assert_matches_recompute(model, completion)
@@ -176,3 +177,64 @@ def test_text_prompts_get_bos_when_the_tokenizer_asks_for_it(byte_tok):
     assert engine.encode("hi") == [1, 104, 105]
     assert engine.encode("\x01hi") == [1, 104, 105]          # already there: not doubled
     assert engine.encode([104, 105]) == [104, 105]           # ids are taken as given
+
+
+def test_a_batch_of_mixed_params_gives_each_request_its_solo_tokens(byte_tok):
+    """One sampling call per step serves rows with different params, seeds and penalties."""
+    model = tiny_model(positions="rope")
+    params = [GREEDY.replace(max_new_tokens=8),
+              SamplingParams(temperature=0.9, top_k=30, seed=4, max_new_tokens=8, ignore_eos=True),
+              SamplingParams(temperature=1.2, top_p=0.7, repetition_penalty=1.5,
+                             presence_penalty=0.5, seed=5, max_new_tokens=8, ignore_eos=True),
+              GREEDY.replace(max_new_tokens=8, frequency_penalty=2.0)]
+    batch = prompts([5, 9, 3, 7])
+    solo = [Engine(model, byte_tok, max_batch=1).generate(p, q).token_ids
+            for p, q in zip(batch, params, strict=True)]
+    engine = Engine(model, byte_tok, max_batch=4)
+    ids = [engine.submit(p, q, collect=True) for p, q in zip(batch, params, strict=True)]
+    while engine.has_work():
+        engine.step()
+    assert [engine.result(i).token_ids for i in ids] == solo
+
+
+def test_a_cache_view_is_the_engine_cache_cut_to_a_bucket(byte_tok, monkeypatch):
+    monkeypatch.setattr("parrot.infer.engine._BUCKET", 8)
+    engine = Engine(tiny_model(), byte_tok, max_batch=3)
+    view = engine.cache_view(1, 3, 10)  # rows 1 and 2; 10 positions round up to 16
+    assert (view.keys.shape[1], view.keys.shape[3]) == (2, 16)
+    view.keys.fill_(1.0)  # a view: writes land in the engine's cache
+    assert bool(engine.cache.keys[:, 1:3, :, :16].eq(1).all())
+    assert not bool(engine.cache.keys[:, 0].any()) and not bool(engine.cache.keys[:, 1:, :, 16:].any())
+
+
+def test_a_result_is_handed_over_once(byte_tok):
+    engine = Engine(tiny_model(), byte_tok, max_batch=1)
+    request = engine.submit(prompts([4])[0], GREEDY, collect=True)
+    assert engine.result(request) is None  # still queued
+    while engine.has_work():
+        engine.step()
+    assert len(engine.result(request).token_ids) == 6 and engine.result(request) is None
+
+
+def test_a_failed_admission_puts_the_other_requests_back_in_the_queue(byte_tok):
+    model = tiny_model()
+    first, second = prompts([5, 6])
+    solo = Engine(model, byte_tok, max_batch=1).generate(first, GREEDY).token_ids
+    engine = Engine(model, byte_tok, max_batch=2)
+    prefill, calls = engine.steps.prefill, []
+
+    def fail_on_the_second(index, request):
+        calls.append(request.request_id)
+        if len(calls) == 2:
+            raise RuntimeError("out of memory")
+        return prefill(index, request)
+
+    engine.steps.prefill = fail_on_the_second
+    a = engine.submit(first, GREEDY, collect=True)
+    engine.submit(second, GREEDY, collect=True)
+    with pytest.raises(RuntimeError):
+        engine.step()
+    assert [r.request_id for r in engine.queue] == [a]
+    while engine.has_work():
+        engine.step()
+    assert engine.result(a).token_ids == solo

@@ -7,7 +7,7 @@ from infer_helpers import assert_matches_recompute, prompts, tiny_model
 
 from parrot.adapt.quantize import quantize
 from parrot.infer import Engine, SamplingParams
-from parrot.infer.engine import last_logits
+from parrot.infer.strategies import last_logits
 from parrot.model import KVCache
 
 GREEDY = SamplingParams(temperature=0.0, max_new_tokens=6, ignore_eos=True)

@@ -7,10 +7,12 @@ import torch
 
 from parrot.errors import ParrotError
 from parrot.infer.sampling import (
+    RowParams,
     SamplingParams,
     apply_penalties,
     min_p_filter,
     sample,
+    sample_rows,
     shape_logits,
     top_k_filter,
     top_p_filter,
@@ -148,3 +150,39 @@ def test_bad_params_raise_parrot_error(kwargs, message):
 
 def test_a_lone_stop_string_is_one_stop():
     assert SamplingParams(stop="\n\n").stop == ("\n\n",)
+
+
+MIXED = [
+    SamplingParams(temperature=0.0),
+    SamplingParams(temperature=0.7, seed=1),
+    SamplingParams(temperature=1.3, top_k=5, seed=2),
+    SamplingParams(temperature=0.9, top_p=0.6, seed=3),
+    SamplingParams(temperature=1.0, min_p=0.2, seed=4),
+    SamplingParams(temperature=1.1, top_k=10, top_p=0.8, min_p=0.05, seed=5),
+    SamplingParams(top_k=1),
+    SamplingParams(temperature=0.8, repetition_penalty=1.3, frequency_penalty=0.4,
+                   presence_penalty=0.2, seed=6),
+    SamplingParams(temperature=0.0, repetition_penalty=2.0),
+    SamplingParams(temperature=1.0, top_k=80, seed=7),  # k >= V: off
+]
+
+
+@pytest.mark.parametrize("with_penalties", [False, True])
+def test_batched_sampling_equals_sampling_row_by_row(with_penalties):
+    vocab, steps = 50, 5
+    g = torch.Generator().manual_seed(11)
+    counts = torch.randint(0, 3, (len(MIXED), vocab), generator=g).float()
+    seen = counts > 0
+    state = (counts, seen) if with_penalties else (None, None)
+
+    def generators():
+        return [None if p.greedy else torch.Generator().manual_seed(p.seed) for p in MIXED]
+
+    batched, alone = generators(), generators()
+    rows = RowParams.of(MIXED)
+    for step in range(steps):  # several draws: each generator's state advances alike
+        logits = logits_rows(len(MIXED), vocab, seed=step)
+        want = [int(sample(logits[i : i + 1], p, alone[i],
+                           *(t[i : i + 1] for t in state if t is not None))[0])
+                for i, p in enumerate(MIXED)]
+        assert sample_rows(logits, rows, batched, *state).tolist() == want

@@ -67,9 +67,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from parrot.infer import Engine
     from parrot.infer.sampling import SamplingParams
-    from parrot.train.seq2seq import load_seq2seq
+    from parrot.train.seq2seq import generate_targets, load_seq2seq
 
     if args.max_new_tokens < 1:
         raise ParrotError("--max-new-tokens must be at least 1.")
@@ -77,9 +76,7 @@ def run_generate(args: argparse.Namespace) -> int:
                             seed=args.seed, max_new_tokens=args.max_new_tokens)
     model, tokenizer, tokens = load_seq2seq(args.run_dir)
     # The engine: each source encoded once, decoders cached and batched together.
-    engine = Engine(model, tokenizer, max_batch=min(8, len(args.texts)),
-                    eos_ids={tokens.eos_id})
-    outputs = [c.text for c in engine.generate_batch(args.texts, params)]
+    outputs = generate_targets(model, tokenizer, tokens, args.texts, params, batch_size=8)
     for text, output in zip(args.texts, outputs, strict=True):
         print(json.dumps({"source": text, "output": output}, ensure_ascii=False)
               if args.json else output)
@@ -88,12 +85,11 @@ def run_generate(args: argparse.Namespace) -> int:
 
 def run_eval(args: argparse.Namespace) -> int:
     from parrot.data.pairs import load_pairs
-    from parrot.infer.seq2seq import generate_text
-    from parrot.train.seq2seq import load_seq2seq
+    from parrot.train.seq2seq import generate_targets, load_seq2seq
 
     pairs = load_pairs(args.data, args.source_field, args.target_field)
     model, tokenizer, tokens = load_seq2seq(args.run_dir)
-    outputs = generate_text(model, tokenizer, [p.source for p in pairs], tokens)
+    outputs = generate_targets(model, tokenizer, tokens, [p.source for p in pairs])
     wrong = [(p, o) for p, o in zip(pairs, outputs, strict=True) if o != p.target]
     for pair, output in wrong[: args.show]:
         print(f"  {pair.source!r}: expected {pair.target!r}, got {output!r}")

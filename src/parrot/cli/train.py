@@ -73,17 +73,19 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_sample(args: argparse.Namespace) -> int:
-    from parrot.eval.sample import sample_ids
+    from parrot.infer import Engine, SamplingParams
     from parrot.rundir import load_model
 
     if args.max_new_tokens < 1:
         raise ParrotError("--max-new-tokens must be at least 1.")
-    model, tokenizer, config = load_model(args.run_dir)
+    model, tokenizer, _ = load_model(args.run_dir)
     prompt = tokenizer.encode(args.prompt)
     if not prompt:
         start = tokenizer.bos_id if tokenizer.bos_id is not None else tokenizer.eos_id
         prompt = [start if start is not None else tokenizer.encode("\n")[0]]
-    new = sample_ids(model, prompt, config.context_length, args.max_new_tokens,
-                     args.temperature, args.seed, stop_id=tokenizer.eos_id)
-    print(args.prompt + tokenizer.decode(new))
+    params = SamplingParams(temperature=args.temperature, seed=args.seed,
+                            max_new_tokens=args.max_new_tokens)
+    # Up to the model's context: a long prompt keeps its end, generation stops at the end.
+    completion = Engine(model, tokenizer, max_batch=1).generate(prompt, params, truncate=True)
+    print(args.prompt + completion.text)
     return 0

@@ -7,8 +7,11 @@ one token per `step`, together with every other active slot, in a single batched
 where each row carries its own position (rows are ragged, right-padded). A finished slot
 is freed and the next queued request takes it between steps: continuous batching.
 
-Each slot remembers the token ids whose keys and values it holds. A new prompt that
-extends them (the next turn of a chat) prefills only the new suffix.
+Each slot remembers the token ids whose keys and values it holds. What a prompt is and
+what a forward reads is the model family's strategy (`strategies`): a decoder-only prompt
+that extends a slot's ids (the next turn of a chat) prefills only the new suffix; an
+encoder-decoder's prompt is a source, encoded once. Every active row's next token is chosen
+in one `sample_rows` call per step, followed by one copy of the tokens to the host.
 
 Speed: prefill runs the output head on the last position only (`model.hidden` then
 `model.logits`). With `compile=True` the decode step is a `torch.compile`d graph: one
@@ -17,7 +20,7 @@ the cache through views cut to a few bucket lengths, marked as of symbolic lengt
 one graph serves every length.
 
 The model computes; the engine decides: sampling, stop conditions and text live in
-`sampling`, `stopping` and `streaming`, and are applied per request around the loop.
+`sampling`, `stopping` and `streaming`, and are applied around the loop.
 """
 
 from __future__ import annotations
@@ -25,30 +28,26 @@ from __future__ import annotations
 import random
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 
 from parrot.errors import ParrotError
 from parrot.infer.logprobs import token_logprobs
 from parrot.infer.requests import Completion, Request, StepOutput
-from parrot.infer.sampling import SamplingParams, sample, uses_penalties
-from parrot.infer.seq2seq_slots import CrossSlots, seq2seq_start_id
+from parrot.infer.sampling import RowParams, SamplingParams, sample_rows, uses_penalties
 from parrot.infer.stopping import StopChecker
+from parrot.infer.strategies import (
+    DecoderOnlySteps,
+    EncoderDecoderSteps,
+    Slot,
+    common_prefix_length,
+)
+from parrot.infer.streaming import TextStream
 from parrot.model import KVCache
 
 Prompt = str | Sequence[int]
 _BUCKET = 128
-
-
-def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
-    """How many leading ids two sequences share: [1, 2, 3], [1, 2, 4, 5] → 2."""
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def truncate_left(ids: Sequence[int], max_len: int, max_new_tokens: int) -> list[int]:
@@ -57,19 +56,12 @@ def truncate_left(ids: Sequence[int], max_len: int, max_new_tokens: int) -> list
     return list(ids[-keep:]) if len(ids) > max_len else list(ids)
 
 
-class _Slot:
-    """One row of the KV cache: the ids whose keys/values it holds, and who is using it."""
-
-    def __init__(self) -> None:
-        self.ids: list[int] = []
-        self.request: Request | None = None
-
-
 class Engine:
     """Generation over a model and tokenizer with a fixed pool of cache slots.
 
     Step-level API (for a server): `submit` → request id, `step` → list of `StepOutput`,
-    `cancel`. Convenience API: `generate`, `generate_batch`, `stream`.
+    `cancel`, `result`. Convenience API: `generate`, `generate_batch`, `stream`.
+    `start_id` is an encoder-decoder's first decoder input (default: the tokenizer's <s>).
     """
 
     def __init__(
@@ -80,6 +72,7 @@ class Engine:
         max_len: int | None = None,
         eos_ids: Iterable[int] | None = None,
         compile: bool = False,
+        start_id: int | None = None,
     ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -90,23 +83,20 @@ class Engine:
         self.device = weight.device
         self.cache = KVCache(self.config, max_batch, self.max_len, dtype=weight.dtype,
                              device=weight.device)
-        self.slots = [_Slot() for _ in range(max_batch)]
+        self.slots = [Slot() for _ in range(max_batch)]
         self.queue: deque[Request] = deque()
         self.eos_ids = set(eos_ids) if eos_ids is not None else _tokenizer_eos(tokenizer)
         self._next_id = 0
         self._finished: dict[int, Completion] = {}
         self.compiled = compile
-        self._decode_forward = _compile_step(model) if compile else model
-        # An encoder-decoder's prompt is its source: each slot also keeps the encoder's
-        # cross-attention keys/values and source mask, written once at admission.
-        self.seq2seq = bool(getattr(self.config, "is_encoder_decoder", False))
-        if self.seq2seq:
-            if compile:
-                raise ParrotError("--compile supports decoder-only models; drop it for an "
-                                  "encoder-decoder.")
-            self.cross = CrossSlots(model, max_batch, self.config.context_length,
-                                    weight.dtype, weight.device)
-            self.start_id = seq2seq_start_id(tokenizer)
+        # Penalty state, one row per slot, made when a request first needs it:
+        # counts (max_batch, V) of generated tokens, seen (max_batch, V) in prompt or output.
+        self._counts: torch.Tensor | None = None
+        self._seen: torch.Tensor | None = None
+        self._rows: tuple[tuple[int, ...], RowParams | None] = ((), None)  # (request ids, params)
+        self.steps = (EncoderDecoderSteps(self, start_id)
+                      if getattr(self.config, "is_encoder_decoder", False)
+                      else DecoderOnlySteps(self))
 
     # ---- step-level API -------------------------------------------------------------
 
@@ -130,9 +120,8 @@ class Engine:
         if truncate:
             ids = truncate_left(ids, self.max_len, params.max_new_tokens)
         self._check_prompt(ids)
-        decoded = 1 if self.seq2seq else len(ids)  # a decoder starts from its start token
-        checker = StopChecker(params, self.eos_ids, self.tokenizer.token_bytes, decoded,
-                              self.max_len)
+        checker = StopChecker(params, self.eos_ids, self.tokenizer.token_bytes,
+                              self.steps.prompt_positions(ids), self.max_len)
         request = Request(self._next_id, ids, params, checker, self._generator(params),
                           record_logits=record_logits, collect=collect, logprobs=logprobs)
         self._next_id += 1
@@ -153,6 +142,11 @@ class Engine:
             if slot.request is not None and slot.request.request_id == request_id:
                 self._release(slot)
 
+    def result(self, request_id: int) -> Completion | None:
+        """The Completion of a finished request submitted with `collect=True`, handed over
+        once (removed from the engine); None while it is queued or running."""
+        return self._finished.pop(request_id, None)
+
     def has_work(self) -> bool:
         return bool(self.queue) or any(s.request is not None for s in self.slots)
 
@@ -167,6 +161,21 @@ class Engine:
         if getattr(self.tokenizer, "add_bos", False) and bos is not None and ids[:1] != [bos]:
             ids = [bos, *ids]
         return ids
+
+    def cache_view(self, start: int, stop: int, length: int) -> KVCache:
+        """Rows start..stop of the cache, cut to the bucket holding `length` positions.
+
+        Slots past the longest row are masked for every query anyway, so leaving them out
+        changes no result and makes a short conversation cost what it uses, not max_len.
+        A few bucket sizes keep the shapes few, for the compiled decode step. (KVCache has
+        no public way to cut its length; `rows` cuts only the batch.)
+        """
+        cut = self._bucket(length)
+        keys = self.cache.keys[:, start:stop, :, :cut]
+        values = self.cache.values[:, start:stop, :, :cut]
+        for view in (keys, values):  # one graph with a symbolic length, not one per bucket
+            torch._dynamo.maybe_mark_dynamic(view, 3)
+        return KVCache(self.config, stop - start, cut, _tensors=(keys, values))
 
     # ---- convenience API ------------------------------------------------------------
 
@@ -191,54 +200,30 @@ class Engine:
     # ---- internals ------------------------------------------------------------------
 
     def _admit(self) -> list[StepOutput]:
-        outputs = []
-        while self.queue and self._free_slots():
-            request = self.queue.popleft()
-            index = self._pick_slot(request.prompt)
-            outputs.append(self._prefill(index, request))
-        return outputs
+        """Prefill queued requests into free slots, then choose their first tokens together."""
+        indices, logits = [], []
+        try:
+            while self.queue and self._free_slots():
+                request = self.queue.popleft()
+                index = self._pick_slot(request.prompt)
+                logits.append(self._prefill(index, request))
+                indices.append(index)
+        except BaseException:  # the failing request is dropped; the others wait to try again
+            for index in reversed(indices):
+                self.queue.appendleft(self.slots[index].request)
+                self._release(self.slots[index])
+            raise
+        return self._advance(indices, torch.cat(logits))
 
-    def _prefill(self, index: int, request: Request) -> StepOutput:
-        """Compute the prompt's keys/values (after any reused prefix) and pick its first token."""
-        slot = self.slots[index]
+    def _prefill(self, index: int, request: Request) -> torch.Tensor:
+        """Put the prompt into slot `index` (the strategy's prefill); its first logits (1, V)."""
         request.t_admit = time.perf_counter()
-        if self.seq2seq:
-            return self._prefill_seq2seq(index, request)
-        reuse = min(common_prefix_length(slot.ids, request.prompt), len(request.prompt) - 1)
-        suffix = request.prompt[reuse:]
-        del slot.ids[reuse:]  # an interrupted forward must not leave a stale claim behind
-        tokens = torch.tensor([suffix], dtype=torch.long, device=self.device)
-        positions = torch.arange(reuse, len(request.prompt), device=self.device)[None]
-        logits = last_logits(self.model, tokens, positions, self.cache.rows(index, index + 1))
-        slot.ids, slot.request = list(request.prompt), request
-        request.slot, request.cached_tokens = index, reuse
+        logits = self.steps.prefill(index, request)
+        self.slots[index].request = request
+        if uses_penalties(request.params):
+            self._reset_penalties(index, request.prompt, logits.shape[-1])
         request.t_first = time.perf_counter()
-        return self._advance(slot, logits)
-
-    def _prefill_seq2seq(self, index: int, request: Request) -> StepOutput:
-        """Run the encoder once on the source, keep its cross keys/values in the slot, and
-        decode the start token at position 0 (nothing of a previous request is reused)."""
-        slot = self.slots[index]
-        self.cross.admit(index, request.prompt)
-        tokens = torch.tensor([[self.start_id]], dtype=torch.long, device=self.device)
-        positions = torch.zeros(1, 1, dtype=torch.long, device=self.device)
-        cache = self.cross.cache(self.cache.rows(index, index + 1), index, index + 1)
-        logits = self.model.decode(tokens, None, positions=positions, cache=cache)[:, -1]
-        slot.ids, slot.request = [self.start_id], request
-        request.slot, request.cached_tokens = index, 0
-        request.t_first = time.perf_counter()
-        return self._advance(slot, logits)
-
-    def _forward_rows(self, tokens: torch.Tensor, positions: torch.Tensor,
-                      rows: int, length: int) -> torch.Tensor:
-        """One decode forward over cache rows 0..rows-1 (decoder-only or encoder-decoder)."""
-        if self.seq2seq:
-            cache = self.cross.cache(self.cache.rows(0, rows), 0, rows)
-            return self.model.decode(tokens, None, positions=positions, cache=cache)
-        # Eagerly the model reads slots 0..max position itself; a compiled graph reads its
-        # whole cache argument, so it gets a view cut to this step's bucket.
-        cache = self._cache_view(0, rows, length) if self.compiled else self.cache.rows(0, rows)
-        return self._decode_forward(tokens, positions=positions, cache=cache)
+        return logits
 
     def _decode(self) -> list[StepOutput]:
         """One token for every active slot in one forward over rows [0, highest active]."""
@@ -258,27 +243,35 @@ class Engine:
             kept = self.slots[i].ids
             del kept[self._bucket(length) - 1 :]
             positions[i, 0] = len(kept)
-        logits = self._forward_rows(tokens.to(self.device), positions.to(self.device), rows,
-                                    length)
-        outputs = []
+        logits = self.steps.forward_rows(tokens.to(self.device), positions.to(self.device),
+                                         rows, length)
         for i in active:
             self.slots[i].ids.append(self.slots[i].request.next_token)
-            outputs.append(self._advance(self.slots[i], logits[i : i + 1, -1]))
-        return outputs
+        # Rows 0..rows-1 all active (the usual case): a view, no index copied to the device.
+        return self._advance(active, logits[:, -1] if len(active) == rows else logits[active, -1])
 
-    def _advance(self, slot: _Slot, logits: torch.Tensor) -> StepOutput:
-        """Choose the next token from (1, V) logits, apply stop conditions, maybe finish."""
+    def _advance(self, indices: list[int], logits: torch.Tensor) -> list[StepOutput]:
+        """Choose the next token of slots `indices` from their (n, V) logits in one sampling
+        call and one copy to the host, then apply each request's stop conditions."""
+        requests = [self.slots[i].request for i in indices]
+        key = tuple(r.request_id for r in requests)
+        if key != self._rows[0]:  # the rows' params change only when a request joins or leaves
+            self._rows = key, RowParams.of([r.params for r in requests], self.device)
+        penalized = any(uses_penalties(r.params) for r in requests)
+        rows = torch.tensor(indices, device=self.device) if penalized else None
+        state = (self._counts[rows], self._seen[rows]) if penalized else ()
+        chosen = sample_rows(logits, self._rows[1], [r.generator for r in requests], *state)
+        if penalized:
+            self._counts[rows, chosen] += 1
+            self._seen[rows, chosen] = True
+        return [self._emit(self.slots[i], logits[j : j + 1], token)
+                for j, (i, token) in enumerate(zip(indices, chosen.tolist(), strict=True))]
+
+    def _emit(self, slot: Slot, logits: torch.Tensor, token: int) -> StepOutput:
+        """Record one chosen token (from (1, V) logits) for a slot's request; maybe finish."""
         request = slot.request
         if request.record_logits:
             request.logits.append(logits[0].float().cpu())
-        if uses_penalties(request.params) and request.counts is None:
-            request.counts, request.seen = _penalty_state(request.prompt, logits.shape[-1],
-                                                          logits.device)
-        token = int(sample(logits, request.params, request.generator,
-                           request.counts, request.seen)[0])
-        if request.counts is not None:
-            request.counts[0, token] += 1
-            request.seen[0, token] = True
         request.tokens.append(token)
         delta = request.checker.push(token)
         request.texts.append(delta.text)
@@ -291,6 +284,15 @@ class Engine:
         self._release(slot)
         return StepOutput(request.request_id, token, delta.text, completion, scored)
 
+    def _reset_penalties(self, index: int, prompt: list[int], vocab: int) -> None:
+        """Slot `index` starts counting afresh: nothing generated, the prompt's ids seen."""
+        if self._counts is None:
+            self._counts = torch.zeros(self.max_batch, vocab, device=self.device)
+            self._seen = torch.zeros(self.max_batch, vocab, dtype=torch.bool, device=self.device)
+        self._counts[index] = 0
+        self._seen[index] = False
+        self._seen[index, torch.tensor(prompt, device=self.device)] = True
+
     def _complete(self, request: Request, finish: str, reason: int | str | None) -> Completion:
         completion = Completion(
             request.request_id, request.prompt, request.tokens, "".join(request.texts),
@@ -301,27 +303,12 @@ class Engine:
             self._finished[request.request_id] = completion
         return completion
 
-    def _release(self, slot: _Slot) -> None:
+    def _release(self, slot: Slot) -> None:
         slot.request = None
 
     def _bucket(self, length: int) -> int:
         """Cache positions a forward attends over: `length` rounded up to a multiple of 128."""
         return min(self.max_len, -(-length // _BUCKET) * _BUCKET)
-
-    def _cache_view(self, start: int, stop: int, length: int) -> KVCache:
-        """Rows start..stop of the cache, cut to the bucket holding `length` positions.
-
-        Slots past the longest row are masked for every query anyway, so leaving them out
-        changes no result and makes a short conversation cost what it uses, not max_len.
-        A few bucket sizes keep the shapes few, for the compiled decode step. (KVCache has
-        no public way to cut its length; `rows` cuts only the batch.)
-        """
-        cut = self._bucket(length)
-        keys = self.cache.keys[:, start:stop, :, :cut]
-        values = self.cache.values[:, start:stop, :, :cut]
-        for view in (keys, values):  # one graph with a symbolic length, not one per bucket
-            torch._dynamo.maybe_mark_dynamic(view, 3)
-        return KVCache(self.config, stop - start, cut, _tensors=(keys, values))
 
     def _free_slots(self) -> list[int]:
         return [i for i, s in enumerate(self.slots) if s.request is None]
@@ -349,65 +336,6 @@ class Engine:
             return None
         seed = params.seed if params.seed is not None else random.SystemRandom().getrandbits(63)
         return torch.Generator(device=self.device).manual_seed(seed)
-
-
-class TextStream:
-    """Iterates the text deltas of one request, stepping the engine as needed.
-
-    Closing it early (or an exception such as Ctrl-C in the consumer) cancels the request.
-    """
-
-    def __init__(self, engine: Engine, request_id: int) -> None:
-        self.engine = engine
-        self.request_id = request_id
-        self.completion: Completion | None = None
-        self._deltas = self._run()
-
-    def __iter__(self) -> Iterator[str]:
-        return self
-
-    def __next__(self) -> str:
-        return next(self._deltas)
-
-    def close(self) -> None:
-        self._deltas.close()
-
-    def _run(self) -> Iterator[str]:
-        try:
-            while self.completion is None:
-                for out in self.engine.step():
-                    if out.request_id != self.request_id:
-                        continue
-                    if out.completion is not None:
-                        self.completion = out.completion
-                    if out.text:
-                        yield out.text
-        finally:
-            if self.completion is None:
-                self.engine.cancel(self.request_id)
-
-
-def last_logits(model: torch.nn.Module, tokens: torch.Tensor, positions: torch.Tensor,
-                cache: KVCache) -> torch.Tensor:
-    """Logits (B, V) at the last position only: the output head (49152 x 576 for
-    SmolLM2) on one row instead of T rows. Models without `hidden`/`logits` run whole."""
-    hidden, head = getattr(model, "hidden", None), getattr(model, "logits", None)
-    if hidden is None or head is None:
-        return model(tokens, positions=positions, cache=cache)[:, -1]
-    return head(hidden(tokens, positions, cache)[:, -1])
-
-
-def _compile_step(model: torch.nn.Module):
-    """The model's forward as a compiled graph for decode steps. The cache length is
-    symbolic from the start (see `_cache_view`); a new batch size recompiles once more."""
-    return torch.compile(model, fullgraph=False)
-
-
-def _penalty_state(prompt: list[int], vocab: int, device: torch.device):
-    counts = torch.zeros(1, vocab, device=device)
-    seen = torch.zeros(1, vocab, dtype=torch.bool, device=device)
-    seen[0, torch.tensor(prompt, device=device)] = True
-    return counts, seen
 
 
 def _model_config(model: torch.nn.Module):

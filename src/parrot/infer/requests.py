@@ -5,6 +5,7 @@ Kept apart from the engine so the server (#6) and the CLI can read them without 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 
@@ -36,15 +37,7 @@ class RequestStats:
         return self.prompt_tokens - self.cached_tokens
 
     def to_dict(self) -> dict[str, float | int]:
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "cached_tokens": self.cached_tokens,
-            "generated_tokens": self.generated_tokens,
-            "time_to_first_token_s": self.time_to_first_token_s,
-            "prefill_tokens_per_s": self.prefill_tokens_per_s,
-            "decode_tokens_per_s": self.decode_tokens_per_s,
-            "total_s": self.total_s,
-        }
+        return dataclasses.asdict(self)
 
 
 @dataclass
@@ -93,14 +86,11 @@ class Request:
     record_logits: bool = False
     collect: bool = False
     logprobs: int | None = None  # top alternatives to report per token (None: no logprobs)
-    slot: int | None = None
     next_token: int | None = None
     cached_tokens: int = 0
     tokens: list[int] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
     logits: list[torch.Tensor] = field(default_factory=list)
-    counts: torch.Tensor | None = None  # (1, V) times each token was generated
-    seen: torch.Tensor | None = None  # (1, V) token occurs in prompt or output
     t_submit: float = field(default_factory=time.perf_counter)
     t_admit: float = 0.0
     t_first: float = 0.0

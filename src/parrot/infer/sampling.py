@@ -4,11 +4,15 @@ Generation picks one token from the last position's logits, again and again. Eac
 here is a small function a reader can hold against its formula; `sample` chains them in
 the usual order (penalties → temperature → top-k → top-p → min-p → draw). Randomness
 comes only from the `torch.Generator` passed in, so a request with a seed replays exactly.
+
+The engine samples every active row in one call, `sample_rows`, each row under its own
+parameters held as (B, 1) tensors (`RowParams`); it equals `sample` row by row.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 import torch
@@ -194,3 +198,112 @@ def uses_penalties(params: SamplingParams) -> bool:
         or params.frequency_penalty != 0.0
         or params.presence_penalty != 0.0
     )
+
+
+# ---- the same steps for a batch of rows, each under its own parameters ------------------
+
+
+@dataclass(frozen=True)
+class RowParams:
+    """The sampling parameters of B rows, each a (B, 1) float32 tensor (`top_k` long).
+
+    A greedy row holds temperature 1 so its (unused) shaped logits stay finite; min-p is
+    held as ln(min_p), −inf when off. `params` keeps the rows' SamplingParams, so which
+    steps run is decided on the host without reading the tensors back.
+    """
+
+    params: tuple[SamplingParams, ...]
+    temperature: torch.Tensor
+    top_k: torch.Tensor
+    top_p: torch.Tensor
+    log_min_p: torch.Tensor
+    repetition: torch.Tensor
+    frequency: torch.Tensor
+    presence: torch.Tensor
+
+    @classmethod
+    def of(cls, params: Sequence[SamplingParams],
+           device: torch.device | str | None = None) -> RowParams:
+        """The rows of `params`, built as one (B, 7) table: one copy to the device."""
+        table = torch.tensor([_row(p) for p in params], dtype=torch.float32, device=device)
+        t, k, top_p, min_p, r, f, presence = table.split(1, dim=1)
+        return cls(tuple(params), t, k.long(), top_p, min_p, r, f, presence)
+
+
+def _row(p: SamplingParams) -> list[float]:
+    return [1.0 if p.greedy else p.temperature, p.top_k, p.top_p,
+            math.log(p.min_p) if p.min_p > 0 else -math.inf,
+            p.repetition_penalty, p.frequency_penalty, p.presence_penalty]
+
+
+def penalize_rows(logits: torch.Tensor, counts: torch.Tensor, seen: torch.Tensor,
+                  rows: RowParams) -> torch.Tensor:
+    """`apply_penalties` with each row's own r, α and β (neutral values change nothing)."""
+    scaled = torch.where(logits > 0, logits / rows.repetition, logits * rows.repetition)
+    z = torch.where(seen, scaled, logits)
+    return z - rows.frequency * counts - rows.presence * (counts > 0).to(z.dtype)
+
+
+def top_k_rows(logits: torch.Tensor, k: torch.Tensor, k_max: int) -> torch.Tensor:
+    """`top_k_filter` with each row's own k (B, 1), all ≤ k_max; k = 0 or k ≥ V: kept whole."""
+    vocab = logits.shape[-1]
+    values = torch.topk(logits, k_max, dim=-1).values                   # (B, k_max)
+    kth = values.gather(-1, (k - 1).clamp(0, k_max - 1))                # (B, 1)
+    kth = torch.where((k > 0) & (k < vocab), kth, float("-inf"))
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def top_p_rows(logits: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """`top_p_filter` with each row's own p (B, 1); p = 1: kept whole."""
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+    probs = torch.softmax(sorted_logits, dim=-1)
+    mass_before = torch.cumsum(probs, dim=-1) - probs
+    drop_sorted = (mass_before >= p) & (p < 1.0)  # rounding may reach 1 before the end
+    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+    return logits.masked_fill(drop, float("-inf"))
+
+
+def min_p_rows(logits: torch.Tensor, log_min_p: torch.Tensor) -> torch.Tensor:
+    """`min_p_filter` with each row's own ln(min_p) (B, 1); −inf: kept whole."""
+    threshold = logits.max(dim=-1, keepdim=True).values + log_min_p
+    return logits.masked_fill(logits < threshold, float("-inf"))
+
+
+def shape_rows(logits: torch.Tensor, rows: RowParams) -> torch.Tensor:
+    """`shape_logits` row by row; a filter no row uses is skipped."""
+    vocab = logits.shape[-1]
+    z = logits / rows.temperature
+    ks = [p.top_k for p in rows.params if 0 < p.top_k < vocab]
+    if ks:
+        z = top_k_rows(z, rows.top_k, max(ks))
+    if any(p.top_p < 1.0 for p in rows.params):
+        z = top_p_rows(z, rows.top_p)
+    if any(p.min_p > 0.0 for p in rows.params):
+        z = min_p_rows(z, rows.log_min_p)
+    return z
+
+
+def sample_rows(
+    logits: torch.Tensor,
+    rows: RowParams,
+    generators: Sequence[torch.Generator | None],
+    counts: torch.Tensor | None = None,
+    seen: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The next token of every row of (B, V) logits, each under its own parameters: (B,) long.
+
+    Equals `sample(logits[i:i+1], rows.params[i], generators[i], counts[i:i+1], seen[i:i+1])`
+    for every row i. Greedy rows take the argmax; each other row draws with its own
+    generator, so a seeded request replays whatever shares its batch.
+    """
+    z = logits.float()
+    if counts is not None and seen is not None:
+        z = penalize_rows(z, counts, seen, rows)
+    chosen = greedy(z)
+    drawn = [i for i, p in enumerate(rows.params) if not p.greedy]
+    if not drawn:
+        return chosen
+    probs = torch.softmax(shape_rows(z, rows), dim=-1)
+    for i in drawn:
+        chosen[i : i + 1] = torch.multinomial(probs[i : i + 1], 1, generator=generators[i])[:, 0]
+    return chosen

@@ -31,7 +31,7 @@ from parrot.data.pairs import (
     tokens_from_specials,
 )
 from parrot.errors import ParrotError
-from parrot.infer.seq2seq import exact_match
+from parrot.infer import Engine, SamplingParams
 from parrot.model import EncoderDecoder, build_model
 from parrot.rundir import RunDir, append_metrics, load_model, read_config, write_config
 from parrot.tokenizer import Tokenizer
@@ -135,6 +135,26 @@ def train_pairs(preset: str, out: str | Path, data: str | Path,
     append_metrics(out, {"step": state.step, "val_exact_match": score})
     return Seq2SeqResult(out, state.step, _last_val(loop), score, len(val_set),
                          state.train_time)
+
+
+def generate_targets(model: EncoderDecoder, tokenizer: Tokenizer, tokens: Seq2SeqTokens,
+                     sources: Sequence[str], params: SamplingParams | None = None,
+                     batch_size: int = 64) -> list[str]:
+    """The target text the engine generates for each source (greedy unless `params` say
+    otherwise), `batch_size` requests decoding together."""
+    engine = Engine(model, tokenizer, max_batch=max(1, min(batch_size, len(sources))),
+                    eos_ids={tokens.eos_id}, start_id=tokens.start_id)
+    params = params or SamplingParams(temperature=0.0)
+    return [c.text for c in engine.generate_batch(sources, params)]
+
+
+def exact_match(model: EncoderDecoder, tokenizer: Tokenizer, sources: Sequence[str],
+                targets: Sequence[str], tokens: Seq2SeqTokens) -> float:
+    """The fraction of sources whose greedy generation equals the target exactly."""
+    if not sources:
+        return 0.0
+    outputs = generate_targets(model, tokenizer, tokens, sources)
+    return sum(o == t for o, t in zip(outputs, targets, strict=True)) / len(sources)
 
 
 def _build_loop(out: Path, model_cfg, cfg: TrainConfig, train_ex, val_ex,
