@@ -28,10 +28,7 @@ import torch
 
 from parrot.errors import ParrotError
 from parrot.hub.registry import DEFAULT_MODEL
-
-# The engine's KV cache covers this many positions at most unless asked for more, so a
-# model with a long context (SmolLM2: 8,192) does not reserve memory a session never uses.
-DEFAULT_MAX_LEN = 4096
+from parrot.infer.engine import DEFAULT_MAX_LEN
 
 
 def home() -> Path:

@@ -56,6 +56,11 @@ def truncate_left(ids: Sequence[int], max_len: int, max_new_tokens: int) -> list
     return list(ids[-keep:]) if len(ids) > max_len else list(ids)
 
 
+# The cache length when none is asked for: a model with a long context (SmolLM2: 8,192,
+# Gemma 3: 32,768) would otherwise reserve a float32 cache a session rarely fills.
+DEFAULT_MAX_LEN = 4096
+
+
 class Engine:
     """Generation over a model and tokenizer with a fixed pool of cache slots.
 
@@ -346,9 +351,10 @@ def _model_config(model: torch.nn.Module):
 
 
 def _check_max_len(config, max_len: int | None) -> int:
-    """The cache length: the model's context unless asked otherwise (only where positions allow)."""
+    """The cache length: the model's context up to DEFAULT_MAX_LEN unless asked otherwise
+    (beyond the context only where positions allow)."""
     if max_len is None:
-        return config.context_length
+        return min(config.context_length, DEFAULT_MAX_LEN)
     if max_len < 1:
         raise ParrotError(f"max_len must be at least 1, got {max_len}.")
     if max_len > config.context_length and config.positions in ("learned", "sinusoidal"):
