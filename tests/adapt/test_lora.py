@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from parrot.adapt.lora import (
     apply_lora,
+    load_adapter,
     load_lora,
     lora_layers,
     merge_lora,
@@ -83,6 +84,15 @@ def test_save_and_load_round_trip(tmp_path):
     fresh, _ = model_and_tokens()  # same seed: same base weights
     load_lora(fresh, tmp_path)
     torch.testing.assert_close(fresh(tokens), expected, atol=0, rtol=0)
+
+
+def test_loading_a_directory_without_adapter_weights_is_an_error(tmp_path):
+    model, _ = model_and_tokens()
+    apply_lora(model, "q", rank=2, alpha=4)
+    save_adapter(model, tmp_path)
+    (tmp_path / "adapter.safetensors").unlink()
+    with pytest.raises(ParrotError, match="holds no adapter"):
+        load_adapter(model_and_tokens()[0], tmp_path)
 
 
 @pytest.mark.parametrize("targets", ["nothing_here", "lm_head_x"])

@@ -1,1 +1,1 @@
-"""Adapters that change a finished model from outside: quantization (LoRA and soft prompts to come)."""
+"""Adapters that change a finished model from outside: quantization, LoRA, soft prompts."""

@@ -8,7 +8,8 @@ does. Only A and B train; the base weights are frozen. Merging folds the update 
 (W <- W + (alpha/r) B A), after which the adapter costs nothing at inference.
 
 An adapter is saved as `adapter.safetensors` (only A and B, keyed by module name) plus
-`adapter_config.json` (method, rank, alpha, dropout, targets and the base it belongs to).
+`adapter_config.json` (method, rank, alpha, dropout, targets and the base it belongs to);
+see `adapter_dir.py`.
 """
 
 from __future__ import annotations
@@ -21,12 +22,19 @@ from typing import Any
 import torch
 from torch import nn
 
+from parrot.adapt.adapter_dir import (
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    is_adapter_dir,
+    read_adapter_config,
+    read_adapter_tensors,
+    save_adapter_dir,
+)
 from parrot.adapt.qlora import Int8Linear, quantize_linears
+from parrot.adapt.soft_prompt import load_soft_prompt
+from parrot.adapt.swap import replace_modules
 from parrot.errors import ParrotError
-from parrot.utils.atomic import atomic_path, atomic_write_json
 
-ADAPTER_WEIGHTS = "adapter.safetensors"
-ADAPTER_CONFIG = "adapter_config.json"
 # Short names users type (`--targets q,v`) for the model's projection modules.
 SHORT_TARGETS = {"q": "q_proj", "k": "k_proj", "v": "v_proj", "o": "o_proj",
                  "gate": "gate_proj", "up": "up_proj", "down": "down_proj"}
@@ -136,21 +144,20 @@ def apply_lora(model: nn.Module, targets: Any = ("q_proj", "v_proj"), rank: int 
 
 def apply_lora_config(model: nn.Module, config: LoraConfig) -> list[str]:
     """apply_lora with a LoraConfig (used when loading a saved adapter)."""
-    chosen = [(n, m) for n, m in model.named_modules()
-              if isinstance(m, LINEAR) and _matches(n, config.targets)]
-    if not chosen:
+    def targeted(name: str, module: nn.Module) -> bool:
+        return isinstance(module, LINEAR) and _matches(name, config.targets)
+
+    if not any(targeted(n, m) for n, m in model.named_modules()):
         linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
                          if isinstance(m, LINEAR)})
         raise ParrotError(f"LoRA targets {', '.join(config.targets)} match no Linear layer of "
                           f"this model; choose from: {', '.join(linear)}.")
     for p in model.parameters():
         p.requires_grad_(False)
-    for name, module in chosen:
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, LoraLinear(module, config.rank, config.alpha, config.dropout))
+    names = replace_modules(model, targeted, lambda _, module: LoraLinear(
+        module, config.rank, config.alpha, config.dropout))
     model.lora_config = config  # read back by save_adapter
-    return [n for n, _ in chosen]
+    return names
 
 
 def lora_layers(model: nn.Module) -> dict[str, LoraLinear]:
@@ -165,11 +172,11 @@ def trainable_parameters(model: nn.Module) -> int:
 
 def merge_lora(model: nn.Module) -> nn.Module:
     """Fold every adapter into its base weight and put the plain nn.Linear back (in place)."""
-    for name, layer in lora_layers(model).items():
+    def merged_base(_: str, layer: LoraLinear) -> nn.Module:
         layer.merge()
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, layer.base)
+        return layer.base
+
+    replace_modules(model, lambda _, m: isinstance(m, LoraLinear), merged_base)
     if hasattr(model, "lora_config"):
         del model.lora_config
     return model
@@ -192,39 +199,21 @@ def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def save_adapter(model: nn.Module, directory: str | Path, extra: dict | None = None) -> None:
     """Write adapter.safetensors and adapter_config.json (plus `extra`, e.g. the base)."""
-    from safetensors.torch import save_file
-
     config = getattr(model, "lora_config", None)
     if config is None:
         raise ParrotError("This model has no LoRA adapter to save; call apply_lora first.")
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    with atomic_path(directory / ADAPTER_WEIGHTS) as tmp:
-        save_file(adapter_state(model), str(tmp))
-    atomic_write_json(directory / ADAPTER_CONFIG, {**config.to_dict(), **(extra or {})})
-
-
-def read_adapter_config(directory: str | Path) -> dict[str, Any]:
-    import json
-
-    path = Path(directory) / ADAPTER_CONFIG
-    if not path.is_file():
-        raise ParrotError(f"{directory} has no {ADAPTER_CONFIG}; pass a directory written by "
-                          "parrot finetune.")
-    return json.loads(path.read_text(encoding="utf-8"))
+    save_adapter_dir(directory, adapter_state(model), {**config.to_dict(), **(extra or {})})
 
 
 def load_lora(model: nn.Module, directory: str | Path) -> nn.Module:
     """Wrap `model` with the LoRA adapter saved in `directory` and load its A and B."""
-    from safetensors.torch import load_file
-
     cfg = read_adapter_config(directory)
     config = LoraConfig(int(cfg["rank"]), float(cfg["alpha"]), tuple(cfg["targets"]),
                         float(cfg.get("dropout", 0.0)))
     if cfg.get("quantize") == "int8":  # trained on an int8 base: run on the same weights
         quantize_linears(model)
     apply_lora_config(model, config)
-    state = load_file(str(Path(directory) / ADAPTER_WEIGHTS))
+    state = read_adapter_tensors(directory)
     layers = lora_layers(model)
     expected = {f"{n}.lora_{x}" for n in layers for x in "AB"}
     if set(state) != expected:
@@ -242,21 +231,16 @@ def load_lora(model: nn.Module, directory: str | Path) -> nn.Module:
     return model
 
 
-def is_adapter_dir(path: str | Path) -> bool:
-    """True when `path` holds a saved adapter (LoRA or soft prompt)."""
-    path = Path(path)
-    return (path / ADAPTER_CONFIG).is_file() and (path / ADAPTER_WEIGHTS).is_file()
-
-
 def load_adapter(model: nn.Module, directory: str | Path) -> nn.Module:
     """`model` with the adapter saved in `directory` (LoRA wraps in place; a soft prompt
     returns a wrapper)."""
+    if not is_adapter_dir(directory):
+        raise ParrotError(f"{directory} holds no adapter ({ADAPTER_CONFIG} and "
+                          f"{ADAPTER_WEIGHTS}); pass a directory written by parrot finetune.")
     method = read_adapter_config(directory).get("method")
     if method == "lora":
         return load_lora(model, directory)
     if method == "soft_prompt":
-        from parrot.adapt.soft_prompt import load_soft_prompt  # soft_prompt imports this module
-
         return load_soft_prompt(model, directory)
     raise ParrotError(f"{directory}/{ADAPTER_CONFIG} names an unknown method {method!r}; "
                       "expected 'lora' or 'soft_prompt'.")

@@ -15,8 +15,8 @@ caller position p is written to caller slot p, runs at model position p + N, and
 to [prompt keys, caller slots 0..p]. The caller's cache and positions need not know the
 prompt exists; `config.context_length` is the base's minus N.
 
-Saved like a LoRA adapter: `adapter.safetensors` ({"prompt": (N, d)}) and
-`adapter_config.json` ({"method": "soft_prompt", "prompt_tokens": N, ...}).
+Saved like a LoRA adapter (`adapter_dir.py`): `adapter.safetensors` ({"prompt": (N, d)})
+and `adapter_config.json` ({"method": "soft_prompt", "prompt_tokens": N, ...}).
 """
 
 from __future__ import annotations
@@ -28,10 +28,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from parrot.adapt.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS, read_adapter_config
+from parrot.adapt.adapter_dir import read_adapter_config, read_adapter_tensors, save_adapter_dir
 from parrot.errors import ParrotError
 from parrot.model import KVCache
-from parrot.utils.atomic import atomic_path, atomic_write_json
 
 
 class PromptedEmbedding(nn.Module):
@@ -174,22 +173,16 @@ def initial_prompt(table: torch.Tensor, n: int, init_ids: list[int] | None) -> t
 
 def save_soft_prompt(model: SoftPromptModel, directory: str | Path,
                      extra: dict | None = None) -> None:
-    from safetensors.torch import save_file
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    with atomic_path(directory / ADAPTER_WEIGHTS) as tmp:
-        save_file({"prompt": model.prompt.detach().contiguous().cpu()}, str(tmp))
-    config = {"method": "soft_prompt", "prompt_tokens": model.n, **(extra or {})}
-    atomic_write_json(directory / ADAPTER_CONFIG, config)
+    """Write the prompt and its config (plus `extra`, e.g. the base) into `directory`."""
+    save_adapter_dir(directory, {"prompt": model.prompt},
+                     {"method": "soft_prompt", "prompt_tokens": model.n, **(extra or {})})
 
 
 def load_soft_prompt(model: nn.Module, directory: str | Path) -> SoftPromptModel:
-    from safetensors.torch import load_file
-
+    """`model` wrapped with the soft prompt saved in `directory`."""
     cfg = read_adapter_config(directory)
     wrapped = SoftPromptModel(model, int(cfg["prompt_tokens"]))
-    prompt = load_file(str(Path(directory) / ADAPTER_WEIGHTS))["prompt"]
+    prompt = read_adapter_tensors(directory)["prompt"]
     if prompt.shape != wrapped.prompt.shape:
         raise ParrotError(f"The soft prompt in {directory} has shape {tuple(prompt.shape)}, "
                           f"but this base needs {tuple(wrapped.prompt.shape)}.")

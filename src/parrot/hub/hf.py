@@ -3,12 +3,13 @@
 Families: Llama (and Mistral-style files with the same layout), Qwen2, GPT-2 and Gemma 3
 (`hf_gemma3.py`). Each family is a pair of pure functions between its `config.json` and a
 `ModelConfig`, a name table in `naming.py`, and, for GPT-2, the tensor transform of its
-fused, transposed projections (for Gemma 3, its norm offset).
+fused, transposed projections (for Gemma 3, its norm offset). BART, BERT and the
+mixtures of experts have their own modules (`hf_bart.py`, `hf_bert.py`, `hf_moe.py`);
+`load_hf` and `export_hf` dispatch to them, and what all share is in `hf_common.py`.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,18 @@ from typing import Any
 import torch
 
 from parrot.errors import ParrotError
-from parrot.hub.gguf_model import ModelInfo, _instantiate
+from parrot.hub.gguf_model import ModelInfo
+from parrot.hub.hf_bart import export_bart, load_bart
+from parrot.hub.hf_bert import export_bert, load_bert
+from parrot.hub.hf_common import (
+    config_from_hf,
+    finish_loading,
+    read_json,
+    read_safetensors,
+    special_ids,
+    tokenizer_config,
+    write_folder,
+)
 from parrot.hub.hf_gemma3 import (
     gemma3_from_canonical,
     gemma3_from_hf,
@@ -24,10 +36,11 @@ from parrot.hub.hf_gemma3 import (
     gemma3_to_hf,
     is_gemma3,
 )
+from parrot.hub.hf_moe import FAMILIES as MOE_FAMILIES
+from parrot.hub.hf_moe import export_moe, load_moe
 from parrot.hub.naming import HF_GEMMA3, HF_GPT2, HF_LLAMA, invert, rename_all
 from parrot.model import ModelConfig, Transformer
 from parrot.tokenizer import Tokenizer
-from parrot.utils.atomic import atomic_path, atomic_write_json
 
 # Buffers some checkpoints carry that are not weights (GPT-2's causal-mask tables).
 _IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias", "rotary_emb.inv_freq")
@@ -176,16 +189,6 @@ FAMILIES: dict[str, tuple[Callable, Callable, dict[str, str], Transform, Transfo
 }
 
 
-def read_safetensors(root: Path) -> dict[str, torch.Tensor]:
-    """Every tensor of a folder's *.safetensors files (sharded checkpoints included)."""
-    from safetensors.torch import load_file
-
-    tensors: dict[str, torch.Tensor] = {}
-    for file in sorted(root.glob("*.safetensors")):
-        tensors.update(load_file(str(file)))
-    return tensors
-
-
 def is_hf_dir(path: str | Path) -> bool:
     path = Path(path)
     return (path / "config.json").is_file() and any(path.glob("*.safetensors"))
@@ -194,30 +197,21 @@ def is_hf_dir(path: str | Path) -> bool:
 def load_hf(path: str | Path, device: str | torch.device = "cpu"
             ) -> tuple[Transformer, Tokenizer, ModelInfo]:
     """A Hugging Face model folder → (fp32 Transformer in eval mode, tokenizer, info)."""
-
     root = Path(path)
-    config = _read_json(root / "config.json")
+    config = read_json(root / "config.json")
     family = config.get("model_type")
     if family == "bart":  # an encoder-decoder: its own converter (hub/hf_bart.py)
-        from parrot.hub.hf_bart import load_bart
-
         return load_bart(root, config, device)
     if family == "bert":  # encoder-only, with or without its MLM head (hub/hf_bert.py)
-        from parrot.hub.hf_bert import load_bert
-
         return load_bert(root, config, device)
-    if family in ("mixtral", "qwen2_moe"):  # mixture of experts (hub/hf_moe.py)
-        from parrot.hub.hf_moe import load_moe
-
+    if family in MOE_FAMILIES:  # mixture of experts (hub/hf_moe.py)
         return load_moe(root, config, device)
     if family not in FAMILIES:
         raise ParrotError(f"{root} holds a {family!r} model; parrot reads Hugging Face "
-                          f"folders of: {', '.join(FAMILIES)}, bart, bert, mixtral, qwen2_moe.")
+                          f"folders of: {', '.join(FAMILIES)}, bart, bert, "
+                          f"{', '.join(MOE_FAMILIES)}.")
     from_hf, _, table, to_canonical, _ = FAMILIES[family]
-    try:
-        cfg = from_hf(config)
-    except KeyError as err:
-        raise ParrotError(f"{root / 'config.json'} lacks the key {err.args[0]!r}.") from None
+    cfg = config_from_hf(from_hf, config, root)
     tensors = {k: v.float() for k, v in read_safetensors(root).items()
                if not k.endswith(_IGNORED_SUFFIXES)}
     if family == "gpt2":  # a bare GPT2Model is saved without the "transformer." prefix
@@ -227,36 +221,15 @@ def load_hf(path: str | Path, device: str | torch.device = "cpu"
     return finish_loading(cfg, state, root, family, device)
 
 
-def finish_loading(cfg: ModelConfig, state: dict[str, torch.Tensor], root: Path, family: str,
-                   device: str | torch.device) -> tuple[Transformer, Tokenizer, ModelInfo]:
-    """(model, tokenizer, info) from a folder's canonical state dict: ties the head to the
-    embedding if the config says so, and reads the tokenizer and chat template."""
-    if cfg.tie_embeddings:
-        state["lm_head.weight"] = state["tok_emb.weight"]
-    model = _instantiate(cfg, state, str(root)).to(device)
-    tokenizer = Tokenizer.load(root)
-    info = ModelInfo("hf", root, root.name, family, eos_ids=_ids(tokenizer.eos_id),
-                     bos_id=tokenizer.bos_id, chat_template=_template(root))
-    return model, tokenizer, info
-
-
 def export_hf(model: Transformer, tokenizer: Tokenizer, out: str | Path,
               meta: ModelInfo | None = None) -> Path:
     """Write `model` as a Hugging Face folder that `transformers` opens directly."""
-    from safetensors.torch import save_file
-
     cfg = model.config
     if cfg.is_encoder_decoder:
-        from parrot.hub.hf_bart import export_bart
-
         return export_bart(model, tokenizer, out)
     if not cfg.causal and cfg.embed_norm:
-        from parrot.hub.hf_bert import export_bert
-
         return export_bert(model, tokenizer, out)
     if cfg.is_moe:
-        from parrot.hub.hf_moe import export_moe
-
         return export_moe(model, tokenizer, out, meta)
     family = ("llama" if is_llama(cfg) else "qwen2" if is_qwen2(cfg)
               else "gpt2" if is_gpt2(cfg) else "gemma3_text" if is_gemma3(cfg) else None)
@@ -269,48 +242,5 @@ def export_hf(model: Transformer, tokenizer: Tokenizer, out: str | Path,
     if cfg.tie_embeddings:
         state.pop("lm_head.weight")
     state = rename_all(from_canonical(state, cfg), invert(table), "the model")
-    root = Path(out)
-    root.mkdir(parents=True, exist_ok=True)
-    hf_config = {**to_hf(cfg), **_special_ids(tokenizer)}
-    atomic_write_json(root / "config.json", hf_config)
-    with atomic_path(root / "model.safetensors") as tmp:
-        save_file(state, str(tmp), metadata={"format": "pt"})
-    tokenizer.save(root)
-    atomic_write_json(root / "tokenizer_config.json", _tokenizer_config(tokenizer, meta))
-    return root
-
-
-def _special_ids(tokenizer: Tokenizer) -> dict[str, int]:
-    ids = {"bos_token_id": tokenizer.bos_id, "eos_token_id": tokenizer.eos_id}
-    return {k: v for k, v in ids.items() if v is not None}
-
-
-def _tokenizer_config(tokenizer: Tokenizer, meta: ModelInfo | None) -> dict[str, Any]:
-    names = {i: s for s, i in tokenizer.special_tokens.items()}
-    config: dict[str, Any] = {"tokenizer_class": "PreTrainedTokenizerFast"}
-    for key, i in (("bos_token", tokenizer.bos_id), ("eos_token", tokenizer.eos_id)):
-        if i is not None and i in names:
-            config[key] = names[i]
-    if meta is not None and meta.chat_template:
-        config["chat_template"] = meta.chat_template
-    return config
-
-
-def _template(root: Path) -> str | None:
-    path = root / "tokenizer_config.json"
-    template = _read_json(path).get("chat_template") if path.is_file() else None
-    return template if isinstance(template, str) else None
-
-
-def _ids(value: int | None) -> tuple[int, ...]:
-    return () if value is None else (value,)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise ParrotError(f"{path} is not readable JSON ({err}).") from None
-    if not isinstance(data, dict):
-        raise ParrotError(f"{path} must hold a JSON object.")
-    return data
+    return write_folder(out, {**to_hf(cfg), **special_ids(tokenizer)}, state, tokenizer,
+                        tokenizer_config(tokenizer, meta))

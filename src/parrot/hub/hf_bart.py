@@ -20,10 +20,10 @@ import torch
 
 from parrot.errors import ParrotError
 from parrot.hub.gguf_model import ModelInfo
+from parrot.hub.hf_common import config_from_hf, read_safetensors, write_folder
 from parrot.hub.naming import invert, rename_all
 from parrot.model import EncoderDecoder, ModelConfig
 from parrot.tokenizer import Tokenizer
-from parrot.utils.atomic import atomic_path, atomic_write_json
 
 POSITION_OFFSET = 2
 BART_ACTIVATIONS = {"gelu": "gelu", "relu": "relu", "gelu_new": "gelu_tanh"}
@@ -185,10 +185,7 @@ def special_ids_from_hf(c: dict[str, Any]) -> dict[str, int]:
 def load_bart_folder(root: Path, config: dict[str, Any],
                      tensors: dict[str, torch.Tensor]) -> tuple[EncoderDecoder, dict[str, int]]:
     """Config and tensors of a BART folder → (model, special ids)."""
-    try:
-        cfg = bart_from_hf(config)
-    except KeyError as err:
-        raise ParrotError(f"{root / 'config.json'} lacks the key {err.args[0]!r}.") from None
+    cfg = config_from_hf(bart_from_hf, config, root)
     state = bart_to_canonical({k: v.float() for k, v in tensors.items()}, cfg, str(root))
     return instantiate_bart(cfg, state, str(root)), special_ids_from_hf(config)
 
@@ -199,8 +196,6 @@ def load_bart(root: Path, config: dict[str, Any], device: str | torch.device = "
 
     info.extra holds the special ids (decoder_start_token_id, pad_token_id, ...).
     """
-    from parrot.hub.hf import read_safetensors
-
     tensors = read_safetensors(root)
     model, ids = load_bart_folder(root, config, tensors)
     tokenizer = Tokenizer.load(root)
@@ -213,20 +208,12 @@ def load_bart(root: Path, config: dict[str, Any], device: str | torch.device = "
 def export_bart(model: EncoderDecoder, tokenizer: Tokenizer, out: str | Path,
                 special_ids: dict[str, int] | None = None) -> Path:
     """Write `model` as a BART folder that `transformers` opens directly."""
-    from safetensors.torch import save_file
-
     cfg = model.config
     ids = {**default_special_ids(tokenizer), **(special_ids or {})}
     hf_config = bart_to_hf(cfg, ids)
     state = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
     state = {k: v.contiguous() for k, v in bart_from_canonical(state, cfg).items()}
-    root = Path(out)
-    root.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(root / "config.json", hf_config)
-    with atomic_path(root / "model.safetensors") as tmp:
-        save_file(state, str(tmp), metadata={"format": "pt"})
-    tokenizer.save(root)
-    return root
+    return write_folder(out, hf_config, state, tokenizer)
 
 
 def default_special_ids(tokenizer: Tokenizer) -> dict[str, int]:

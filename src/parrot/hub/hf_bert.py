@@ -20,10 +20,10 @@ import torch
 
 from parrot.errors import ParrotError
 from parrot.hub.gguf_model import ModelInfo, _instantiate
+from parrot.hub.hf_common import config_from_hf, read_safetensors, write_folder
 from parrot.hub.naming import invert, rename_all
 from parrot.model import ModelConfig, Transformer
 from parrot.tokenizer import Tokenizer, WordPieceTokenizer, load_tokenizer
-from parrot.utils.atomic import atomic_path, atomic_write_json
 
 BERT_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
                     "relu": "relu"}
@@ -127,13 +127,8 @@ def bert_to_canonical(state: dict[str, torch.Tensor], cfg: ModelConfig
 def load_bert(root: Path, config: dict[str, Any], device: str | torch.device = "cpu"
               ) -> tuple[Transformer, Tokenizer | WordPieceTokenizer, ModelInfo]:
     """A Hugging Face BERT folder → (fp32 Transformer in eval mode, tokenizer, info)."""
-    from parrot.hub.hf import read_safetensors
-
     tensors = read_safetensors(root)
-    try:
-        cfg = bert_from_hf(config, mlm_head=has_mlm_head(tensors))
-    except KeyError as err:
-        raise ParrotError(f"{root / 'config.json'} lacks the key {err.args[0]!r}.") from None
+    cfg = config_from_hf(bert_from_hf, config, root, mlm_head=has_mlm_head(tensors))
     state = rename_all({k: v.float() for k, v in prepare_bert(tensors).items()}, HF_BERT,
                        str(root))
     if cfg.tie_embeddings:
@@ -168,8 +163,6 @@ def export_bert(model: Transformer, tokenizer: Tokenizer | WordPieceTokenizer,
                 out: str | Path) -> Path:
     """Write a BERT-shaped parrot model as a folder `transformers` opens
     (`BertForMaskedLM` with an MLM head, else `BertModel`)."""
-    from safetensors.torch import save_file
-
     cfg = model.config
     if not is_bert(cfg):
         raise ParrotError("This encoder does not have BERT's shape (learned positions, token "
@@ -181,11 +174,5 @@ def export_bert(model: Transformer, tokenizer: Tokenizer | WordPieceTokenizer,
     state = rename_all(state, invert(HF_BERT), "the model")
     if cfg.output_head:  # BertForMaskedLM keeps the encoder under "bert."
         state = {k if k.startswith("cls.") else f"bert.{k}": v for k, v in state.items()}
-    root = Path(out)
-    root.mkdir(parents=True, exist_ok=True)
     specials = {"pad_token_id": tokenizer.special_tokens.get("[PAD]", 0)}
-    atomic_write_json(root / "config.json", {**bert_to_hf(cfg), **specials})
-    with atomic_path(root / "model.safetensors") as tmp:
-        save_file(state, str(tmp), metadata={"format": "pt"})
-    tokenizer.save(root)
-    return root
+    return write_folder(out, {**bert_to_hf(cfg), **specials}, state, tokenizer)

@@ -22,10 +22,17 @@ import torch
 
 from parrot.errors import ParrotError
 from parrot.hub.gguf_model import ModelInfo
-from parrot.hub.naming import HF_LLAMA
+from parrot.hub.hf_common import (
+    config_from_hf,
+    finish_loading,
+    read_safetensors,
+    special_ids,
+    tokenizer_config,
+    write_folder,
+)
+from parrot.hub.naming import HF_LLAMA, invert
 from parrot.model import ModelConfig, Transformer
 from parrot.tokenizer import Tokenizer
-from parrot.utils.atomic import atomic_path, atomic_write_json
 
 _ATTENTION = {k: v for k, v in HF_LLAMA.items() if ".mlp." not in k}
 
@@ -83,10 +90,6 @@ def rename_all_moe(tensors: dict[str, torch.Tensor], table: dict[str, str],
                               "to place; this mixture-of-experts variant is not supported.")
         out[new] = tensor
     return out
-
-
-def invert(table: dict[str, str]) -> dict[str, str]:
-    return {dst: src for src, dst in table.items()}
 
 
 # --- configs --------------------------------------------------------------------------
@@ -208,14 +211,9 @@ FAMILIES = {
 def load_moe(root: Path, config: dict[str, Any], device: str | torch.device = "cpu"
              ) -> tuple[Transformer, Tokenizer, ModelInfo]:
     """A Mixtral or Qwen2-MoE folder → (fp32 Transformer in eval mode, tokenizer, info)."""
-    from parrot.hub.hf import finish_loading, read_safetensors
-
     family = config["model_type"]
     from_hf, _, table = FAMILIES[family]
-    try:
-        cfg = from_hf(config)
-    except KeyError as err:
-        raise ParrotError(f"{root / 'config.json'} lacks the key {err.args[0]!r}.") from None
+    cfg = config_from_hf(from_hf, config, root)
     tensors = read_safetensors(root)
     tensors = {k: v.float() for k, v in tensors.items() if not k.endswith("rotary_emb.inv_freq")}
     state = rename_all_moe(tensors, table, str(root))
@@ -251,18 +249,6 @@ def moe_state_to_hf(model: Transformer, table: dict[str, str]) -> dict[str, torc
 def export_moe(model: Transformer, tokenizer: Tokenizer, out: str | Path,
                meta: ModelInfo | None = None) -> Path:
     """Write a MoE `model` as a Mixtral or Qwen2-MoE folder that `transformers` opens."""
-    from safetensors.torch import save_file
-
-    from parrot.hub.hf import _special_ids, _tokenizer_config
-
-    family = moe_family(model.config)
-    _, to_hf, table = FAMILIES[family]
-    state = moe_state_to_hf(model, table)
-    root = Path(out)
-    root.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(root / "config.json", {**to_hf(model.config), **_special_ids(tokenizer)})
-    with atomic_path(root / "model.safetensors") as tmp:
-        save_file(state, str(tmp), metadata={"format": "pt"})
-    tokenizer.save(root)
-    atomic_write_json(root / "tokenizer_config.json", _tokenizer_config(tokenizer, meta))
-    return root
+    _, to_hf, table = FAMILIES[moe_family(model.config)]
+    return write_folder(out, {**to_hf(model.config), **special_ids(tokenizer)},
+                        moe_state_to_hf(model, table), tokenizer, tokenizer_config(tokenizer, meta))

@@ -215,14 +215,15 @@ def verify_file(path: Path, spec: ModelSpec) -> None:
 
 
 def _summary(path: Path, file_format: str) -> dict[str, Any]:
-    """Parameter count and quantization for `parrot list` (empty if the file is not GGUF)."""
+    """Architecture, parameter count and quantization for `parrot list` (empty if the file
+    is not GGUF)."""
     if file_format != "gguf" or not path.is_file():
         return {}
-    from parrot.hub.gguf import read_gguf
-    from parrot.hub.summary import gguf_summary
+    from parrot.hub.gguf import read_gguf  # numpy and torch load only when a GGUF is read
 
-    full = gguf_summary(read_gguf(path))
-    return {key: full[key] for key in ("architecture", "parameters", "quantization")}
+    g = read_gguf(path)
+    return {"architecture": g.architecture, "parameters": g.num_parameters(),
+            "quantization": g.quantization()}
 
 
 def write_manifest(folder: Path, spec: ModelSpec, path: Path,

@@ -12,12 +12,15 @@ from pathlib import Path
 
 import torch
 
+from parrot.adapt.adapter_dir import is_adapter_dir, read_adapter_config
+from parrot.adapt.lora import load_adapter
 from parrot.errors import ParrotError
 from parrot.hub.gguf_model import ModelInfo, load_gguf
 from parrot.hub.hf import is_hf_dir, load_hf
 from parrot.hub.pull import ensure_pulled, local_path
 from parrot.hub.registry import DEFAULT_MODEL, REGISTRY
 from parrot.model import Transformer
+from parrot.rundir import is_run_dir, load_model
 from parrot.tokenizer import Tokenizer
 
 __all__ = ["DEFAULT_MODEL", "ModelInfo", "ensure_pulled", "resolve_model"]
@@ -68,9 +71,6 @@ def _resolve(spec: str | Path, device: str | torch.device, home: str | Path | No
 
 
 def _load_dir(path: Path, device: str | torch.device) -> tuple[Transformer, Tokenizer, ModelInfo]:
-    from parrot.adapt.lora import is_adapter_dir, load_adapter, read_adapter_config
-    from parrot.rundir import is_run_dir, load_model
-
     if is_adapter_dir(path):  # a LoRA run: its base (any MODEL), then the adapter on top
         model, tokenizer, info = resolve_model(read_adapter_config(path)["base"], device)
         return load_adapter(model, path).eval(), tokenizer, info

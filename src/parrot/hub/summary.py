@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,8 @@ from parrot.errors import ParrotError
 from parrot.hub.gguf import GGUFFile, read_gguf
 from parrot.hub.gguf_model import ARCHITECTURES
 from parrot.hub.gguf_tokenizer import END_OF_GENERATION, TOKEN_CONTROL, TOKEN_USER
+from parrot.hub.hf_common import read_json
+from parrot.hub.pull import local_path
 
 
 def gguf_summary(g: GGUFFile) -> dict[str, Any]:
@@ -35,8 +36,6 @@ def gguf_summary(g: GGUFFile) -> dict[str, Any]:
 
 def describe(spec: str | Path) -> dict[str, Any]:
     """The summary of a pulled model (by name) or a GGUF file."""
-    from parrot.hub.pull import local_path
-
     path = local_path(str(spec)) if not Path(spec).exists() else Path(spec)
     if path is None:
         raise ParrotError(f"{spec!r} is neither a pulled model nor a GGUF file; "
@@ -55,16 +54,16 @@ def hf_summary(root: Path) -> dict[str, Any]:
     safetensors headers (tensor shapes only, no weights)."""
     from safetensors import safe_open
 
-    config = _json(root / "config.json")
+    config = read_json(root / "config.json")
     parameters = 0
     for file in sorted(root.glob("*.safetensors")):
         with safe_open(str(file), framework="pt") as handle:
             for key in handle.keys():
                 parameters += math.prod(handle.get_slice(key).get_shape())
-    tokenizer = _json(root / "tokenizer.json") if (root / "tokenizer.json").is_file() else {}
+    tokenizer = read_json(root / "tokenizer.json") if (root / "tokenizer.json").is_file() else {}
     specials = {t["content"]: t["id"] for t in tokenizer.get("added_tokens", [])
                 if t.get("special")}
-    tok_config = (_json(root / "tokenizer_config.json")
+    tok_config = (read_json(root / "tokenizer_config.json")
                   if (root / "tokenizer_config.json").is_file() else {})
     eos = config.get("eos_token_id")
     return {
@@ -76,10 +75,3 @@ def hf_summary(root: Path) -> dict[str, Any]:
         "special_tokens": specials, "chat_template": tok_config.get("chat_template"),
     }
 
-
-def _json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise ParrotError(f"{path} is not readable JSON ({err}); fix or re-pull it.") from None
-    return data if isinstance(data, dict) else {}

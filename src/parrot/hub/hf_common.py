@@ -1,0 +1,102 @@
+"""What every Hugging Face family converter shares: reading a folder's JSON and tensors,
+the common tail of a load, and writing a folder.
+
+`hf.py` (Llama, Qwen2, GPT-2, Gemma 3) dispatches to `hf_bart.py`, `hf_bert.py` and
+`hf_moe.py` by `model_type`; all four import this module, and it imports none of them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from parrot.errors import ParrotError
+from parrot.hub.gguf_model import ModelInfo, _instantiate
+from parrot.model import ModelConfig, Transformer
+from parrot.tokenizer import Tokenizer
+from parrot.utils.atomic import atomic_path, atomic_write_json
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """The JSON object in `path`; ParrotError if it is unreadable or not an object."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ParrotError(f"{path} is not readable JSON ({err}).") from None
+    if not isinstance(data, dict):
+        raise ParrotError(f"{path} must hold a JSON object.")
+    return data
+
+
+def read_safetensors(root: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a folder's *.safetensors files (sharded checkpoints included)."""
+    from safetensors.torch import load_file
+
+    tensors: dict[str, torch.Tensor] = {}
+    for file in sorted(root.glob("*.safetensors")):
+        tensors.update(load_file(str(file)))
+    return tensors
+
+
+def config_from_hf(from_hf: Callable[..., ModelConfig], config: dict[str, Any], root: Path,
+                   **kwargs: Any) -> ModelConfig:
+    """`from_hf(config, **kwargs)`, with a missing key reported as the user's file's fault."""
+    try:
+        return from_hf(config, **kwargs)
+    except KeyError as err:
+        raise ParrotError(f"{root / 'config.json'} lacks the key {err.args[0]!r}.") from None
+
+
+def finish_loading(cfg: ModelConfig, state: dict[str, torch.Tensor], root: Path, family: str,
+                   device: str | torch.device) -> tuple[Transformer, Tokenizer, ModelInfo]:
+    """(model, tokenizer, info) from a folder's canonical state dict: ties the head to the
+    embedding if the config says so, and reads the tokenizer and chat template."""
+    if cfg.tie_embeddings:
+        state["lm_head.weight"] = state["tok_emb.weight"]
+    model = _instantiate(cfg, state, str(root)).to(device)
+    tokenizer = Tokenizer.load(root)
+    config_path = root / "tokenizer_config.json"
+    template = read_json(config_path).get("chat_template") if config_path.is_file() else None
+    eos = () if tokenizer.eos_id is None else (tokenizer.eos_id,)
+    info = ModelInfo("hf", root, root.name, family, eos_ids=eos, bos_id=tokenizer.bos_id,
+                     chat_template=template if isinstance(template, str) else None)
+    return model, tokenizer, info
+
+
+def special_ids(tokenizer: Tokenizer) -> dict[str, int]:
+    """config.json's bos_token_id and eos_token_id (those the tokenizer has)."""
+    ids = {"bos_token_id": tokenizer.bos_id, "eos_token_id": tokenizer.eos_id}
+    return {k: v for k, v in ids.items() if v is not None}
+
+
+def tokenizer_config(tokenizer: Tokenizer, meta: ModelInfo | None) -> dict[str, Any]:
+    """tokenizer_config.json: the fast tokenizer class, bos/eos names and the chat template."""
+    names = {i: s for s, i in tokenizer.special_tokens.items()}
+    config: dict[str, Any] = {"tokenizer_class": "PreTrainedTokenizerFast"}
+    for key, i in (("bos_token", tokenizer.bos_id), ("eos_token", tokenizer.eos_id)):
+        if i is not None and i in names:
+            config[key] = names[i]
+    if meta is not None and meta.chat_template:
+        config["chat_template"] = meta.chat_template
+    return config
+
+
+def write_folder(out: str | Path, hf_config: dict[str, Any], state: dict[str, torch.Tensor],
+                 tokenizer: Any, tok_config: dict[str, Any] | None = None) -> Path:
+    """Write config.json, model.safetensors, the tokenizer and (if given)
+    tokenizer_config.json into `out`, each atomically; returns the folder."""
+    from safetensors.torch import save_file
+
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(root / "config.json", hf_config)
+    with atomic_path(root / "model.safetensors") as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt"})
+    tokenizer.save(root)
+    if tok_config is not None:
+        atomic_write_json(root / "tokenizer_config.json", tok_config)
+    return root
