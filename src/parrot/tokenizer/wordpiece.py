@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 from parrot.errors import ParrotError
 from parrot.tokenizer.fast import special_set, special_splitter
+from parrot.tokenizer.wordpiece_io import WordPieceParts, load_wordpiece, save_wordpiece
 
 # CJK Unified Ideographs blocks (and compatibility ideographs) that BERT spaces out;
 # Hangul, Hiragana and Katakana are not among them. The sixth range starts at 0x2B920 as
@@ -30,23 +31,6 @@ from parrot.tokenizer.fast import special_set, special_splitter
 # and transformers' slow tokenizer start it at 0x2B820.
 CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
               (0x2B740, 0x2B81F), (0x2B920, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
-
-
-@dataclass(frozen=True)
-class WordPieceParts:
-    """A WordPiece vocabulary (id → piece) and the normalization switches that go with it."""
-
-    vocab: list[str]
-    special_tokens: dict[str, int] = field(default_factory=dict)
-    unk_token: str = "[UNK]"
-    prefix: str = "##"
-    max_word_chars: int = 100
-    lowercase: bool = True
-    strip_accents: bool | None = None  # None: follow `lowercase`, as BERT does
-    handle_chinese_chars: bool = True
-    clean_text: bool = True
-    cls_token: str = "[CLS]"
-    sep_token: str = "[SEP]"
 
 
 # --- normalization and word splitting (pure functions) -----------------------------------
@@ -164,14 +148,10 @@ class WordPieceTokenizer:
     @classmethod
     def load(cls, path: str | Path) -> WordPieceTokenizer:
         """A `tokenizer.json` (file or folder) or a folder with `vocab.txt`."""
-        from parrot.tokenizer.wordpiece_io import load_wordpiece
-
         return cls(load_wordpiece(Path(path)))
 
     def save(self, directory: str | Path) -> None:
         """Write `directory/tokenizer.json` in Hugging Face's WordPiece format, atomically."""
-        from parrot.tokenizer.wordpiece_io import save_wordpiece
-
         save_wordpiece(self.parts, Path(directory))
 
     # --- properties ---------------------------------------------------------------------

@@ -4,14 +4,31 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from parrot.errors import ParrotError
-from parrot.tokenizer.wordpiece import WordPieceParts
 from parrot.utils.atomic import atomic_write_json
 
 DEFAULT_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+@dataclass(frozen=True)
+class WordPieceParts:
+    """A WordPiece vocabulary (id → piece) and the normalization switches that go with it."""
+
+    vocab: list[str]
+    special_tokens: dict[str, int] = field(default_factory=dict)
+    unk_token: str = "[UNK]"
+    prefix: str = "##"
+    max_word_chars: int = 100
+    lowercase: bool = True
+    strip_accents: bool | None = None  # None: follow `lowercase`, as BERT does
+    handle_chinese_chars: bool = True
+    clean_text: bool = True
+    cls_token: str = "[CLS]"
+    sep_token: str = "[SEP]"
 
 
 def read_wordpiece_json(data: dict[str, Any], where: str) -> WordPieceParts:
