@@ -42,24 +42,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_pull(args: argparse.Namespace) -> int:
+    from parrot.api import home
     from parrot.hub.pull import local_path, pull
 
-    if local_path(args.name) is not None and not args.force:
-        print(f"{args.name} is already pulled: {local_path(args.name)}")
+    if local_path(args.name, home()) is not None and not args.force:
+        print(f"{args.name} is already pulled: {local_path(args.name, home())}")
         return 0
     options = ("--no-index", "--find-links", args.find_links) if args.find_links else ()
-    path = pull(args.name, force=args.force, pip_options=options,
+    path = pull(args.name, home(), force=args.force, pip_options=options,
                 log=lambda m: print(m, file=sys.stderr))
     print(f"pulled {args.name}: {path}")
     return 0
 
 
 def run_list(args: argparse.Namespace) -> int:
+    from parrot.api import home
     from parrot.hub.pull import list_local
     from parrot.hub.registry import REGISTRY
 
     table = Table("name", "params", "format", "quant", "size", "path", box=None)
-    local = list_local()
+    local = list_local(home())
     for entry in local:
         params = entry.get("parameters")
         table.add_row(entry["name"], f"{params / 1e6:.0f}M" if params else "?", entry["format"],
@@ -78,9 +80,10 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
+    from parrot.api import home
     from parrot.hub.summary import describe
 
-    info = describe(args.model)
+    info = describe(args.model, home())
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -98,9 +101,10 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_rm(args: argparse.Namespace) -> int:
+    from parrot.api import home
     from parrot.hub.pull import remove
 
-    print(f"removed {remove(args.name)}")
+    print(f"removed {remove(args.name, home())}")
     return 0
 
 

@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as err:
         raise ParrotError(f"parrot serve needs FastAPI and uvicorn ({err.name} is missing); "
                           "install them with pip install fastapi uvicorn.") from None
+    from parrot.api import home
     from parrot.cli.generate import load_llm
 
     def load() -> Loaded:  # the same loading as `parrot generate` (names, GGUF, HF, runs)
@@ -70,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
     name = args.name or args.model.rstrip("/").split("/")[-1]
     settings = ServeSettings(model_name=name, api_key=args.api_key, max_batch=args.max_batch,
                              max_queue=args.max_queue, timeout=args.timeout,
-                             embedding_model=args.embedding_model, device=args.device)
+                             embedding_model=args.embedding_model, device=args.device,
+                             home=str(home()))
     print(f"parrot: serving {name} on http://{args.host}:{args.port}/ (loading the model)",
           flush=True)
     server: uvicorn.Server | None = None

@@ -28,7 +28,6 @@ from typing import Any
 
 from parrot.errors import ParrotError
 from parrot.hub.registry import REGISTRY, ModelSpec, Part
-from parrot.utils.home import default_home
 
 GGUF_MAGIC = b"GGUF"
 MANIFEST = "manifest.json"
@@ -38,8 +37,12 @@ _NETWORK_SIGNS = ("NewConnectionError", "Temporary failure in name resolution",
                   "Max retries exceeded", "ProxyError", "SSLError", "Read timed out")
 
 
+# Where models go when no home is given (`parrot.api.home()` adds $PARROT_HOME).
+DEFAULT_HOME = Path("~/.cache/parrot")
+
+
 def models_dir(home: str | Path | None = None) -> Path:
-    return Path(home if home is not None else default_home()) / "models"
+    return Path(home if home is not None else DEFAULT_HOME).expanduser() / "models"
 
 
 def known_spec(name: str, registry: dict[str, ModelSpec] | None = None) -> ModelSpec:

@@ -34,9 +34,9 @@ def gguf_summary(g: GGUFFile) -> dict[str, Any]:
     }
 
 
-def describe(spec: str | Path) -> dict[str, Any]:
-    """The summary of a pulled model (by name) or a GGUF file."""
-    path = local_path(str(spec)) if not Path(spec).exists() else Path(spec)
+def describe(spec: str | Path, home: str | Path | None = None) -> dict[str, Any]:
+    """The summary of a pulled model (by name, under `home`) or a GGUF file."""
+    path = local_path(str(spec), home) if not Path(spec).exists() else Path(spec)
     if path is None:
         raise ParrotError(f"{spec!r} is neither a pulled model nor a GGUF file; "
                           "`parrot list` shows the pulled models.")

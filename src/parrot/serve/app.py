@@ -40,6 +40,7 @@ class ServeSettings:
     # The sentence encoder behind POST /v1/embeddings, loaded on first use (None: no route).
     embedding_model: str | None = None
     device: str = "cpu"
+    home: str | None = None  # where pulled models live (None: parrot's default)
 
 
 class ServerState:

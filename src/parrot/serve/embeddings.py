@@ -41,8 +41,8 @@ class EmbeddingRequest(BaseModel):
 class Embedder:
     """The embedding model, loaded once on first use (thread-safe), then shared."""
 
-    def __init__(self, spec: str, device: str = "cpu") -> None:
-        self.spec = spec
+    def __init__(self, spec: str, device: str = "cpu", home: str | None = None) -> None:
+        self.spec, self.home = spec, home
         self.name = spec.rstrip("/").split("/")[-1]
         self.device = device
         self._lock = threading.Lock()
@@ -54,7 +54,8 @@ class Embedder:
             if self._loaded is None:
                 from parrot.hub.resolve import resolve_model
 
-                model, tokenizer, info = resolve_model(self.spec, self.device, pull_missing=True)
+                model, tokenizer, info = resolve_model(self.spec, self.device, home=self.home,
+                                                       pull_missing=True)
                 limit = int(info.extra.get("max_seq_length", model.config.context_length))
                 self._loaded = (model, tokenizer, limit)
             return self._loaded
@@ -81,7 +82,8 @@ def embedder_of(request: Request) -> Embedder:
                             "--embedding-model MODEL.", code="model_not_found")
     embedder = getattr(app_state, "embedder", None)
     if embedder is None or embedder.spec != spec:
-        embedder = app_state.embedder = Embedder(spec, getattr(state.settings, "device", "cpu"))
+        settings = state.settings
+        embedder = app_state.embedder = Embedder(spec, settings.device, settings.home)
     return embedder
 
 
