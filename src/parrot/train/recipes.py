@@ -107,18 +107,23 @@ def get_recipe(name: str) -> Recipe:
 
 def apply_overrides(recipe: Recipe, overrides: Sequence[str]) -> Recipe:
     """Apply `section.field=value` (or unambiguous `field=value`) strings to a recipe."""
-    parts = dict(zip(("model", "train", "data"), recipe, strict=True))
-    changes: dict[str, dict[str, Any]] = {name: {} for name in parts}
+    parts = override(dict(zip(("model", "train", "data"), recipe, strict=True)), overrides)
+    return parts["model"], parts["train"], parts["data"]
+
+
+def override(sections: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """The one `--set` parser: `section.field=value` (or an unambiguous `field=value`)
+    strings applied to named config dataclasses, e.g. {"model": ..., "train": ...};
+    ParrotError naming the valid keys for an unknown one."""
+    changes: dict[str, dict[str, Any]] = {name: {} for name in sections}
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep:
             raise ParrotError(f"--set {item!r} must look like key=value, e.g. train.lr=3e-3.")
-        section, name = _resolve_key(key.strip(), parts)
-        hint = field_types(type(parts[section]))[name]
+        section, name = _resolve_key(key.strip(), sections)
+        hint = field_types(type(sections[section]))[name]
         changes[section][name] = parse_value(text.strip(), hint, key)
-    return tuple(  # type: ignore[return-value]
-        _replace(parts[s], changes[s], s) for s in ("model", "train", "data")
-    )
+    return {s: _replace(obj, changes[s], s) for s, obj in sections.items()}
 
 
 def _resolve_key(key: str, parts: dict[str, Any]) -> tuple[str, str]:
