@@ -45,7 +45,7 @@ from parrot.train.config import TrainConfig
 from parrot.train.loop import Hook
 from parrot.train.objectives import next_token, next_token_loss
 from parrot.train.recipes import override
-from parrot.train.session import Job, Run, TrainResult, run_training
+from parrot.train.session import Job, Run, TrainResult, model_spec, run_training
 from parrot.utils.seed import seed_everything
 
 
@@ -90,9 +90,7 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
 
 def make_distill_objective(teacher: nn.Module, cfg: DistillConfig):
     """objective(student, windows) for the training loop; windows (B, T+1)."""
-    teacher.eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
+    teacher.eval().requires_grad_(False)
 
     def distill_objective(student: nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor, dict]:
         inputs, targets = batch[:, :-1], batch[:, 1:]
@@ -116,9 +114,7 @@ def make_cached_objective(teacher: nn.Module, cache: Any, cfg: DistillConfig):
     """
     from parrot.train.teacher_cache import top_k_kl
 
-    teacher.eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
+    teacher.eval().requires_grad_(False)
 
     def cached_objective(student: nn.Module, batch: Any) -> tuple[torch.Tensor, dict]:
         inputs, targets = batch.tokens[:, :-1], batch.tokens[:, 1:]
@@ -200,7 +196,7 @@ def build_distill(saved: dict[str, Any] | None, out: Path, teacher: str | Path, 
                                                 teacher_cache)
     cache = None if teacher_cache is None else str(Path(teacher_cache).resolve())
     config = {"model": student_model.config.to_dict(), "train": train.to_dict(),
-              "distill": {**asdict(cfg), "teacher": _spec(teacher), "student": str(student),
+              "distill": {**asdict(cfg), "teacher": model_spec(teacher), "student": str(student),
                           "teacher_cache": cache}}
     return Run(student_model, objective, sampler, val, train, config, tokenizer,
                eval_objective=next_token)
@@ -230,15 +226,11 @@ def build_student(student: str, model_cfg: ModelConfig | None, teacher_tokenizer
     return model.train()
 
 
-def _spec(path: str | Path) -> str:
-    return str(Path(path).resolve()) if Path(path).exists() else str(path)
-
-
 def _resumed(saved: dict[str, Any], teacher: str | Path
              ) -> tuple[DistillConfig, TrainConfig, str | None]:
     """The saved settings of a distillation run, after checking the teacher matches."""
     settings = dict(saved["distill"])
-    if settings.pop("teacher") != _spec(teacher):
+    if settings.pop("teacher") != model_spec(teacher):
         raise ParrotError("This run was distilled from another teacher; resume it with "
                           "--teacher as it was started.")
     settings.pop("student")

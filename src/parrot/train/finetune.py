@@ -48,7 +48,7 @@ from parrot.train.config import TrainConfig
 from parrot.train.loop import Hook
 from parrot.train.objectives_sft import sft
 from parrot.train.recipes import override
-from parrot.train.session import Job, Run, TrainResult, run_training
+from parrot.train.session import Job, Run, TrainResult, model_spec, run_training
 from parrot.utils.seed import seed_everything
 
 Method = Literal["full", "lora", "soft-prompt"]
@@ -141,7 +141,7 @@ def finetune(model: str | Path, data: str | Path, out: str | Path,
     result.metrics holds val_loss_before (the base's), trainable_parameters and
     total_parameters.
     """
-    build = partial(build_finetune, spec=_spec(model), data=data, cfg=cfg, overrides=overrides)
+    build = partial(build_finetune, spec=model_spec(model), data=data, cfg=cfg, overrides=overrides)
     return run_training(Job(Path(out), build, resume, overrides=overrides, hooks=hooks,
                             show_progress=show_progress))
 
@@ -166,11 +166,6 @@ def build_finetune(saved: dict[str, Any] | None, spec: str, data: str | Path,
     return Run(trained, sft, SFTSampler(train_ex, train.batch_size, train.seed), val, train,
                run_config(cfg, train, spec, template, data, trained), tokenizer,
                model_saver(cfg, spec, {"template": template}), eval_at_start=True)
-
-
-def _spec(model: str | Path) -> str:
-    """How config.json names a base: an absolute path for files, else the name as given."""
-    return str(Path(model).resolve()) if Path(model).exists() else str(model)
 
 
 def resumed_settings(saved: dict[str, Any], base_spec: str,

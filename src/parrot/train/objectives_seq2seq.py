@@ -187,19 +187,3 @@ def bind_denoise(tokenizer) -> partial:
     return partial(denoise, tokens=tokens, noise=NoiseConfig(sentence_end_ids=ends),
                    generator=torch.Generator().manual_seed(0))
 
-
-def make_denoise_objective(tokens: Seq2SeqTokens, noise: NoiseConfig | None = None,
-                           seed: int = 0):
-    """objective(model, windows) for token windows: corrupt, then `seq2seq_loss`.
-
-    The noise generator lives in the closure (seeded), so a run is repeatable from its
-    start; a resumed run draws fresh noise from there on.
-    """
-    noise = noise or NoiseConfig()
-    generator = torch.Generator().manual_seed(seed)
-
-    def denoise(model: nn.Module, windows: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        batch = denoise_batch(windows.cpu(), noise, tokens, generator)
-        return seq2seq_loss(model, batch.to(windows.device))
-
-    return denoise

@@ -195,6 +195,11 @@ def finish_run(loop: Loop, run: Run, state: LoopState) -> dict[str, Any]:
     return extra
 
 
+def model_spec(model: str | Path) -> str:
+    """How config.json names a MODEL: an absolute path for files, else the name as given."""
+    return str(Path(model).resolve()) if Path(model).exists() else str(model)
+
+
 def _parameter_counts(model: nn.Module) -> dict[str, int]:
     unique = {id(p): p for p in model.parameters()}.values()  # tied tensors counted once
     return {"trainable_parameters": sum(p.numel() for p in unique if p.requires_grad),
