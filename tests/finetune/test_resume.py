@@ -82,7 +82,8 @@ def test_resume_without_checkpoint_is_an_error(tmp_path):
 @pytest.mark.slow  # two CLI runs and a subprocess (~30 s here); the API tests above are fast
 def test_cli_run_killed_with_sigkill_resumes_bit_exactly(tmp_path):
     base, chats = make_base(tmp_path / "base"), write_chats(tmp_path / "chats.jsonl")
-    flags = ["finetune", str(base), "--data", str(chats), "--method", "lora", "--quiet"]
+    command = ["finetune", str(base), "--data", str(chats), "--method", "lora", "--quiet"]
+    flags = [*command]
     for knob in ("steps=20", "batch_size=3", "checkpoint_every=3", "eval_every=10", "threads=1"):
         flags += ["--set", f"train.{knob}"]
     assert main([*flags, "--out", str(tmp_path / "whole")]) == 0
@@ -101,7 +102,7 @@ def test_cli_run_killed_with_sigkill_resumes_bit_exactly(tmp_path):
     child.wait()
     step = torch.load(cut / "checkpoint.pt", weights_only=False)["step"]
     assert 3 <= step < 20
-    assert main([*flags, "--out", str(cut), "--resume"]) == 0
+    assert main([*command, "--out", str(cut), "--resume"]) == 0  # with its saved settings
     assert losses(cut) == losses(tmp_path / "whole")
     a, b = weights(tmp_path / "whole"), weights(cut)
     assert all(torch.equal(a[k], b[k]) for k in a)
