@@ -41,10 +41,9 @@ from parrot.hub.resolve import resolve_model
 from parrot.model import ModelConfig, Transformer
 from parrot.model.presets import PRESETS, get_preset
 from parrot.rundir import RunDir, is_run_dir
-from parrot.train.config import TrainConfig
+from parrot.train.config import TrainConfig, override
 from parrot.train.loop import Hook
 from parrot.train.objectives import next_token, next_token_loss
-from parrot.train.recipes import override
 from parrot.train.session import Job, Run, TrainResult, model_spec, run_training
 from parrot.utils.seed import seed_everything
 
