@@ -32,7 +32,13 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from parrot.adapt.lora import apply_lora, is_adapter_dir, read_adapter_config, save_adapter
+from parrot.adapt.lora import (
+    apply_lora,
+    is_adapter_dir,
+    merge_lora,
+    read_adapter_config,
+    save_adapter,
+)
 from parrot.adapt.qlora import quantize_linears
 from parrot.adapt.soft_prompt import SoftPromptModel, save_soft_prompt
 from parrot.data.sft import (
@@ -94,9 +100,7 @@ def prepare_model(model: nn.Module, cfg: FinetuneConfig) -> nn.Module:
         return model
     if cfg.method == "soft-prompt":
         return SoftPromptModel(model, cfg.prompt_tokens)
-    for p in model.parameters():
-        p.requires_grad_(True)
-    return model
+    return model.requires_grad_(True)
 
 
 def split_examples(examples: list, fraction: float, seed: int) -> tuple[list, list]:
@@ -211,8 +215,6 @@ def sft_loss(model: nn.Module, tokenizer: Any, template: str, data: str | Path,
 
 def merge_run(run_dir: str | Path, out: str | Path) -> Path:
     """Fold a LoRA run's adapter into its base; write a plain run directory to `out`."""
-    from parrot.adapt.lora import merge_lora
-
     run_dir, out = Path(run_dir), Path(out)
     if not is_adapter_dir(run_dir):
         raise ParrotError(f"{run_dir} holds no adapter (adapter_config.json and "
