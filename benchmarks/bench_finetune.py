@@ -69,11 +69,11 @@ def child(variant: str, model_spec: str, batch: int, seq_len: int, steps: int) -
 
     from parrot.adapt.lora import apply_lora, trainable_parameters
     from parrot.adapt.qlora import quantize_linears, weight_bytes
-    from parrot.train.finetune import resolve_base
+    from parrot.hub.resolve import resolve_model
     from parrot.train.objectives import next_token
     from parrot.train.optim import build_adamw
 
-    model, tokenizer, _ = resolve_base(model_spec)
+    model, tokenizer, _ = resolve_model(model_spec)
     loaded = rss_mb()
     targets = VARIANTS[variant]
     if variant.startswith("qlora"):
@@ -109,9 +109,9 @@ def top_k_mass(model_spec: str, seq_len: int, k: int) -> dict[str, float]:
     import torch
 
     from parrot.data.corpus import embedded_corpus
-    from parrot.train.finetune import resolve_base
+    from parrot.hub.resolve import resolve_model
 
-    model, tokenizer, _ = resolve_base(model_spec)
+    model, tokenizer, _ = resolve_model(model_spec)
     ids = tokenizer.encode("\n".join(embedded_corpus()[:4]))[: 4 * seq_len]
     with torch.no_grad():
         logits = model(torch.tensor(ids).view(4, seq_len))
@@ -124,11 +124,11 @@ def soft_prompt_bench(args: argparse.Namespace) -> None:
     import torch
 
     from parrot.adapt.soft_prompt import SoftPromptModel
+    from parrot.hub.resolve import resolve_model
     from parrot.infer import Engine, SamplingParams
-    from parrot.train.finetune import resolve_base
 
     torch.set_num_threads(args.threads)
-    base, tokenizer, _ = resolve_base(args.model)
+    base, tokenizer, _ = resolve_model(args.model)
     models = {"base": base, "soft-prompt-16": SoftPromptModel(base, 16).eval()}
     prompt = tokenizer.encode("The parrot repeats what it hears, and")
     params = SamplingParams(temperature=0.0, max_new_tokens=args.steps * 16)
@@ -154,19 +154,19 @@ def cache_bench(args: argparse.Namespace) -> None:
 
     import torch
 
-    from parrot.train.config import TrainConfig
     from parrot.train.distill import DistillConfig, distill
 
     torch.set_num_threads(args.threads)
-    train = TrainConfig(steps=args.steps, batch_size=args.batch, lr=3e-3, min_lr=3e-4,
-                        warmup=1, eval_every=args.steps, eval_iters=2, log_every=1,
-                        checkpoint_every=args.steps, threads=args.threads)
-    cfg = DistillConfig(temperature=2.0, alpha=0.5, seq_len=args.seq_len, top_k=64)
+    train = [f"train.{knob}" for knob in (
+        f"steps={args.steps}", f"batch_size={args.batch}", "warmup=1",
+        f"eval_every={args.steps}", "eval_iters=2", "log_every=1",
+        f"checkpoint_every={args.steps}", f"threads={args.threads}", f"seq_len={args.seq_len}")]
+    cfg = DistillConfig(temperature=2.0, alpha=0.5, top_k=64)
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in ("fill", "reuse"):
             t0 = time.perf_counter()
-            result = distill(args.model, "llama-tiny", Path(tmp) / name, cfg=cfg, train=train,
+            result = distill(args.model, "llama-tiny", Path(tmp) / name, cfg=cfg, overrides=train,
                              show_progress=False, teacher_cache=Path(tmp) / "cache")
             metrics = [json.loads(r) for r in (Path(tmp) / name / "metrics.jsonl")
                        .read_text().splitlines()]

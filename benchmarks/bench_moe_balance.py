@@ -35,8 +35,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from parrot.rundir import read_metrics  # noqa: E402
-from parrot.train.moe_metrics import draw_expert_loads, load_history  # noqa: E402
 from parrot.train.runner import train  # noqa: E402
+from parrot.viz.experts import draw_expert_loads, load_history  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 from parrot.data.corpus import embedded_corpus
-from parrot.train.config import TrainConfig
 from parrot.train.distill import DistillConfig, distill
 
 HERE = Path(__file__).parent
@@ -43,16 +42,17 @@ def main() -> None:
             break
     data = work / "corpus.jsonl"
     data.write_text("".join(json.dumps({"text": d}) + "\n" for d in docs), encoding="utf-8")
-    train = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=3e-3, min_lr=3e-4,
-                        warmup=max(1, args.steps // 10),
-                        weight_decay=0.1, eval_every=max(1, args.steps // 5), eval_iters=8,
-                        checkpoint_every=args.steps, log_every=10, threads=args.threads)
+    train = [f"train.{knob}" for knob in (
+        f"steps={args.steps}", f"batch_size={args.batch_size}",
+        f"warmup={max(1, args.steps // 10)}", f"eval_every={max(1, args.steps // 5)}",
+        "eval_iters=8", f"checkpoint_every={args.steps}", "log_every=10",
+        f"threads={args.threads}", "seq_len=64")]
     results = {}
     for name, alpha in (("distilled", args.alpha), ("hard_labels", 0.0)):
-        cfg = DistillConfig(temperature=args.temperature, alpha=alpha, seq_len=64)
+        cfg = DistillConfig(temperature=args.temperature, alpha=alpha)
         t0 = time.perf_counter()
         result = distill("smollm2-135m-instruct", "llama-tiny", work / name, data=[data],
-                         cfg=cfg, train=train, show_progress=False)
+                         cfg=cfg, overrides=train, show_progress=False)
         results[name] = {"alpha": alpha, "temperature": args.temperature,
                          "val_loss": result.final_val_loss, "steps": result.steps,
                          "seconds": time.perf_counter() - t0}

@@ -16,15 +16,9 @@ from pathlib import Path
 
 import torch
 
+from parrot.hub.resolve import resolve_model
 from parrot.infer import Engine, SamplingParams
-from parrot.train.config import TrainConfig
-from parrot.train.finetune import (
-    FinetuneConfig,
-    finetune,
-    load_finetuned,
-    resolve_base,
-    sft_loss,
-)
+from parrot.train.finetune import FinetuneConfig, finetune, sft_loss
 
 HERE = Path(__file__).parent
 MODEL = "smollm2-135m-instruct"
@@ -56,7 +50,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     questions, system = held_out(HERE / "heldout.jsonl")
-    base, tokenizer, info = resolve_base(MODEL)
+    base, tokenizer, info = resolve_model(MODEL)
     template = info.chat_template
     before_loss = sft_loss(base, tokenizer, template, HERE / "heldout.jsonl")
     before = answers(base, tokenizer, template, questions[:4], system)
@@ -65,29 +59,29 @@ def main() -> None:
     shutil.rmtree(out, ignore_errors=True)
     cfg = FinetuneConfig(method=args.method, rank=8, alpha=16, targets="q,k,v,o",
                          prompt_tokens=16, val_fraction=0.0)
-    train = TrainConfig(steps=args.steps, batch_size=4, lr=2e-3 if args.method != "full"
-                        else 5e-5, min_lr=2e-4, warmup=4, weight_decay=0.0,
-                        eval_every=args.steps, checkpoint_every=args.steps, log_every=5,
-                        threads=args.threads)
+    lr, min_lr = (2e-3, 2e-4) if args.method != "full" else (5e-5, 5e-6)
+    train = [f"train.{knob}" for knob in (
+        f"steps={args.steps}", "batch_size=4", f"lr={lr}", f"min_lr={min_lr}", "warmup=4",
+        f"eval_every={args.steps}", f"checkpoint_every={args.steps}", "log_every=5",
+        f"threads={args.threads}")]
     t0 = time.perf_counter()
     result = finetune(MODEL, HERE / "train.jsonl", out, cfg, train, show_progress=False)
     seconds = time.perf_counter() - t0
-    tuned, tokenizer, _ = load_finetuned(out) if args.method != "full" else \
-        resolve_base(out)
+    tuned, tokenizer, _ = resolve_model(out)
     after_loss = sft_loss(tuned, tokenizer, template, HERE / "heldout.jsonl")
     after = answers(tuned, tokenizer, template, questions[:4], system) \
         if args.method != "soft-prompt" else ["(soft prompts need full recompute; skipped)"] * 4
     report = {"model": MODEL, "method": args.method, "steps": args.steps,
-              "trainable_parameters": result.trainable_parameters,
-              "total_parameters": result.total_parameters, "finetune_seconds": seconds,
+              "trainable_parameters": result.metrics["trainable_parameters"],
+              "total_parameters": result.metrics["total_parameters"], "finetune_seconds": seconds,
               "heldout_loss_before": before_loss, "heldout_loss_after": after_loss,
               "examples": [{"question": q, "before": b, "after": a}
                            for q, b, a in zip(questions, before, after, strict=False)]}
     (HERE / f"results_{args.method}.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [f"# {MODEL}, {args.method}, {args.steps} steps ({seconds:.0f} s on CPU)", "",
              f"Held-out assistant-token loss: {before_loss:.3f} before, {after_loss:.3f} after.",
-             f"Trainable parameters: {result.trainable_parameters:,} of "
-             f"{result.total_parameters:,}.", "", "| question | before | after |",
+             f"Trainable parameters: {result.metrics['trainable_parameters']:,} of "
+             f"{result.metrics['total_parameters']:,}.", "", "| question | before | after |",
              "|---|---|---|"]
     for ex in report["examples"]:
         cells = [ex[k].replace("\n", " ").replace("|", "/") for k in ("question", "before",

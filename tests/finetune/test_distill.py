@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -73,11 +74,15 @@ def test_distill_cli_trains_a_preset_student(tmp_path, capsys):
     out = tmp_path / "student"
     code = main(["distill", "--teacher", str(teacher), "--student", "gpt-tiny",
                  "--set", "n_layers=1", "--set", "d_model=32", "--data", str(data),
-                 "--temperature", "2", "--alpha", "0.5", "--seq-len", "32",
-                 "--steps", "4", "--batch-size", "2", "--threads", "1", "--quiet",
+                 "--temperature", "2", "--alpha", "0.5", "--set", "train.seq_len=32",
+                 "--set", "train.steps=4", "--set", "train.batch_size=2",
+                 "--set", "train.threads=1", "--set", "train.log_every=1", "--quiet",
                  "--out", str(out)])
     assert code == 0
     assert "validation loss" in capsys.readouterr().out
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["loss"] == pytest.approx(0.5 * r["soft"] + 0.5 * r["hard"], rel=1e-5)
+               for r in rows if "loss" in r)
     student, tokenizer, cfg = load_model(out)
     assert cfg.n_layers == 1 and cfg.vocab_size == 259
 
@@ -94,7 +99,7 @@ def test_tokenizer_mismatch_exits_2_with_one_sentence(tmp_path):
     data = write_text(tmp_path / "text.txt")
     result = subprocess.run(
         [sys.executable, "-m", "parrot", "distill", "--teacher", str(teacher), "--student",
-         str(student), "--data", str(data), "--steps", "1", "--quiet", "--out",
+         str(student), "--data", str(data), "--set", "train.steps=1", "--quiet", "--out",
          str(tmp_path / "out")], capture_output=True, text=True)
     assert result.returncode == 2
     assert "different tokenizers" in result.stderr and "Traceback" not in result.stderr

@@ -11,10 +11,11 @@ import torch
 
 from parrot.adapt.lora import lora_layers
 from parrot.cli import main
+from parrot.hub.resolve import resolve_model
 from parrot.rundir import is_run_dir, load_model
-from parrot.train.finetune import load_finetuned
 
-FAST = ["--steps", "12", "--batch-size", "4", "--lr", "3e-3", "--threads", "1", "--quiet"]
+FAST = ["--set", "train.steps=12", "--set", "train.batch_size=4", "--set", "train.lr=3e-3",
+        "--set", "train.warmup=1", "--set", "train.threads=1", "--quiet"]
 
 
 def finetune(base, chats, out, *extra):
@@ -32,7 +33,7 @@ def test_lora_finetune_writes_a_small_adapter_and_lowers_loss(base_dir, chats, t
     before, after = (float(x) for x in printed.split("):")[1].replace("before,", "")
                      .replace("after", "").split())
     assert after < before
-    model, _, _ = load_finetuned(out)
+    model, _, _ = resolve_model(out)
     assert len(lora_layers(model)) == 8  # q,k,v,o in 2 layers
 
 
@@ -41,7 +42,7 @@ def test_merge_equals_base_plus_adapter(base_dir, chats, tmp_path):
     assert finetune(base_dir, chats, out, "--method", "lora", "--targets", "all") == 0
     assert main(["merge", str(out), "--out", str(merged)]) == 0
     assert is_run_dir(merged)
-    adapted, _, _ = load_finetuned(out)
+    adapted, _, _ = resolve_model(out)
     plain, _, _ = load_model(merged)
     tokens = torch.randint(0, 256, (2, 20))
     with torch.no_grad():
@@ -61,7 +62,7 @@ def test_soft_prompt_keeps_base_file_identical(base_dir, chats, tmp_path):
     weights = (base_dir / "model.safetensors").read_bytes()
     out = tmp_path / "soft"
     assert finetune(base_dir, chats, out, "--method", "soft-prompt", "--prompt-tokens", "4") == 0
-    model, _, _ = load_finetuned(out)
+    model, _, _ = resolve_model(out)
     assert model.prompt.shape == (4, 32)
     assert (base_dir / "model.safetensors").read_bytes() == weights
 
@@ -96,7 +97,7 @@ def test_engine_runs_base_plus_adapter_like_the_merged_model(base_dir, chats, tm
     params = SamplingParams(temperature=0.0, max_new_tokens=12)
     prompt = "<|im_start|>user\nwhat is 3?<|im_end|>\n<|im_start|>assistant\n"
     texts = []
-    for model, tokenizer, _ in (load_finetuned(out), load_model(merged)):
+    for model, tokenizer, _ in (resolve_model(out), load_model(merged)):
         texts.append(Engine(model, tokenizer, max_batch=1, max_len=64).generate(
             prompt, params).token_ids)
     assert texts[0] == texts[1]
@@ -110,11 +111,9 @@ def test_merge_refuses_a_soft_prompt_run(base_dir, chats, tmp_path, capsys):
 
 
 def test_generate_and_chat_resolve_a_lora_run_to_base_plus_adapter(base_dir, chats, tmp_path):
-    from parrot.hub.resolve import resolve_model
-
     out = tmp_path / "lora"
     assert finetune(base_dir, chats, out, "--method", "lora", "--targets", "all") == 0
-    adapted, _, _ = load_finetuned(out)
+    adapted, _, _ = resolve_model(out)
     resolved, _, _ = resolve_model(out)
     assert len(lora_layers(resolved)) == len(lora_layers(adapted))
     tokens = torch.randint(0, 256, (2, 20))
@@ -131,7 +130,7 @@ def test_qlora_run_keeps_an_int8_base_and_merges(base_dir, chats, tmp_path, caps
     assert finetune(base_dir, chats, out, "--method", "lora", "--quantize", "int8",
                     "--targets", "all") == 0
     assert json.loads((out / "adapter_config.json").read_text())["quantize"] == "int8"
-    adapted, _, _ = load_finetuned(out)
+    adapted, _, _ = resolve_model(out)
     assert any(isinstance(m, Int8Linear) for m in adapted.modules())
     assert main(["merge", str(out), "--out", str(merged)]) == 0
     plain, _, _ = load_model(merged)
@@ -152,7 +151,7 @@ def test_soft_prompt_run_generates_through_the_engine(base_dir, chats, tmp_path)
 
     out = tmp_path / "soft"
     assert finetune(base_dir, chats, out, "--method", "soft-prompt", "--prompt-tokens", "4") == 0
-    model, tokenizer, _ = load_finetuned(out)
+    model, tokenizer, _ = resolve_model(out)
     prompt = tokenizer.encode("<|im_start|>user\nwhat is 3?<|im_end|>\n", allowed_special="all")
     got = Engine(model, tokenizer, max_batch=1, eos_ids=[]).generate(
         prompt, SamplingParams(temperature=0.0, max_new_tokens=6)).token_ids
@@ -163,3 +162,13 @@ def test_soft_prompt_run_generates_through_the_engine(base_dir, chats, tmp_path)
     assert got == ids[len(prompt):]
     assert main(["generate", str(out), "--prompt", "hi", "--max-new-tokens", "3",
                  "--temperature", "0"]) == 0
+
+
+def test_sft_token_accuracy_reaches_metrics_jsonl(base_dir, chats, tmp_path):
+    out = tmp_path / "lora"
+    assert finetune(base_dir, chats, out) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in rows if "loss" in r]
+    assert train and all(0 <= r["token_accuracy"] <= 1 for r in train)
+    assert all("val_token_accuracy" in r for r in rows if "val_loss" in r)
+

@@ -18,11 +18,11 @@ from safetensors.torch import load_file
 from parrot.cli import main
 from parrot.data.sft import SFTSampler
 from parrot.errors import ParrotError
-from parrot.train.config import TrainConfig
 from parrot.train.finetune import FinetuneConfig, finetune
 
-TRAIN = TrainConfig(steps=8, batch_size=3, lr=3e-3, min_lr=3e-4, warmup=2, weight_decay=0.0,
-                    eval_every=4, checkpoint_every=2, log_every=1, threads=1)
+TRAIN = [f"train.{knob}" for knob in ("steps=8", "batch_size=3", "lr=3e-3", "min_lr=3e-4",
+                                      "warmup=2", "eval_every=4", "checkpoint_every=2",
+                                      "log_every=1", "threads=1")]
 
 
 def losses(run: Path) -> list[tuple[int, float]]:
@@ -62,8 +62,8 @@ def test_resumed_finetune_equals_uninterrupted(tmp_path, monkeypatch, method):
     assert losses(tmp_path / "cut") == losses(tmp_path / "whole")
     a, b = weights(tmp_path / "whole"), weights(tmp_path / "cut")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert resumed.val_loss_after == whole.val_loss_after
-    assert resumed.val_loss_before == whole.val_loss_before
+    assert resumed.final_val_loss == whole.final_val_loss
+    assert resumed.metrics["val_loss_before"] == whole.metrics["val_loss_before"]
 
 
 def test_adapter_checkpoint_holds_only_the_adapter(tmp_path):
@@ -82,9 +82,10 @@ def test_resume_without_checkpoint_is_an_error(tmp_path):
 @pytest.mark.slow  # two CLI runs and a subprocess (~30 s here); the API tests above are fast
 def test_cli_run_killed_with_sigkill_resumes_bit_exactly(tmp_path):
     base, chats = make_base(tmp_path / "base"), write_chats(tmp_path / "chats.jsonl")
-    flags = ["finetune", str(base), "--data", str(chats), "--method", "lora", "--steps", "20",
-             "--batch-size", "3", "--checkpoint-every", "3", "--eval-every", "10",
-             "--threads", "1", "--quiet"]
+    command = ["finetune", str(base), "--data", str(chats), "--method", "lora", "--quiet"]
+    flags = [*command]
+    for knob in ("steps=20", "batch_size=3", "checkpoint_every=3", "eval_every=10", "threads=1"):
+        flags += ["--set", f"train.{knob}"]
     assert main([*flags, "--out", str(tmp_path / "whole")]) == 0
     cut = tmp_path / "cut"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
@@ -101,7 +102,7 @@ def test_cli_run_killed_with_sigkill_resumes_bit_exactly(tmp_path):
     child.wait()
     step = torch.load(cut / "checkpoint.pt", weights_only=False)["step"]
     assert 3 <= step < 20
-    assert main([*flags, "--out", str(cut), "--resume"]) == 0
+    assert main([*command, "--out", str(cut), "--resume"]) == 0  # with its saved settings
     assert losses(cut) == losses(tmp_path / "whole")
     a, b = weights(tmp_path / "whole"), weights(cut)
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -116,15 +117,16 @@ def test_resumed_distill_equals_uninterrupted(tmp_path, monkeypatch, cached):
     from parrot.train.teacher_cache import AlignedWindowSampler
 
     teacher, data = make_base(tmp_path / "teacher"), write_text(tmp_path / "text.txt")
-    train = TrainConfig(steps=6, batch_size=2, lr=3e-3, min_lr=3e-4, warmup=1, eval_every=3,
-                        eval_iters=2, checkpoint_every=2, log_every=1, threads=1)
-    kw = {"data": [data], "cfg": DistillConfig(seq_len=16, top_k=8), "train": train,
-          "overrides": ["n_layers=1", "d_model=32"], "show_progress": False,
+    train = [f"train.{knob}" for knob in ("steps=6", "batch_size=2", "warmup=1", "eval_every=3",
+                                          "eval_iters=2", "checkpoint_every=2", "log_every=1",
+                                          "threads=1", "seq_len=16")]
+    kw = {"data": [data], "cfg": DistillConfig(top_k=8), "show_progress": False,
+          "overrides": ["n_layers=1", "d_model=32", *train],
           "teacher_cache": tmp_path / "cache" if cached else None}
     distill(teacher, "gpt-tiny", tmp_path / "whole", **kw)
     sampler = AlignedWindowSampler if cached else WindowSampler
     real, calls = sampler.next, {"n": 0}
-    allowed = 3 + (0 if cached else train.eval_iters)  # validation draws windows too
+    allowed = 3 + (0 if cached else 2)  # validation draws its 2 windows (eval_iters) too
 
     def next_or_die(self):
         calls["n"] += 1

@@ -10,14 +10,15 @@ import torch
 from conftest import make_base
 from test_distill import write_text
 
-import parrot.train.finetune as finetune_module
-from parrot.train.config import TrainConfig
+import parrot.train.distill as distill_module
 from parrot.train.distill import DistillConfig, distill, soft_kl
 from parrot.train.teacher_cache import top_k_kl, top_k_targets
 
-TRAIN = TrainConfig(steps=6, batch_size=3, lr=3e-3, min_lr=3e-4, warmup=1, eval_every=3,
-                    eval_iters=2, checkpoint_every=2, log_every=1, threads=1)
-CFG = DistillConfig(temperature=2.0, alpha=0.5, seq_len=16, top_k=8)
+STEPS = 6
+TRAIN = [f"train.{knob}" for knob in (f"steps={STEPS}", "batch_size=3", "warmup=1",
+                                      "eval_every=3", "eval_iters=2", "checkpoint_every=2",
+                                      "log_every=1", "threads=1", "seq_len=16")]
+CFG = DistillConfig(temperature=2.0, alpha=0.5, top_k=8)
 
 
 def test_top_k_kl_with_every_id_is_the_exact_kl():
@@ -55,25 +56,25 @@ def losses(run) -> list:
 
 
 def counting_teacher(monkeypatch) -> dict:
-    """Count the teacher's forward calls (the teacher is the model resolve_base returns)."""
-    calls, real = {"n": 0}, finetune_module.resolve_base
+    """Count the teacher's forward calls (the teacher is the model resolve_model returns)."""
+    calls, real = {"n": 0}, distill_module.resolve_model
 
     def resolve(spec, device="cpu"):
         model, tokenizer, info = real(spec, device)
         model.register_forward_pre_hook(lambda *_: calls.__setitem__("n", calls["n"] + 1))
         return model, tokenizer, info
 
-    monkeypatch.setattr(finetune_module, "resolve_base", resolve)
+    monkeypatch.setattr(distill_module, "resolve_model", resolve)
     return calls
 
 
 def test_second_run_reads_the_cache_and_trains_identically(tmp_path, monkeypatch):
     teacher, data = make_base(tmp_path / "teacher"), write_text(tmp_path / "text.txt")
     calls = counting_teacher(monkeypatch)
-    kw = {"data": [data], "cfg": CFG, "train": TRAIN, "overrides": ["n_layers=1", "d_model=32"],
+    kw = {"data": [data], "cfg": CFG, "overrides": ["n_layers=1", "d_model=32", *TRAIN],
           "show_progress": False, "teacher_cache": tmp_path / "cache"}
     first = distill(teacher, "gpt-tiny", tmp_path / "one", **kw)
-    assert 0 < calls["n"] <= TRAIN.steps  # at most one teacher forward per step while filling
+    assert 0 < calls["n"] <= STEPS  # at most one teacher forward per step while filling
     shards = list((tmp_path / "cache").glob("*/shard-*.pt"))
     assert shards and (shards[0].parent / "meta.json").exists()
     calls["n"] = 0
@@ -85,8 +86,8 @@ def test_second_run_reads_the_cache_and_trains_identically(tmp_path, monkeypatch
 
 def test_another_teacher_gets_its_own_cache(tmp_path):
     data = write_text(tmp_path / "text.txt")
-    kw = {"data": [data], "cfg": CFG, "train": TrainConfig(**{**TRAIN.to_dict(), "steps": 1}),
-          "overrides": ["n_layers=1", "d_model=32"], "show_progress": False,
+    kw = {"data": [data], "cfg": CFG, "show_progress": False,
+          "overrides": ["n_layers=1", "d_model=32", *TRAIN, "train.steps=1"],
           "teacher_cache": tmp_path / "cache"}
     for seed in (0, 1):
         distill(make_base(tmp_path / f"t{seed}", seed=seed), "gpt-tiny", tmp_path / f"s{seed}",

@@ -14,9 +14,11 @@ from train_helpers import SMALL, parrot, write_text
 from parrot.cli import main
 from parrot.model import ModelConfig, Transformer
 from parrot.model.moe import moe_layers
-from parrot.train.moe_metrics import load_history, moe_row
+from parrot.train.balance import moe_row
 from parrot.train.objectives import next_token, next_token_loss
 from parrot.train.runner import train
+from parrot.viz.experts import load_history
+from parrot.viz.report import RunPictures
 
 FAST = [s for s in SMALL if s != "--set"] + ["train.steps=12", "train.eval_every=6",
                                               "train.checkpoint_every=6", "log_every=3"]
@@ -35,7 +37,7 @@ def _losses(run):
 def test_loss_free_run_logs_loads_moves_the_bias_and_draws_experts_png(tmp_path):
     data = write_text(tmp_path / "text.txt")
     run = tmp_path / "run"
-    result = train("moe-tiny", run, data=[data], show_progress=False,
+    result = train("moe-tiny", run, data=[data], show_progress=False, hooks=[RunPictures()],
                    overrides=[*FAST, "model.moe_balance=loss_free",
                               "model.moe_bias_rate=0.01"])
     assert result.steps == 12 and math.isfinite(result.final_val_loss)
@@ -51,6 +53,14 @@ def test_loss_free_run_logs_loads_moves_the_bias_and_draws_experts_png(tmp_path)
     bias = weights["blocks.0.mlp.balance_bias"]
     # 12 steps of +-0.01 moves: the bias is on a 0.01 grid, not all zero.
     assert bias.abs().max() > 0 and torch.allclose(bias * 100, (bias * 100).round(), atol=1e-4)
+
+
+def test_aux_loss_reaches_metrics_jsonl(tmp_path):
+    run = tmp_path / "run"
+    train("moe-tiny", run, data=[write_text(tmp_path / "text.txt")], show_progress=False,
+          overrides=[*FAST, "train.steps=3", "model.moe_balance=aux_loss"])
+    rows = [r for r in _rows(run) if "loss" in r]
+    assert rows and all(0 < r["aux_loss"] < r["loss"] for r in rows)
 
 
 def test_dense_runs_log_no_expert_fields(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+from functools import partial
 
 import pytest
 import torch
@@ -15,8 +16,8 @@ from parrot.train.objectives_seq2seq import (
     NoiseConfig,
     corrupt,
     delete_tokens,
+    denoise,
     denoise_batch,
-    make_denoise_objective,
     mask_spans,
     seq2seq_loss,
     shuffle_sentences,
@@ -128,7 +129,7 @@ def test_denoise_objective_trains_an_encoder_decoder():
     torch.manual_seed(0)
     model = EncoderDecoder(ModelConfig(vocab_size=150, context_length=24, d_model=32,
                                        n_layers=1, encoder_layers=1, n_heads=4))
-    objective = make_denoise_objective(TOKENS, seed=0)
+    objective = partial(denoise, tokens=TOKENS, generator=gen())
     loss, metrics = objective(model, torch.randint(4, 150, (2, 17)))
     loss.backward()
     assert torch.isfinite(loss) and model.tok_emb.weight.grad is not None

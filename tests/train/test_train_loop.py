@@ -10,6 +10,7 @@ from parrot.train.config import TrainConfig
 from parrot.train.loop import Loop, LoopState, run_loop, train_step
 from parrot.train.objectives import next_token
 from parrot.train.optim import build_adamw
+from parrot.viz.report import RunPictures
 
 CFG = ModelConfig(vocab_size=50, context_length=8, d_model=16, n_layers=1, n_heads=2)
 
@@ -45,10 +46,9 @@ def test_accumulated_micro_batches_equal_one_full_batch():
     two = _loop([full[:4], full[4:]], grad_accum=2)
     for loop in (one, two):  # SGD: the update is the gradient itself (Adam amplifies noise)
         loop.optimizer = torch.optim.SGD(loop.raw.parameters(), lr=1.0)
-    loss_one, norm_one = train_step(one, 1e-2)
-    loss_two, norm_two = train_step(two, 1e-2)
-    assert math.isclose(loss_one, loss_two, rel_tol=1e-5)
-    assert math.isclose(norm_one, norm_two, rel_tol=1e-4)
+    row_one, row_two = train_step(one, 1e-2), train_step(two, 1e-2)
+    assert math.isclose(row_one["loss"], row_two["loss"], rel_tol=1e-5)
+    assert math.isclose(row_one["grad_norm"], row_two["grad_norm"], rel_tol=1e-4)
     for a, b in zip(one.raw.parameters(), two.raw.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
@@ -56,9 +56,9 @@ def test_accumulated_micro_batches_equal_one_full_batch():
 def test_clipping_reports_the_norm_before_clipping_and_bounds_the_update():
     batch = torch.randint(0, 50, (4, 9))
     loop = _loop([batch], grad_clip=1e-3)
-    _, norm = train_step(loop, 1e-2)
+    norm = train_step(loop, 1e-2)["grad_norm"]
     unclipped = _loop([batch], grad_clip=0.0)
-    _, same_norm = train_step(unclipped, 1e-2)
+    same_norm = train_step(unclipped, 1e-2)["grad_norm"]
     assert norm > 1e-3 and math.isclose(norm, same_norm, rel_tol=1e-5)
 
 
@@ -72,10 +72,28 @@ def test_metrics_and_loss_picture_are_written_during_the_run(tmp_path):
     batches = [torch.randint(0, 50, (4, 9)) for _ in range(3)]
     loop = _loop(batches, steps=6, log_every=2, eval_every=3, checkpoint_every=3)
     loop.val_batches = batches[:1]
-    loop.run = RunDir(tmp_path)
+    loop.run, loop.hooks = RunDir(tmp_path), [RunPictures()]
     run_loop(loop, LoopState())
     rows = read_metrics(tmp_path)
     assert [r["step"] for r in rows if "loss" in r] == [2, 4, 6]
     assert [r["step"] for r in rows if "val_loss" in r] == [3, 6]
     assert (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "checkpoint.pt").is_file() and (tmp_path / "model.safetensors").is_file()
+
+
+def counting_objective(model, batch):
+    """next_token plus two metrics: a constant and the batch's first token id."""
+    loss, _ = next_token(model, batch)
+    return loss, {"seven": torch.tensor(7.0), "first": batch[0, 0].float()}
+
+
+def test_every_objective_metric_is_averaged_into_the_training_and_validation_rows(tmp_path):
+    batches = [torch.full((4, 9), 3), torch.full((4, 9), 5)]
+    loop = _loop(batches, steps=2, log_every=1, eval_every=2, grad_accum=2)
+    loop.objective, loop.val_batches, loop.run = counting_objective, batches, RunDir(tmp_path)
+    run_loop(loop)
+    rows = read_metrics(tmp_path)
+    train = [r for r in rows if "loss" in r]
+    assert [(r["seven"], r["first"]) for r in train] == [(7.0, 4.0), (7.0, 4.0)]
+    (val,) = [r for r in rows if "val_loss" in r]
+    assert (val["val_seven"], val["val_first"]) == (7.0, 4.0)

@@ -10,8 +10,7 @@ from viz_helpers import make_run_dir
 
 from parrot.cli import main
 from parrot.errors import ParrotError
-from parrot.train.moe_metrics import plot_expert_loads
-from parrot.viz.experts import expert_load_history, experts_figure
+from parrot.viz.experts import expert_load_history, experts_figure, plot_expert_loads
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

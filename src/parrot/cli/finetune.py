@@ -4,26 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from parrot.errors import ParrotError
-
-
-def _train_flags(parser: argparse.ArgumentParser, steps: int, lr: float) -> None:
-    group = parser.add_argument_group("training")
-    group.add_argument("--steps", type=int, default=steps)
-    group.add_argument("--batch-size", type=int, default=4)
-    group.add_argument("--lr", type=float, default=lr)
-    group.add_argument("--warmup", type=int, default=None, help="default: steps // 10")
-    group.add_argument("--eval-every", type=int, default=None, help="default: steps // 4")
-    group.add_argument("--checkpoint-every", type=int, default=None,
-                       help="steps between checkpoints that --resume continues from "
-                            "(default: as --eval-every)")
-    group.add_argument("--resume", action="store_true",
-                       help="continue the stopped run in --out with its saved settings "
-                            "(bit-exact: as if it had never stopped)")
-    group.add_argument("--seed", type=int, default=1337)
-    group.add_argument("--threads", type=int, default=None)
-    group.add_argument("--device", default="cpu")
-    group.add_argument("--quiet", action="store_true", help="no progress bar")
+from parrot.cli.train import add_training_flags, training_hooks
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ft.add_argument("--max-len", type=int, default=512, help="tokens kept per example")
     ft.add_argument("--val-fraction", type=float, default=0.1)
     ft.add_argument("--out", required=True, help="the run directory to write")
-    _train_flags(ft, steps=100, lr=1e-3)
+    add_training_flags(ft, "train")
     ft.set_defaults(run=run_finetune)
 
     merge = subparsers.add_parser("merge", help="fold a LoRA run's adapter into the weights")
@@ -60,34 +41,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          help="text files, folders or .jsonl (default: the embedded corpus)")
     distill.add_argument("--temperature", type=float, default=2.0)
     distill.add_argument("--alpha", type=float, default=0.5, help="weight of the soft loss")
-    distill.add_argument("--seq-len", type=int, default=128)
     distill.add_argument("--teacher-cache", default=None, metavar="DIR",
                          help="store the teacher's top-k logits here and reuse them on later "
                               "runs over the same teacher and data (no teacher forward)")
     distill.add_argument("--top-k", type=int, default=64,
                          help="teacher logits kept per position in the cache")
-    distill.add_argument("--set", dest="overrides", action="append", default=[],
-                         metavar="KEY=VALUE", help="change a student model field, e.g. n_layers=2")
     distill.add_argument("--out", required=True)
-    _train_flags(distill, steps=200, lr=3e-3)
+    add_training_flags(distill, "train, and model for a preset student")
     distill.set_defaults(run=run_distill)
-
-
-def _train_config(args: argparse.Namespace, weight_decay: float):
-    from parrot.train.config import TrainConfig
-
-    if args.steps < 1:
-        raise ParrotError(f"--steps must be at least 1, got {args.steps}.")
-    warmup = args.warmup if args.warmup is not None else args.steps // 10
-    eval_every = args.eval_every or max(1, args.steps // 4)
-    every = args.checkpoint_every or eval_every
-    if every < 1:
-        raise ParrotError(f"--checkpoint-every must be at least 1, got {every}.")
-    return TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                       min_lr=args.lr / 10, warmup=warmup, weight_decay=weight_decay,
-                       eval_every=eval_every, checkpoint_every=every,
-                       log_every=max(1, min(10, args.steps // 10)), seed=args.seed,
-                       device=args.device, threads=args.threads)
 
 
 def run_finetune(args: argparse.Namespace) -> int:
@@ -98,15 +59,14 @@ def run_finetune(args: argparse.Namespace) -> int:
                          prompt_tokens=args.prompt_tokens, template=args.template,
                          max_len=args.max_len, val_fraction=args.val_fraction,
                          quantize=args.quantize)
-    train = _train_config(args, weight_decay=0.0)
-    result = finetune(args.model, args.data, args.out, cfg, train, show_progress=not args.quiet,
-                      resume=args.resume)
-    share = 100 * result.trainable_parameters / max(1, result.total_parameters)
+    result = finetune(args.model, args.data, args.out, cfg, args.overrides, args.resume,
+                      training_hooks(), show_progress=not args.quiet)
+    trainable, total = (result.metrics[k] for k in ("trainable_parameters", "total_parameters"))
     print(f"{result.run_dir}: {args.method}, {result.steps} steps, trainable parameters "
-          f"{result.trainable_parameters:,} of {result.total_parameters:,} ({share:.3f}%)")
-    if result.val_loss_after is not None:
-        print(f"validation loss (assistant tokens): {result.val_loss_before:.4f} before, "
-              f"{result.val_loss_after:.4f} after")
+          f"{trainable:,} of {total:,} ({100 * trainable / max(1, total):.3f}%)")
+    if result.final_val_loss is not None:
+        print(f"validation loss (assistant tokens): {result.metrics['val_loss_before']:.4f} "
+              f"before, {result.final_val_loss:.4f} after")
     return 0
 
 
@@ -121,12 +81,11 @@ def run_merge(args: argparse.Namespace) -> int:
 def run_distill(args: argparse.Namespace) -> int:
     from parrot.train.distill import DistillConfig, distill
 
-    cfg = DistillConfig(temperature=args.temperature, alpha=args.alpha, seq_len=args.seq_len,
-                        top_k=args.top_k)
-    train = _train_config(args, weight_decay=0.1)
+    cfg = DistillConfig(temperature=args.temperature, alpha=args.alpha, top_k=args.top_k)
     result = distill(args.teacher, args.student, args.out, data=args.data, cfg=cfg,
-                     train=train, overrides=args.overrides, show_progress=not args.quiet,
-                     resume=args.resume, teacher_cache=args.teacher_cache)
+                     overrides=args.overrides, resume=args.resume,
+                     teacher_cache=args.teacher_cache, hooks=training_hooks(),
+                     show_progress=not args.quiet)
     print(f"{result.run_dir}: {result.steps} steps, validation loss (hard labels) "
           f"{result.final_val_loss:.4f}")
     return 0

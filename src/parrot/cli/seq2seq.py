@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from parrot.cli.train import add_training_flags, training_hooks
 from parrot.errors import ParrotError
 
 
@@ -25,9 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--preset", default="seq2seq-tiny", help="an encoder-decoder recipe")
     train.add_argument("--out", required=True, help="the run directory to write")
     _field_flags(train)
-    train.add_argument("--set", dest="overrides", action="append", default=[],
-                       metavar="KEY=VALUE", help="change a setting, e.g. train.steps=500")
-    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_training_flags(train, "model, train and data")
     train.set_defaults(run=run_train)
 
     generate = commands.add_parser("generate", help="generate targets for source texts")
@@ -58,11 +57,12 @@ def run_train(args: argparse.Namespace) -> int:
     from parrot.train.seq2seq import train_pairs
 
     result = train_pairs(args.preset, args.out, args.data, args.source_field, args.target_field,
-                         args.overrides, show_progress=not args.quiet)
+                         args.overrides, args.resume, training_hooks(),
+                         show_progress=not args.quiet)
     loss = "n/a" if result.final_val_loss is None else f"{result.final_val_loss:.4f}"
     print(f"{result.run_dir}: {result.steps} steps, validation loss {loss}, exact match "
-          f"{result.val_exact_match:.1%} on {result.val_pairs} validation pairs, "
-          f"{result.train_time_s:.1f} s training")
+          f"{result.metrics['val_exact_match']:.1%} on {result.metrics['val_pairs']} "
+          f"validation pairs, {result.train_time_s:.1f} s training")
     return 0
 
 

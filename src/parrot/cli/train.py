@@ -18,11 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--tokenizer", default=None, help="use this tokenizer.json, not a new one")
     train.add_argument("--objective", default=None, metavar="NAME",
                        help="training objective, e.g. mlm (short for --set train.objective=NAME)")
-    train.add_argument("--set", dest="overrides", action="append", default=[],
-                       metavar="KEY=VALUE", help="change a setting, e.g. train.lr=3e-3")
     train.add_argument("--out", required=True, help="the run directory to write")
-    train.add_argument("--resume", action="store_true", help="continue from its checkpoint")
-    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_training_flags(train, "model, train and data")
     train.set_defaults(run=run_train)
 
     evaluate = subparsers.add_parser("eval", help="perplexity and bits per byte on a text")
@@ -42,6 +39,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sample.set_defaults(run=run_sample)
 
 
+def add_training_flags(parser: argparse.ArgumentParser, sections: str) -> None:
+    """The flags every training command shares: --set, --resume, --quiet."""
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help=f"change a setting ({sections}), e.g. train.steps=500")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the stopped run in --out with its saved settings "
+                             "(bit-exact: as if it had never stopped)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def training_hooks() -> list:
+    """What the CLI adds to every training run: loss.png / experts.png at checkpoints."""
+    from parrot.viz.report import RunPictures
+
+    return [RunPictures()]
+
+
 def run_train(args: argparse.Namespace) -> int:
     from parrot.train.runner import train
 
@@ -50,7 +65,7 @@ def run_train(args: argparse.Namespace) -> int:
         overrides.append(f"train.objective={args.objective}")
     result = train(args.preset, args.out, data=args.data, overrides=overrides,
                    resume=args.resume, text_field=args.text_field, tokenizer=args.tokenizer,
-                   show_progress=not args.quiet)
+                   hooks=training_hooks(), show_progress=not args.quiet)
     if result.final_val_loss is not None:
         print(f"{result.run_dir}: {result.steps} steps, validation loss "
               f"{result.final_val_loss:.4f}, {result.train_time_s:.1f} s training")

@@ -1,10 +1,12 @@
-"""Training and data configuration: frozen, validated, serialised into every run directory."""
+"""Training and data configuration: frozen, validated, serialised into every run directory,
+and `override`, the one parser of `--set section.field=value` for every training command."""
 
 from __future__ import annotations
 
 import dataclasses
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -174,3 +176,45 @@ def parse_value(text: str, hint: Any, key: str) -> Any:
         elif t is str:
             return text
     raise ParrotError(f"--set {key}={text}: expected a value of type {_type_name(hint)}.")
+
+
+def override(sections: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """The one `--set` parser: `section.field=value` (or an unambiguous `field=value`)
+    strings applied to named config dataclasses, e.g. {"model": ..., "train": ...};
+    ParrotError naming the valid keys for an unknown one."""
+    changes: dict[str, dict[str, Any]] = {name: {} for name in sections}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise ParrotError(f"--set {item!r} must look like key=value, e.g. train.lr=3e-3.")
+        section, name = _resolve_key(key.strip(), sections)
+        hint = field_types(type(sections[section]))[name]
+        changes[section][name] = parse_value(text.strip(), hint, key)
+    return {s: _replace(obj, changes[s], s) for s, obj in sections.items()}
+
+
+def _resolve_key(key: str, parts: dict[str, Any]) -> tuple[str, str]:
+    """('train', 'lr') for 'train.lr' or for 'lr' when only one section has that field."""
+    fields = {s: {f.name for f in dataclasses.fields(obj)} for s, obj in parts.items()}
+    if "." in key:
+        section, name = key.split(".", 1)
+        if section in fields and name in fields[section]:
+            return section, name
+    else:
+        owners = [s for s in fields if key in fields[s]]
+        if len(owners) == 1:
+            return owners[0], key
+        if len(owners) > 1:
+            raise ParrotError(f"--set {key} is ambiguous; write one of: "
+                              f"{', '.join(f'{s}.{key}' for s in owners)}.")
+    valid = ", ".join(f"{s}.{n}" for s in fields for n in sorted(fields[s]))
+    raise ParrotError(f"Unknown config key {key!r}; valid keys: {valid}.")
+
+
+def _replace(obj: Any, changes: dict[str, Any], section: str) -> Any:
+    if not changes:
+        return obj
+    try:
+        return dataclasses.replace(obj, **changes)
+    except (TypeError, ValueError) as err:
+        raise ParrotError(f"Invalid {section} setting: {err}.") from err

@@ -23,7 +23,9 @@ reloaded from MODEL), so `resume=True` continues a killed run bit-exactly.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,13 +33,11 @@ import torch
 from torch import nn
 
 from parrot.adapt.lora import (
-    ADAPTER_CONFIG,
     apply_lora,
     is_adapter_dir,
-    load_adapter,
+    merge_lora,
     read_adapter_config,
     save_adapter,
-    trainable_parameters,
 )
 from parrot.adapt.qlora import quantize_linears
 from parrot.adapt.soft_prompt import SoftPromptModel, save_soft_prompt
@@ -48,19 +48,12 @@ from parrot.data.sft import (
     load_conversations,
 )
 from parrot.errors import ParrotError
-from parrot.rundir import (
-    RunDir,
-    append_metrics,
-    read_config,
-    read_metrics,
-    save_weights,
-    write_config,
-)
-from parrot.train.config import TrainConfig
-from parrot.train.loop import Loop, LoopState, run_loop
+from parrot.hub.resolve import resolve_model
+from parrot.rundir import save_weights, write_config
+from parrot.train.config import TrainConfig, override
+from parrot.train.loop import Hook
 from parrot.train.objectives_sft import sft
-from parrot.train.optim import build_adamw
-from parrot.train.runner import resume_state
+from parrot.train.session import Job, Run, TrainResult, model_spec, run_training
 from parrot.utils.seed import seed_everything
 
 Method = Literal["full", "lora", "soft-prompt"]
@@ -98,20 +91,6 @@ class FinetuneConfig:
         return dataclasses.asdict(self)
 
 
-def resolve_base(spec: str | Path, device: str = "cpu") -> tuple[nn.Module, Any, Any]:
-    """(model, tokenizer, info) of a base MODEL: pulled name, GGUF, HF folder or run dir."""
-    from parrot.hub.resolve import resolve_model
-
-    return resolve_model(spec, device)
-
-
-def load_finetuned(path: str | Path, device: str = "cpu") -> tuple[nn.Module, Any, Any]:
-    """Base + adapter from a LoRA / soft-prompt run directory (the base is resolved by name)."""
-    config = read_adapter_config(path)
-    model, tokenizer, info = resolve_base(config["base"], device)
-    return load_adapter(model, path).eval(), tokenizer, info
-
-
 def prepare_model(model: nn.Module, cfg: FinetuneConfig) -> nn.Module:
     """The module to train: the model itself (full), wrapped Linears (LoRA) or a prompt."""
     if cfg.method == "lora":
@@ -121,9 +100,7 @@ def prepare_model(model: nn.Module, cfg: FinetuneConfig) -> nn.Module:
         return model
     if cfg.method == "soft-prompt":
         return SoftPromptModel(model, cfg.prompt_tokens)
-    for p in model.parameters():
-        p.requires_grad_(True)
-    return model
+    return model.requires_grad_(True)
 
 
 def split_examples(examples: list, fraction: float, seed: int) -> tuple[list, list]:
@@ -150,107 +127,63 @@ def model_saver(cfg: FinetuneConfig, base: str, extra: dict[str, Any]):
     return save
 
 
-@dataclass(frozen=True)
-class FinetuneResult:
-    run_dir: Path
-    steps: int
-    trainable_parameters: int
-    total_parameters: int
-    val_loss_before: float | None
-    val_loss_after: float | None
+# What a fine-tuning run trains with unless --set changes it.
+FINETUNE_TRAIN = TrainConfig(steps=100, batch_size=4, lr=1e-3, min_lr=1e-4, warmup=10,
+                             weight_decay=0.0, eval_every=25, checkpoint_every=25, log_every=5)
 
 
 def finetune(model: str | Path, data: str | Path, out: str | Path,
-             cfg: FinetuneConfig = FinetuneConfig(), train: TrainConfig | None = None,
-             show_progress: bool = True, resume: bool = False) -> FinetuneResult:
+             cfg: FinetuneConfig = FinetuneConfig(), overrides: Sequence[str] = (),
+             resume: bool = False, hooks: Sequence[Hook] = (),
+             show_progress: bool = True) -> TrainResult:
     """Fine-tune MODEL on the conversations in `data` into run directory `out`.
 
-    resume=True continues the run in `out` from its last checkpoint with the settings saved
-    in its config.json (`cfg` and `train` are then ignored); the result equals an
-    uninterrupted run bit for bit.
+    overrides: `train.FIELD=VALUE` strings on FINETUNE_TRAIN. resume=True continues the
+    run in `out` from its last checkpoint with the settings saved in its config.json
+    (`cfg` is then ignored); the result equals an uninterrupted run bit for bit.
+    result.metrics holds val_loss_before (the base's), trainable_parameters and
+    total_parameters.
     """
-    out = Path(out)
-    base_spec = _spec(model)
-    if resume:
-        cfg, train, data = resumed_settings(out, base_spec, data)
-    elif (out / "config.json").exists() or (out / ADAPTER_CONFIG).exists():
-        raise ParrotError(f"{out} already holds a run; pass --resume to continue it or "
-                          "choose another --out.")
-    train = train or TrainConfig(steps=100, batch_size=4, lr=1e-3, min_lr=1e-4, warmup=10,
-                                 weight_decay=0.0, eval_every=25, log_every=5)
+    build = partial(build_finetune, spec=model_spec(model), data=data, cfg=cfg, overrides=overrides)
+    return run_training(Job(Path(out), build, resume, overrides=overrides, hooks=hooks,
+                            show_progress=show_progress))
+
+
+def build_finetune(saved: dict[str, Any] | None, spec: str, data: str | Path,
+                   cfg: FinetuneConfig, overrides: Sequence[str]) -> Run:
+    """The Run: base (any MODEL) + adapter, SFT batches of the rendered conversations."""
+    if saved is not None:
+        cfg, train, data = resumed_settings(saved, spec, data)
+    else:
+        train = override({"train": FINETUNE_TRAIN}, overrides)["train"]
     conversations = load_conversations(data)  # bad data fails before the model loads
-    if train.threads:
-        torch.set_num_threads(train.threads)
-    base, tokenizer, info = resolve_base(model, train.device)
+    base, tokenizer, info = resolve_model(spec, train.device)
     template = cfg.template or getattr(info, "chat_template", None) or "chatml"
     max_len = min(cfg.max_len, base.config.context_length - (
         cfg.prompt_tokens if cfg.method == "soft-prompt" else 0) - 1)
     examples = encode_conversations(conversations, tokenizer, template, max_len)
     train_ex, val_ex = split_examples(examples, cfg.val_fraction, train.seed)
     seed_everything(train.seed)
-    trained = prepare_model(base, cfg).to(train.device)
-    loop = build_finetune_loop(trained, train_ex, val_ex, train, out,
-                               model_saver(cfg, base_spec, {"template": template}), cfg)
-    loop.show_progress = show_progress
-    state = resume_state(loop) if resume else start_run(
-        loop, tokenizer, run_config(cfg, train, base_spec, template, data, trained))
-    state = run_loop(loop, state)
-    before = next((r["val_loss"] for r in read_metrics(out)
-                   if r.get("step") == 0 and "val_loss" in r), None)
-    after = evaluate_examples(loop) if val_ex else None
-    total = sum(p.numel() for p in {id(p): p for p in trained.parameters()}.values())
-    return FinetuneResult(out, state.step, trainable_parameters(trained), total, before, after)
+    trained = prepare_model(base, cfg)
+    val = fixed_sft_batches(val_ex, train.eval_batch_size or train.batch_size) if val_ex else []
+    return Run(trained, sft, SFTSampler(train_ex, train.batch_size, train.seed), val, train,
+               run_config(cfg, train, spec, template, data, trained), tokenizer,
+               model_saver(cfg, spec, {"template": template}), eval_at_start=True)
 
 
-def start_run(loop: Loop, tokenizer: Any, config: dict[str, Any]) -> LoopState:
-    """Write the new run's tokenizer and config, and the base's validation loss at step 0
-    (kept in metrics.jsonl, so a resumed run still reports it)."""
-    out = loop.run.root
-    out.mkdir(parents=True, exist_ok=True)
-    tokenizer.save(out)
-    write_config(out, config)
-    if loop.val_batches:
-        append_metrics(out, {"step": 0, "val_loss": evaluate_examples(loop)})
-    return LoopState()
-
-
-def _spec(model: str | Path) -> str:
-    """How config.json names a base: an absolute path for files, else the name as given."""
-    return str(Path(model).resolve()) if Path(model).exists() else str(model)
-
-
-def resumed_settings(out: Path, base_spec: str,
+def resumed_settings(saved: dict[str, Any], base_spec: str,
                      data: str | Path) -> tuple[FinetuneConfig, TrainConfig, str]:
-    """The saved settings of the run in `out`, after checking it can be resumed."""
-    if not RunDir(out).checkpoint.is_file():
-        raise ParrotError(f"{out} has no checkpoint to resume; start it without --resume.")
-    saved = read_config(out)
+    """The saved settings of a fine-tuning run, after checking MODEL and data match."""
     ft = dict(saved["finetune"])
     if ft.pop("base") != base_spec:
-        raise ParrotError(f"{out} fine-tunes another base model; resume it with MODEL "
+        raise ParrotError("This run fine-tunes another base model; resume it with MODEL "
                           "as it was started.")
     saved_data = ft.pop("data")
     if Path(data).resolve() != Path(saved_data).resolve():
-        raise ParrotError(f"{out} was started on --data {saved_data}; resume it on the same "
-                          "data.")
+        raise ParrotError(f"This run was started on --data {saved_data}; resume it on the "
+                          "same data.")
     ft.pop("template")
     return FinetuneConfig(**ft), TrainConfig.from_dict(saved["train"]), saved_data
-
-
-def build_finetune_loop(trained: nn.Module, train_ex: list, val_ex: list, train: TrainConfig,
-                        out: Path, saver: Any, cfg: FinetuneConfig) -> Loop:
-    """The loop; its checkpoints hold the trainable part, the optimizer, sampler and RNG."""
-    optimizer = build_adamw(trained, train.lr, train.weight_decay, (train.beta1, train.beta2))
-    sampler = SFTSampler(train_ex, train.batch_size, train.seed)
-    val = fixed_sft_batches(val_ex, train.eval_batch_size or train.batch_size) if val_ex else []
-    return Loop(trained, trained, optimizer, sampler, val, train, sft, RunDir(out),
-                device=train.device, save_model=saver)
-
-
-def evaluate_examples(loop: Loop) -> float:
-    from parrot.train.loop import evaluate
-
-    return evaluate(loop)
 
 
 def run_config(cfg: FinetuneConfig, train: TrainConfig, base: str, template: str,
@@ -282,8 +215,6 @@ def sft_loss(model: nn.Module, tokenizer: Any, template: str, data: str | Path,
 
 def merge_run(run_dir: str | Path, out: str | Path) -> Path:
     """Fold a LoRA run's adapter into its base; write a plain run directory to `out`."""
-    from parrot.adapt.lora import merge_lora
-
     run_dir, out = Path(run_dir), Path(out)
     if not is_adapter_dir(run_dir):
         raise ParrotError(f"{run_dir} holds no adapter (adapter_config.json and "
@@ -294,7 +225,7 @@ def merge_run(run_dir: str | Path, out: str | Path) -> Path:
                           "adapters fold into the weights (a soft prompt stays an input).")
     if (out / "config.json").exists():
         raise ParrotError(f"{out} already holds a run; choose another --out.")
-    model, tokenizer, _ = load_finetuned(run_dir)
+    model, tokenizer, _ = resolve_model(run_dir)
     merge_lora(model)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer.save(out)
@@ -304,4 +235,4 @@ def merge_run(run_dir: str | Path, out: str | Path) -> Path:
     return out
 
 
-__all__ = ["merge_run", "sft_loss", "FinetuneConfig", "FinetuneResult", "finetune", "is_adapter_dir", "load_finetuned"]
+__all__ = ["FINETUNE_TRAIN", "FinetuneConfig", "finetune", "merge_run", "sft_loss"]

@@ -2,12 +2,14 @@
 
 Each optimizer step runs `grad_accum` micro-batches (gradients summed, loss scaled by
 1/grad_accum), clips the global gradient norm, and steps AdamW at the scheduled learning
-rate. Validation runs on a fixed set of batches every `eval_every` steps. Only the main
-rank writes metrics, pictures and checkpoints. Timings exclude evaluation and writing.
+rate. Every scalar metric the objective returns is averaged over the micro-batches and the
+data-parallel ranks and logged with the step; validation runs on a fixed set of batches
+every `eval_every` steps and logs the eval objective's loss and metrics as `val_<name>`.
+Only the main rank writes metrics and checkpoints. Timings exclude evaluation and writing.
 
-Mixture-of-experts models: after each optimizer step the loss-free layers move their
-selection bias (`update_balance_bias`, loads summed over ranks); logged rows carry the
-per-layer expert load and its entropy, and checkpoints draw `experts.png`.
+Hooks carry what only some runs need (MoE balancing, pictures): after each optimizer step
+`after_step(loop, state)`, extra fields for each logged row `row(loop)`, and after each
+checkpoint `on_checkpoint(run_dir)` (main rank).
 """
 
 from __future__ import annotations
@@ -15,21 +17,18 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from parrot.data.batches import WindowSampler
-from parrot.model.moe import update_balance_bias
-from parrot.rundir import RunDir, append_metrics, read_metrics, save_weights
+from parrot.rundir import RunDir, append_metrics, save_weights
 from parrot.train.checkpoint import save_checkpoint
 from parrot.train.config import TrainConfig
 from parrot.train.distributed import DistInfo, mean_across_ranks
-from parrot.train.metrics import plot_losses
-from parrot.train.moe_metrics import EXPERTS_PICTURE, moe_row, plot_expert_loads
 from parrot.train.objectives import Objective
 from parrot.train.schedule import lr_at
 from parrot.utils.progress import progress_bar
@@ -44,28 +43,44 @@ class LoopState:
     train_time: float = 0.0
 
 
+class Hook:
+    """Something a run adds to the loop; every method is optional (these do nothing)."""
+
+    def after_step(self, loop: Loop, state: LoopState) -> None:
+        """After each optimizer step (every rank, in the same order)."""
+
+    def row(self, loop: Loop) -> dict[str, Any]:
+        """Extra fields for a logged training row (called on every rank)."""
+        return {}
+
+    def on_checkpoint(self, run_dir: Path) -> None:
+        """After the main rank has written a checkpoint into `run_dir`."""
+
+
 @dataclass
 class Loop:
-    """What one run trains: `model` may be wrapped (DDP, compiled); `raw` is the bare model."""
+    """What one run trains: `model` may be wrapped (DDP, compiled); `raw` is the bare model.
+
+    `sampler` has next(), state_dict(), load_state_dict() and seq_len (for tokens/s).
+    """
 
     model: nn.Module
     raw: nn.Module
     optimizer: torch.optim.Optimizer
-    sampler: WindowSampler
-    val_batches: list[torch.Tensor]
+    sampler: Any
+    val_batches: list[Any]
     config: TrainConfig
     objective: Objective
     run: RunDir | None = None
     dist: DistInfo = field(default_factory=DistInfo)
     device: str = "cpu"
     show_progress: bool = True
-    # What a checkpoint writes as the model (fine-tuning writes only its adapter), and
-    # whether it also writes checkpoint.pt (optimizer + RNG state) for --resume.
+    # What a checkpoint writes as the model (fine-tuning writes only its adapter).
     save_model: Callable[[Path, nn.Module], None] = save_weights
-    resumable: bool = True
     # What validation measures (None: the training objective); distillation validates on
     # plain next-token loss so distilled and hard-label runs compare on one scale.
     eval_objective: Objective | None = None
+    hooks: Sequence[Hook] = ()
 
 
 def autocast(config: TrainConfig, device: str) -> contextlib.AbstractContextManager:
@@ -75,12 +90,24 @@ def autocast(config: TrainConfig, device: str) -> contextlib.AbstractContextMana
     return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
 
 
-def train_step(loop: Loop, lr: float) -> tuple[float, float]:
-    """One optimizer step; returns (mean loss over ranks and micro-batches, grad norm)."""
+def _accumulate(sums: dict[str, torch.Tensor], loss: torch.Tensor, metrics: dict) -> None:
+    """Add one micro-batch's loss and scalar metrics to the running sums (no host sync).
+
+    "loss" is always the loss that was optimised (an objective's own "loss" metric, e.g.
+    cross-entropy without an auxiliary term, is replaced by it).
+    """
+    for name, value in {**metrics, "loss": loss}.items():
+        value = torch.as_tensor(value, device=loss.device).detach().float()
+        sums[name] = sums[name] + value if name in sums else value
+
+
+def train_step(loop: Loop, lr: float) -> dict[str, float]:
+    """One optimizer step; returns the objective's metrics and "loss" (means over ranks and
+    micro-batches) and "grad_norm" (before clipping), with one host sync."""
     cfg = loop.config
     for group in loop.optimizer.param_groups:
         group["lr"] = lr
-    total = torch.zeros((), device=loop.device)
+    sums: dict[str, torch.Tensor] = {}
     for micro in range(cfg.grad_accum):
         batch = loop.sampler.next().to(loop.device, non_blocking=True)
         # DDP all-reduces gradients only on the last micro-batch of the step.
@@ -88,45 +115,48 @@ def train_step(loop: Loop, lr: float) -> tuple[float, float]:
         sync = contextlib.nullcontext() if last or not loop.dist.enabled else loop.model.no_sync()
         with sync:
             with autocast(cfg, loop.device):
-                loss, _ = loop.objective(loop.model, batch)
+                loss, metrics = loop.objective(loop.model, batch)
             (loss / cfg.grad_accum).backward()
-        total += loss.detach()
+        _accumulate(sums, loss, metrics)
     max_norm = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
     grad_norm = torch.nn.utils.clip_grad_norm_(loop.raw.parameters(), max_norm)
     loop.optimizer.step()
     loop.optimizer.zero_grad(set_to_none=True)
-    # Only the ratio to the mean load matters, so the mean over ranks serves as the sum.
-    update_balance_bias(loop.raw, lambda load: mean_across_ranks(load, loop.dist))
-    loss = mean_across_ranks(total / cfg.grad_accum, loop.dist)
-    return float(loss), float(grad_norm)
+    names = list(sums)
+    means = mean_across_ranks(torch.stack([sums[n] for n in names]) / cfg.grad_accum, loop.dist)
+    values = torch.cat([means, grad_norm.detach().float().reshape(1).to(means.device)]).tolist()
+    return {**dict(zip(names, values[:-1], strict=True)), "grad_norm": values[-1]}
 
 
 @torch.no_grad()
-def evaluate(loop: Loop) -> float:
-    """Mean objective loss over the fixed validation batches."""
+def evaluate(loop: Loop) -> dict[str, float]:
+    """Means over the fixed validation batches: "val_loss" and "val_<metric>" for each
+    scalar metric of the eval objective."""
     loop.model.eval()
-    losses = []
+    objective = loop.eval_objective or loop.objective
+    sums: dict[str, torch.Tensor] = {}
     for batch in loop.val_batches:
         with autocast(loop.config, loop.device):
-            objective = loop.eval_objective or loop.objective
-            loss, _ = objective(loop.raw, batch.to(loop.device))
-        losses.append(float(loss))
+            loss, metrics = objective(loop.raw, batch.to(loop.device))
+        _accumulate(sums, loss, metrics)
     loop.model.train()
-    return sum(losses) / max(1, len(losses))
+    if not sums:
+        return {}
+    names = list(sums)
+    values = (torch.stack([sums[n] for n in names]) / len(loop.val_batches)).tolist()
+    return {f"val_{n}": v for n, v in zip(names, values, strict=True)}
 
 
 def checkpoint(loop: Loop, state: LoopState) -> None:
-    """Weights, full training state and the loss picture (main rank only)."""
+    """Weights and full training state (main rank only), then the hooks' on_checkpoint."""
     if loop.run is None or not loop.dist.is_main:
         return
     loop.save_model(loop.run.root, loop.raw)
-    if loop.resumable:
-        extra = {"tokens": state.tokens, "train_time": state.train_time}
-        save_checkpoint(loop.run.checkpoint, loop.raw, loop.optimizer, state.step,
-                        loop.sampler.state_dict(), extra)
-    rows = read_metrics(loop.run.root)
-    plot_losses(rows, loop.run.plot)
-    plot_expert_loads(rows, loop.run.root / EXPERTS_PICTURE)
+    extra = {"tokens": state.tokens, "train_time": state.train_time}
+    save_checkpoint(loop.run.checkpoint, loop.raw, loop.optimizer, state.step,
+                    loop.sampler.state_dict(), extra)
+    for hook in loop.hooks:
+        hook.on_checkpoint(loop.run.root)
 
 
 def log(loop: Loop, row: dict) -> None:
@@ -146,22 +176,24 @@ def run_loop(loop: Loop, state: LoopState | None = None) -> LoopState:
         while state.step < cfg.steps:
             lr = lr_at(state.step, cfg.lr, cfg.min_lr, cfg.warmup, cfg.steps)
             t0 = time.perf_counter()
-            loss, grad_norm = train_step(loop, lr)
-            elapsed = time.perf_counter() - t0
+            metrics = train_step(loop, lr)
             state.step, state.tokens = state.step + 1, state.tokens + tokens_per_step
+            for hook in loop.hooks:
+                hook.after_step(loop, state)
+            elapsed = time.perf_counter() - t0
             state.train_time += elapsed
             window_tokens, window_time = window_tokens + tokens_per_step, window_time + elapsed
             if state.step % cfg.log_every == 0 or state.step == cfg.steps:
                 speed = window_tokens / max(window_time, 1e-9)
-                log(loop, {"step": state.step, "loss": loss, "lr": lr, "grad_norm": grad_norm,
-                           "tokens": state.tokens, "tokens_per_s": speed,
-                           "train_time_s": state.train_time,
-                           "wall_time_s": time.perf_counter() - start_wall,
-                           **moe_row(loop.raw)})
-                bar.update(0, description=f"step {state.step} loss {loss:.3f} {speed:,.0f} tok/s")
+                extra = {k: v for hook in loop.hooks for k, v in hook.row(loop).items()}
+                log(loop, {"step": state.step, **metrics, "lr": lr, "tokens": state.tokens,
+                           "tokens_per_s": speed, "train_time_s": state.train_time,
+                           "wall_time_s": time.perf_counter() - start_wall, **extra})
+                bar.update(0, description=f"step {state.step} loss {metrics['loss']:.3f} "
+                                          f"{speed:,.0f} tok/s")
                 window_tokens, window_time = 0, 0.0
             if loop.val_batches and (state.step % cfg.eval_every == 0 or state.step == cfg.steps):
-                log(loop, {"step": state.step, "val_loss": evaluate(loop),
+                log(loop, {"step": state.step, **evaluate(loop),
                            "train_time_s": state.train_time,
                            "wall_time_s": time.perf_counter() - start_wall})
             if state.step % cfg.checkpoint_every == 0 or state.step == cfg.steps:

@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from parrot.model.moe import moe_aux_loss
-from parrot.train.objectives_mlm import bind_mlm, mlm
-from parrot.train.objectives_seq2seq import bind_denoise, denoise
+from parrot.train.objectives_mlm import bind_mlm
+from parrot.train.objectives_seq2seq import bind_denoise
 
 Objective = Callable[[nn.Module, torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 
@@ -44,17 +44,15 @@ def next_token(model: nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor, dic
     return loss, metrics
 
 
-OBJECTIVES: dict[str, Objective] = {"next_token": next_token}
-OBJECTIVES["mlm"] = mlm  # masked LM (objectives_mlm.py); needs its tokenizer bound, below
-OBJECTIVES["denoise"] = denoise  # BART-style (objectives_seq2seq.py); encoder-decoders only
-
-# Objectives that need facts from the run's tokenizer (the [MASK] id): name → binder,
-# which returns the objective with those facts bound or raises ParrotError.
-TOKENIZER_BINDERS: dict[str, Callable[[Any], Objective]] = {"mlm": bind_mlm,
-                                                             "denoise": bind_denoise}
+# The pretraining objectives by name, each made from the run's tokenizer (masked LM and
+# denoising bind its special ids, or raise ParrotError when it lacks them).
+OBJECTIVES: dict[str, Callable[[Any], Objective]] = {
+    "next_token": lambda tokenizer: next_token,
+    "mlm": bind_mlm,          # masked LM (objectives_mlm.py)
+    "denoise": bind_denoise,  # BART-style (objectives_seq2seq.py); encoder-decoders only
+}
 
 
 def objective_for(name: str, tokenizer: Any) -> Objective:
     """The objective `name`, bound to `tokenizer` when it needs to be."""
-    binder = TOKENIZER_BINDERS.get(name)
-    return binder(tokenizer) if binder is not None else OBJECTIVES[name]
+    return OBJECTIVES[name](tokenizer)

@@ -65,14 +65,10 @@ def masked_lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return per_token / (targets != IGNORE).sum().clamp(min=1)
 
 
-def mlm(model: nn.Module, batch: torch.Tensor, *, mask_id: int | None = None,
-        vocab_size: int | None = None, special_ids: Sequence[int] = ()
-        ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def mlm(model: nn.Module, batch: torch.Tensor, *, mask_id: int, vocab_size: int,
+        special_ids: Sequence[int] = ()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The MLM objective on token windows (B, T+1) (the loop's batches; the first T are
     used). The runner binds the tokenizer's facts with `bind_mlm`."""
-    if mask_id is None or vocab_size is None:
-        raise ParrotError("The mlm objective needs the tokenizer's [MASK] token; train with "
-                          "a tokenizer that has one.")
     tokens = batch[:, :-1]
     generator = None
     if not model.training:  # the same masks at every evaluation

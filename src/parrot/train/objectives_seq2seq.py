@@ -160,14 +160,11 @@ def denoise_batch(windows: torch.Tensor, noise: NoiseConfig, tokens: Seq2SeqToke
 EVAL_SEED = 1234  # validation corrupts the same way at every evaluation
 
 
-def denoise(model: nn.Module, windows: torch.Tensor, *, tokens: Seq2SeqTokens | None = None,
+def denoise(model: nn.Module, windows: torch.Tensor, *, tokens: Seq2SeqTokens,
             noise: NoiseConfig | None = None, generator: torch.Generator | None = None
             ) -> tuple[torch.Tensor, dict]:
     """The denoising objective on token windows (B, T+1) (the loop's batches). The runner
     binds the tokenizer's special ids with `bind_denoise`."""
-    if tokens is None or tokens.mask_id is None:
-        raise ParrotError("The denoise objective needs a tokenizer with <pad>, <s>, </s> and "
-                          "<mask>; train without --tokenizer so a new one gets them.")
     if not model.training or generator is None:
         generator = torch.Generator().manual_seed(EVAL_SEED)
     batch = denoise_batch(windows.cpu(), noise or NoiseConfig(), tokens, generator)
@@ -187,19 +184,3 @@ def bind_denoise(tokenizer) -> partial:
     return partial(denoise, tokens=tokens, noise=NoiseConfig(sentence_end_ids=ends),
                    generator=torch.Generator().manual_seed(0))
 
-
-def make_denoise_objective(tokens: Seq2SeqTokens, noise: NoiseConfig | None = None,
-                           seed: int = 0):
-    """objective(model, windows) for token windows: corrupt, then `seq2seq_loss`.
-
-    The noise generator lives in the closure (seeded), so a run is repeatable from its
-    start; a resumed run draws fresh noise from there on.
-    """
-    noise = noise or NoiseConfig()
-    generator = torch.Generator().manual_seed(seed)
-
-    def denoise(model: nn.Module, windows: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        batch = denoise_batch(windows.cpu(), noise, tokens, generator)
-        return seq2seq_loss(model, batch.to(windows.device))
-
-    return denoise

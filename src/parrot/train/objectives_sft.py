@@ -24,7 +24,14 @@ def masked_next_token_loss(logits: torch.Tensor, targets: torch.Tensor,
 
 
 def sft(model: nn.Module, batch: SFTBatch) -> tuple[torch.Tensor, dict]:
-    """SFT objective for `parrot.train.loop`: batch.tokens (B, T+1), batch.mask (B, T)."""
+    """SFT objective for `parrot.train.loop`: batch.tokens (B, T+1), batch.mask (B, T).
+
+    Metrics: loss_tokens (assistant tokens scored) and token_accuracy (the share of them
+    predicted exactly by argmax)."""
     logits = model(batch.tokens[:, :-1])                                  # (B, T, V)
-    loss = masked_next_token_loss(logits, batch.tokens[:, 1:], batch.mask)
-    return loss, {"loss": loss.detach(), "loss_tokens": batch.mask.sum().detach()}
+    targets, mask = batch.tokens[:, 1:], batch.mask.bool()
+    loss = masked_next_token_loss(logits, targets, batch.mask)
+    tokens = mask.sum()
+    correct = ((logits.argmax(-1) == targets) & mask).sum()
+    return loss, {"loss": loss.detach(), "loss_tokens": tokens.detach(),
+                  "token_accuracy": (correct / tokens.clamp(min=1)).detach()}

@@ -7,13 +7,11 @@ model on the embedded corpus in about a minute.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from parrot.errors import ParrotError
 from parrot.model import ModelConfig, get_preset
-from parrot.train.config import DataSpec, TrainConfig, field_types, parse_value
+from parrot.train.config import DataSpec, TrainConfig, override
 
 Recipe = tuple[ModelConfig, TrainConfig, DataSpec]
 SHAKESPEARE_DATA = DataSpec(tokenizer="bytes", split="chars", val_fraction=0.1, needs_path=True)
@@ -107,42 +105,5 @@ def get_recipe(name: str) -> Recipe:
 
 def apply_overrides(recipe: Recipe, overrides: Sequence[str]) -> Recipe:
     """Apply `section.field=value` (or unambiguous `field=value`) strings to a recipe."""
-    parts = dict(zip(("model", "train", "data"), recipe, strict=True))
-    changes: dict[str, dict[str, Any]] = {name: {} for name in parts}
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep:
-            raise ParrotError(f"--set {item!r} must look like key=value, e.g. train.lr=3e-3.")
-        section, name = _resolve_key(key.strip(), parts)
-        hint = field_types(type(parts[section]))[name]
-        changes[section][name] = parse_value(text.strip(), hint, key)
-    return tuple(  # type: ignore[return-value]
-        _replace(parts[s], changes[s], s) for s in ("model", "train", "data")
-    )
-
-
-def _resolve_key(key: str, parts: dict[str, Any]) -> tuple[str, str]:
-    """('train', 'lr') for 'train.lr' or for 'lr' when only one section has that field."""
-    fields = {s: {f.name for f in dataclasses.fields(obj)} for s, obj in parts.items()}
-    if "." in key:
-        section, name = key.split(".", 1)
-        if section in fields and name in fields[section]:
-            return section, name
-    else:
-        owners = [s for s in fields if key in fields[s]]
-        if len(owners) == 1:
-            return owners[0], key
-        if len(owners) > 1:
-            raise ParrotError(f"--set {key} is ambiguous; write one of: "
-                              f"{', '.join(f'{s}.{key}' for s in owners)}.")
-    valid = ", ".join(f"{s}.{n}" for s in fields for n in sorted(fields[s]))
-    raise ParrotError(f"Unknown config key {key!r}; valid keys: {valid}.")
-
-
-def _replace(obj: Any, changes: dict[str, Any], section: str) -> Any:
-    if not changes:
-        return obj
-    try:
-        return dataclasses.replace(obj, **changes)
-    except (TypeError, ValueError) as err:
-        raise ParrotError(f"Invalid {section} setting: {err}.") from err
+    parts = override(dict(zip(("model", "train", "data"), recipe, strict=True)), overrides)
+    return parts["model"], parts["train"], parts["data"]

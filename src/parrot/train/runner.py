@@ -1,17 +1,16 @@
-"""The training pipeline as a Python API: recipe → data shards → model → loop → run directory.
+"""Pretraining (next-token, masked LM, denoising) as a recipe: preset → shards → Run.
 
 `prepare_run` (main rank only) trains or loads the tokenizer, writes the token shards,
-`config.json` and `tokenizer.json`. `train` then builds everything from the run directory,
-so a fresh run, a resumed run and every data-parallel rank start from the same files.
+`config.json` and `tokenizer.json`. `build_pretraining` then builds everything from the
+run directory, so a fresh run, a resumed run and every data-parallel rank start from the
+same files; `parrot.train.session.run_training` runs it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-
-import torch
 
 from parrot.data.batches import WindowSampler, check_enough_tokens, fixed_batches
 from parrot.data.corpus import load_texts
@@ -19,36 +18,19 @@ from parrot.data.pairs import SPECIAL_TOKENS
 from parrot.data.shards import build_shards, open_shard, split_texts
 from parrot.errors import ParrotError
 from parrot.model import ModelConfig, build_model
-from parrot.rundir import RunDir, read_config, read_metrics, truncate_metrics, write_config
+from parrot.rundir import RunDir, write_config
 from parrot.tokenizer import Tokenizer
-from parrot.train.checkpoint import load_checkpoint, set_rng_state
 from parrot.train.config import DataSpec, TrainConfig
-from parrot.train.distributed import (
-    DistInfo,
-    barrier,
-    dist_info_from_env,
-    init_distributed,
-    rank_device,
-    shutdown,
-    wrap_model,
-)
-from parrot.train.loop import Loop, LoopState, run_loop
+from parrot.train.distributed import dist_info_from_env
+from parrot.train.loop import Hook
 from parrot.train.objectives import OBJECTIVES, objective_for
-from parrot.train.optim import build_adamw
 from parrot.train.recipes import Recipe, apply_overrides, get_recipe
+from parrot.train.session import Job, Run, TrainResult, run_training
 from parrot.utils.seed import seed_everything
 
 EOS = "<|endoftext|>"
 # A masked-LM run's new tokenizer also gets BERT's special tokens.
 MLM_SPECIALS = ("[MASK]", "[CLS]", "[SEP]", "[PAD]")
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    run_dir: Path
-    steps: int
-    final_val_loss: float | None
-    train_time_s: float
 
 
 def build_tokenizer(spec: DataSpec, train_texts: list[str], path: str | Path | None,
@@ -123,83 +105,35 @@ def prepare_run(
                        "train": train_cfg.to_dict(), "data": spec.to_dict()})
 
 
-def load_run_configs(out: Path) -> tuple[ModelConfig, TrainConfig]:
-    config = read_config(out)
-    return ModelConfig.from_dict(config["model"]), TrainConfig.from_dict(config["train"])
-
-
-def build_loop(out: Path, info: DistInfo, show_progress: bool) -> tuple[Loop, ModelConfig]:
-    """Model, optimizer, samplers and loop of the run prepared in `out`."""
-    model_cfg, cfg = load_run_configs(out)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = rank_device(info, cfg.device)
+def build_pretraining(out: Path, saved: dict) -> Run:
+    """The Run of the pretraining run prepared in `out` (model, windows, objective)."""
+    model_cfg, cfg = ModelConfig.from_dict(saved["model"]), TrainConfig.from_dict(saved["train"])
     seq_len = check_context(model_cfg, cfg)
+    check_objective(model_cfg, cfg)
     seed_everything(cfg.seed)
-    raw = build_model(model_cfg).to(device)  # a Transformer, or an EncoderDecoder (denoise)
-    optimizer = build_adamw(raw, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2))
-    model = wrap_model(raw, info, device)
-    if cfg.compile:
-        model = torch.compile(model)
-    run = RunDir(out)
+    model = build_model(model_cfg)  # a Transformer, or an EncoderDecoder (denoise)
+    info, run, tokenizer = dist_info_from_env(), RunDir(out), Tokenizer.load(out)
     sampler = WindowSampler(open_shard(run.data / "train.npy"), cfg.batch_size, seq_len,
                             cfg.seed, info.rank, info.world_size)
     val = fixed_batches(open_shard(run.data / "val.npy"), cfg.eval_iters,
                         cfg.eval_batch_size or cfg.batch_size, seq_len, cfg.seed + 1)
-    check_objective(model_cfg, cfg)
-    objective = objective_for(cfg.objective, Tokenizer.load(out))
-    loop = Loop(model, raw, optimizer, sampler, val, cfg, objective, run,
-                info, device, show_progress)
-    return loop, model_cfg
-
-
-def resume_state(loop: Loop) -> LoopState:
-    """Restore the checkpoint into the loop's parts and return where it stopped."""
-    state = load_checkpoint(loop.run.checkpoint, loop.raw, loop.optimizer)
-    loop.sampler.load_state_dict(state["sampler"])
-    if loop.dist.is_main:
-        truncate_metrics(loop.run.root, state["step"])
-    set_rng_state(state["rng"])  # last: nothing may draw numbers after this
-    extra = state["extra"]
-    return LoopState(state["step"], extra.get("tokens", 0), extra.get("train_time", 0.0))
-
-
-def _start_dir(out: Path, resume: bool) -> None:
-    run = RunDir(out)
-    if resume and not run.checkpoint.is_file():
-        raise ParrotError(f"{out} has no checkpoint to resume; start it without --resume.")
-    if not resume and run.config.exists():
-        raise ParrotError(f"{out} already holds a run; pass --resume to continue it "
-                          "or choose another --out.")
+    return Run(model, objective_for(cfg.objective, tokenizer), sampler, val, cfg, saved,
+               tokenizer)
 
 
 def train(
     preset: str, out: str | Path, data: Sequence[str | Path] | None = None,
     overrides: Sequence[str] = (), resume: bool = False, text_field: str = "text",
-    tokenizer: str | Path | None = None, show_progress: bool = True,
+    tokenizer: str | Path | None = None, hooks: Sequence[Hook] = (),
+    show_progress: bool = True,
 ) -> TrainResult:
-    """Train `preset` (with `--set` style overrides) into run directory `out`."""
-    out, info = Path(out), dist_info_from_env()
-    if resume and overrides:
-        raise ParrotError("--set cannot change a resumed run; resume it without --set.")
-    init_distributed(info)
-    try:
-        if info.is_main:
-            _start_dir(out, resume)
-            if not resume:
-                recipe = apply_overrides(get_recipe(preset), overrides)
-                out.mkdir(parents=True, exist_ok=True)
-                prepare_run(out, recipe, preset, data, text_field, tokenizer)
-        barrier(info)  # the other ranks read what the main rank prepared
-        loop, _ = build_loop(out, info, show_progress)
-        state = resume_state(loop) if resume else LoopState()
-        state = run_loop(loop, state)
-        barrier(info)
-    finally:
-        shutdown(info)
-    return TrainResult(out, state.step, _last_val(out), state.train_time)
-
-
-def _last_val(out: Path) -> float | None:
-    vals = [r["val_loss"] for r in read_metrics(out) if "val_loss" in r]
-    return vals[-1] if vals else None
+    """Train recipe `preset` (with `--set` style overrides) into run directory `out`;
+    resume=True continues the run in `out` from its last checkpoint."""
+    prepare = None
+    if not resume:
+        recipe = apply_overrides(get_recipe(preset), overrides)
+        prepare = partial(prepare_run, recipe=recipe, preset=preset, data=data,
+                          text_field=text_field, tokenizer_path=tokenizer)
+    job = Job(Path(out), partial(build_pretraining, Path(out)), resume, prepare, overrides,
+              hooks, show_progress)
+    return run_training(job)

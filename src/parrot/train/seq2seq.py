@@ -5,9 +5,9 @@
     objective → a run directory that `parrot seq2seq generate` reads.
 
 The run directory is the usual one (config.json, tokenizer.json, model.safetensors,
-metrics.jsonl, loss.png); config.json adds a "seq2seq" section with the special ids.
-After the last step the validation pairs are generated greedily and their exact-match
-accuracy is logged as `val_exact_match`.
+metrics.jsonl); config.json adds a "seq2seq" section with the special ids and "pairs",
+the data file (which `resume` reads again). After the last step the validation pairs are
+generated greedily and their exact-match accuracy is logged as `val_exact_match`.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
-import torch
+from torch import nn
 
 from parrot.data.pairs import (
     SPECIAL_TOKENS,
@@ -31,16 +32,17 @@ from parrot.data.pairs import (
     tokens_from_specials,
 )
 from parrot.errors import ParrotError
+from parrot.hub.resolve import resolve_model
 from parrot.infer import Engine, SamplingParams
-from parrot.model import EncoderDecoder, build_model
-from parrot.rundir import RunDir, append_metrics, load_model, read_config, write_config
+from parrot.model import EncoderDecoder, ModelConfig, build_model
+from parrot.rundir import is_run_dir, read_config
 from parrot.tokenizer import Tokenizer
 from parrot.tokenizer.pretokenize import PATTERNS
-from parrot.train.config import TrainConfig
-from parrot.train.loop import Loop, run_loop
+from parrot.train.config import TrainConfig, override
+from parrot.train.loop import Hook
 from parrot.train.objectives_seq2seq import seq2seq_loss
-from parrot.train.optim import build_adamw
-from parrot.train.recipes import apply_overrides, get_recipe
+from parrot.train.recipes import get_recipe
+from parrot.train.session import Job, Run, TrainResult, run_training
 from parrot.utils.seed import seed_everything
 
 
@@ -69,16 +71,6 @@ class PairsSpec:
         return dataclasses.asdict(self)
 
 
-@dataclass(frozen=True)
-class Seq2SeqResult:
-    run_dir: Path
-    steps: int
-    final_val_loss: float | None
-    val_exact_match: float
-    val_pairs: int
-    train_time_s: float
-
-
 # GPT-2's split with one digit per chunk (as Llama 2 and SmolLM2 do): merges never glue
 # digits together, so a number is written digit by digit whatever the vocabulary learned.
 DIGIT_SPLIT_PATTERN = PATTERNS["gpt2"].replace(r" ?\p{N}+", r" ?\p{N}")
@@ -103,38 +95,59 @@ def split_pairs(pairs: list[Pair], val_fraction: float) -> tuple[list[Pair], lis
 
 def train_pairs(preset: str, out: str | Path, data: str | Path,
                 source_field: str = "source", target_field: str = "target",
-                overrides: Sequence[str] = (), show_progress: bool = True) -> Seq2SeqResult:
-    """Train recipe `preset` (an encoder-decoder) on the pairs in `data` into `out`."""
-    out = Path(out)
-    if RunDir(out).config.exists():
-        raise ParrotError(f"{out} already holds a run; choose another --out.")
-    model_cfg, train_cfg, _ = get_recipe(preset)
-    if not model_cfg.is_encoder_decoder:
-        raise ParrotError(f"Preset {preset} is decoder-only; seq2seq training needs an "
-                          "encoder-decoder preset such as seq2seq-tiny.")
-    recipe = (model_cfg, train_cfg.replace(objective="seq2seq_pairs"),
-              PairsSpec(source_field=source_field, target_field=target_field))
-    model_cfg, train_cfg, spec = apply_overrides(recipe, overrides)
+                overrides: Sequence[str] = (), resume: bool = False,
+                hooks: Sequence[Hook] = (), show_progress: bool = True) -> TrainResult:
+    """Train recipe `preset` (an encoder-decoder) on the pairs in `data` into `out`.
+
+    overrides: `model.`, `train.` and `data.` (PairsSpec) settings; resume=True continues
+    the run in `out` bit-identically. result.metrics: val_exact_match, val_pairs.
+    """
+    build = partial(build_pairs, out=Path(out), preset=preset, data=data, overrides=overrides,
+                    spec=PairsSpec(source_field=source_field, target_field=target_field))
+    return run_training(Job(Path(out), build, resume, overrides=overrides, hooks=hooks,
+                            show_progress=show_progress))
+
+
+def build_pairs(saved: dict | None, out: Path, preset: str, data: str | Path,
+                spec: PairsSpec, overrides: Sequence[str]) -> Run:
+    """The Run: an encoder-decoder, pair batches, the pairs objective, exact match at the end.
+
+    A resumed run takes its settings, data path and tokenizer from its run directory.
+    """
+    if saved is None:
+        model_cfg, train_cfg, _ = get_recipe(preset)
+        if not model_cfg.is_encoder_decoder:
+            raise ParrotError(f"Preset {preset} is decoder-only; seq2seq training needs an "
+                              "encoder-decoder preset such as seq2seq-tiny.")
+        sections = override({"model": model_cfg, "data": spec,
+                             "train": train_cfg.replace(objective="seq2seq_pairs")}, overrides)
+        model_cfg, train_cfg, spec = sections["model"], sections["train"], sections["data"]
+        data = str(Path(data).resolve())
+    else:
+        model_cfg, train_cfg = (ModelConfig.from_dict(saved["model"]),
+                                TrainConfig.from_dict(saved["train"]))
+        spec, data = PairsSpec(**saved["data"]), saved["pairs"]
     train_set, val_set = split_pairs(load_pairs(data, spec.source_field, spec.target_field),
                                      spec.val_fraction)
-    tokenizer = pairs_tokenizer(spec, train_set)
+    tokenizer = pairs_tokenizer(spec, train_set) if saved is None else Tokenizer.load(out)
     model_cfg = model_cfg.replace(vocab_size=tokenizer.vocab_size)
     tokens = tokens_from_specials(tokenizer.special_tokens)
     train_ex = encode_pairs(train_set, tokenizer.encode, model_cfg.context_length)
     val_ex = encode_pairs(val_set, tokenizer.encode, model_cfg.context_length)
-    out.mkdir(parents=True, exist_ok=True)
-    tokenizer.save(out)
-    write_config(out, {"preset": preset, "model": model_cfg.to_dict(),
-                       "train": train_cfg.to_dict(), "data": spec.to_dict(),
-                       "seq2seq": dataclasses.asdict(tokens)})
-    loop = _build_loop(out, model_cfg, train_cfg, train_ex, val_ex, tokens, show_progress)
-    state = run_loop(loop)
-    loop.raw.eval()
-    score = exact_match(loop.raw, tokenizer, [p.source for p in val_set],
-                        [p.target for p in val_set], tokens)
-    append_metrics(out, {"step": state.step, "val_exact_match": score})
-    return Seq2SeqResult(out, state.step, _last_val(loop), score, len(val_set),
-                         state.train_time)
+    seed_everything(train_cfg.seed)
+    model = build_model(model_cfg)
+    config = {"preset": preset, "model": model_cfg.to_dict(), "train": train_cfg.to_dict(),
+              "data": spec.to_dict(), "pairs": data, "seq2seq": dataclasses.asdict(tokens)}
+
+    def finish(trained: nn.Module) -> dict:
+        return {"val_exact_match": exact_match(trained, tokenizer, [p.source for p in val_set],
+                                               [p.target for p in val_set], tokens)}
+
+    return Run(model, seq2seq_loss, PairSampler(train_ex, train_cfg.batch_size, tokens,
+                                                train_cfg.seed),
+               fixed_pair_batches(val_ex, train_cfg.eval_batch_size or train_cfg.batch_size,
+                                  tokens), train_cfg, config, tokenizer,
+               metrics={"val_pairs": len(val_set)}, finish=finish)
 
 
 def generate_targets(model: EncoderDecoder, tokenizer: Tokenizer, tokens: Seq2SeqTokens,
@@ -157,56 +170,23 @@ def exact_match(model: EncoderDecoder, tokenizer: Tokenizer, sources: Sequence[s
     return sum(o == t for o, t in zip(outputs, targets, strict=True)) / len(sources)
 
 
-def _build_loop(out: Path, model_cfg, cfg: TrainConfig, train_ex, val_ex,
-                tokens: Seq2SeqTokens, show_progress: bool) -> Loop:
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    seed_everything(cfg.seed)
-    model = build_model(model_cfg).to(cfg.device)
-    optimizer = build_adamw(model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2))
-    sampler = PairSampler(train_ex, cfg.batch_size, tokens, cfg.seed)
-    val = fixed_pair_batches(val_ex, cfg.eval_batch_size or cfg.batch_size, tokens)
-    return Loop(model, model, optimizer, sampler, val, cfg, seq2seq_loss, RunDir(out),
-                device=cfg.device, show_progress=show_progress)
-
-
-def _last_val(loop: Loop) -> float | None:
-    from parrot.rundir import read_metrics
-
-    vals = [r["val_loss"] for r in read_metrics(loop.run.root) if "val_loss" in r]
-    return vals[-1] if vals else None
-
-
 def load_seq2seq(path: str | Path, device: str = "cpu"
                  ) -> tuple[EncoderDecoder, Tokenizer, Seq2SeqTokens]:
-    """(model, tokenizer, special ids) of an encoder-decoder run directory or of a
-    Hugging Face BART folder."""
-    from parrot.hub.hf import is_hf_dir
-    from parrot.rundir import is_run_dir
-
-    if is_hf_dir(path) and not is_run_dir(path):
-        return _load_hf_seq2seq(Path(path), device)
-    model, tokenizer, _ = load_model(path, device=device)
-    if not isinstance(model, EncoderDecoder):
-        raise ParrotError(f"{path} holds a decoder-only model; seq2seq generation needs an "
-                          "encoder-decoder run (use parrot generate for this one).")
-    ids = read_config(path).get("seq2seq")
-    tokens = Seq2SeqTokens(**ids) if ids else tokens_from_specials(tokenizer.special_tokens)
-    return model, tokenizer, tokens
-
-
-def _load_hf_seq2seq(path: Path, device: str
-                     ) -> tuple[EncoderDecoder, Tokenizer, Seq2SeqTokens]:
-    from parrot.hub.hf import load_hf
-
-    model, tokenizer, info = load_hf(path, device)
-    ids = info.extra
+    """(model, tokenizer, special ids) of an encoder-decoder MODEL (a run directory or a
+    Hugging Face BART folder; any MODEL `resolve_model` takes)."""
+    model, tokenizer, info = resolve_model(path, device)
     if not isinstance(model, EncoderDecoder):
         raise ParrotError(f"{path} holds a decoder-only model; seq2seq generation needs an "
                           "encoder-decoder (use parrot generate for this one).")
+    ids = read_config(path).get("seq2seq") if is_run_dir(path) else None
+    if ids:
+        return model, tokenizer, Seq2SeqTokens(**ids)
+    hf = info.extra
+    if "decoder_start_token_id" not in hf:
+        return model, tokenizer, tokens_from_specials(tokenizer.special_tokens)
     try:
-        return model, tokenizer, Seq2SeqTokens(ids["decoder_start_token_id"],
-                                               ids["eos_token_id"], ids["pad_token_id"])
+        return model, tokenizer, Seq2SeqTokens(hf["decoder_start_token_id"], hf["eos_token_id"],
+                                               hf["pad_token_id"])
     except KeyError as err:
-        raise ParrotError(f"{path / 'config.json'} lacks {err.args[0]!r}, which generation "
+        raise ParrotError(f"{path}/config.json lacks {err.args[0]!r}, which generation "
                           "needs.") from None

@@ -1,7 +1,7 @@
 """Expert load of a mixture-of-experts run: how the router spread tokens over experts.
 
 `expert_load_history(run_dir)` reads the per-layer loads the training loop logged in
-metrics.jsonl (fields `expert_load` and `load_entropy`, see `parrot.train.moe_metrics`);
+metrics.jsonl (fields `expert_load` and `load_entropy`, see `parrot.train.balance`);
 `experts_figure` draws, per layer, the experts' shares stacked over the steps (even
 bands: balanced; one band swallowing the others: collapse) and below them the load
 entropy against its maximum ln(n_experts).
@@ -12,13 +12,54 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from matplotlib.figure import Figure
 
 from parrot.errors import ParrotError
 from parrot.rundir import read_metrics, require_run_dir
-from parrot.train.moe_metrics import draw_expert_loads, load_history
-from parrot.viz.figure import new_figure
+from parrot.viz.figure import new_figure, save_png
+
+EXPERTS_PICTURE = "experts.png"
+
+
+def load_history(rows: list[dict[str, Any]]) -> tuple[list[int], list[list[list[float]]]]:
+    """(steps, loads[step][layer][expert]) from metrics rows that carry "expert_load"."""
+    picked = [r for r in rows if "expert_load" in r]
+    return [int(r["step"]) for r in picked], [r["expert_load"] for r in picked]
+
+
+def draw_expert_loads(axes: list[Any], steps: list[int], loads: list[list[list[float]]],
+                      title: str = "") -> None:
+    """One stacked-area plot per layer onto `axes` (a sequence, one axis per layer)."""
+    if not steps:
+        return
+    n_layers, n_experts = len(loads[0]), len(loads[0][0])
+    for layer, ax in zip(range(n_layers), axes, strict=False):
+        shares = [[loads[s][layer][e] for s in range(len(steps))] for e in range(n_experts)]
+        ax.stackplot(steps, shares, linewidth=0.3, edgecolor="white")
+        ax.axhline(0.5, color="black", linewidth=0.4, alpha=0.3)
+        ax.set_ylim(0, 1)
+        ax.set_xlim(steps[0], steps[-1] if steps[-1] > steps[0] else steps[0] + 1)
+        ax.set_title(f"{title}layer {layer}", fontsize=9)
+        ax.tick_params(labelsize=7)
+    axes[0].set_ylabel("share of assignments", fontsize=8)
+
+
+def plot_expert_loads(rows: list[dict[str, Any]], path: str | Path) -> bool:
+    """Write the expert-load picture; False (nothing written) when rows carry no loads."""
+    steps, loads = load_history(rows)
+    if not steps:
+        return False
+    n_layers = len(loads[0])
+    fig = new_figure(2.6 * n_layers + 0.6, 2.8)
+    axes = fig.subplots(1, n_layers, squeeze=False)[0]
+    draw_expert_loads(list(axes), steps, loads)
+    for ax in axes:
+        ax.set_xlabel("step", fontsize=8)
+    fig.suptitle("expert load per layer (each band is one expert)", fontsize=10)
+    save_png(fig, path)
+    return True
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,9 @@ from matplotlib.figure import Figure
 
 from parrot.errors import ParrotError
 from parrot.rundir import RunDir, read_metrics
-from parrot.viz.figure import new_figure, png_data_uri
+from parrot.train.loop import Hook
+from parrot.viz.experts import EXPERTS_PICTURE, plot_expert_loads
+from parrot.viz.figure import new_figure, png_data_uri, save_png
 
 SERIES = (  # (title, y label, [(record field, legend)], log scale)
     ("Loss", "loss (nats/token)", [("loss", "train"), ("val_loss", "validation")], False),
@@ -134,6 +136,18 @@ def run_report(run_dir: str | Path) -> RunReport:
     config_path = RunDir(Path(run_dir)).config
     config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
     return RunReport(Path(run_dir).resolve().name, figures, samples_of(rows), config)
+
+
+class RunPictures(Hook):
+    """A training-loop hook: loss.png (and experts.png for MoE runs) redrawn from
+    metrics.jsonl at every checkpoint. The CLI adds it; the Python API draws nothing."""
+
+    def on_checkpoint(self, run_dir: Path) -> None:
+        rows = read_metrics(run_dir)
+        fig = curve_figure(rows, *SERIES[0])
+        if fig is not None:
+            save_png(fig, RunDir(Path(run_dir)).plot)
+        plot_expert_loads(rows, Path(run_dir) / EXPERTS_PICTURE)
 
 
 def report_html(report: RunReport) -> str:
