@@ -70,8 +70,8 @@ def child(variant: str, model_spec: str, batch: int, seq_len: int, steps: int) -
     from parrot.adapt.lora import apply_lora, trainable_parameters
     from parrot.adapt.qlora import quantize_linears, weight_bytes
     from parrot.hub.resolve import resolve_model
-    from parrot.train.objectives import next_token
-    from parrot.train.optim import build_adamw
+    from parrot.training.objectives import next_token
+    from parrot.training.optim import build_adamw
 
     model, tokenizer, _ = resolve_model(model_spec)
     loaded = rss_mb()
@@ -154,7 +154,7 @@ def cache_bench(args: argparse.Namespace) -> None:
 
     import torch
 
-    from parrot.train.distill import DistillConfig, distill
+    from parrot.training.distill import DistillConfig, distill
 
     torch.set_num_threads(args.threads)
     train = [f"train.{knob}" for knob in (

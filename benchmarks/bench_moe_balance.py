@@ -1,7 +1,7 @@
 """Mixture-of-experts load balancing: no balancing vs the auxiliary loss vs loss-free bias.
 
 One small MoE (the `moe-tiny` recipe: 4 layers, d_model 128, 8 SwiGLU experts of width
-128, top-2) trains on the embedded corpus five times through `parrot.train.runner.train`
+128, top-2) trains on the embedded corpus five times through `parrot.training.runner.train`
 (the code `parrot train` runs), with the same seed, data, tokenizer and steps; only
 `model.moe_balance` differs:
 
@@ -35,7 +35,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from parrot.rundir import read_metrics  # noqa: E402
-from parrot.train.runner import train  # noqa: E402
+from parrot.training.runner import train  # noqa: E402
 from parrot.viz.experts import draw_expert_loads, load_history  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

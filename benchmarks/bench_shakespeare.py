@@ -1,7 +1,7 @@
 """tinyshakespeare at byte level: the classic small CPU recipe against our best recipe.
 
 Both presets (and, with --ablation, single changes between them) train in the same run
-through the same `parrot.train.runner.train` that `parrot train` uses, on the customary
+through the same `parrot.training.runner.train` that `parrot train` uses, on the customary
 split (first 90% of characters train, last 10% validation; vocabulary = 256 bytes).
 Validation runs about every 40k training tokens (each recipe's eval_every) on one fixed
 set of 20 x 12 windows; the time to first reach the target loss is reported both as
@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from parrot.rundir import read_metrics  # noqa: E402
-from parrot.train.runner import train  # noqa: E402
+from parrot.training.runner import train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "shakespeare.json"

@@ -1,4 +1,4 @@
-"""The public Python API (`parrot.load`, `LLM`, `parrot.train`): each method, and the same
+"""The public Python API (`parrot.load`, `LLM`, `parrot.training`): each method, and the same
 output as the CLI command built on it."""
 
 import io
@@ -143,12 +143,10 @@ def test_an_encoder_embeds_and_refuses_to_generate(tmp_path):
 
 def test_train_maps_keyword_settings_onto_the_run_config(tmp_path):
     out = tmp_path / "tiny"
-    from parrot.api import train  # parrot.train once the package no longer shadows it
-
-    result = train(preset="tiny", out=out, steps=2, eval_every=2, log_every=1,
-                   d_model=32, n_layers=1, n_heads=2, batch_size=2, context_length=32,
-                   overrides=["data.vocab_size=300"], data=[_corpus(tmp_path)],
-                   show_progress=False)
+    result = parrot.train(preset="tiny", out=out, steps=2, eval_every=2, log_every=1,
+                          d_model=32, n_layers=1, n_heads=2, batch_size=2, context_length=32,
+                          overrides=["data.vocab_size=300"], data=[_corpus(tmp_path)],
+                          show_progress=False)
     config = json.loads((out / "config.json").read_text())
     assert result.steps == 2 and config["train"]["steps"] == 2
     assert config["model"]["d_model"] == 32
@@ -159,3 +157,16 @@ def _corpus(tmp_path):
     path = tmp_path / "corpus.txt"
     path.write_text("the quick brown fox jumps over the lazy dog. " * 400)
     return path
+
+
+def test_finetune_splits_method_and_training_settings(run_dir, tmp_path):
+    data = tmp_path / "chats.jsonl"
+    rows = [{"messages": [{"role": "user", "content": "hello"},
+                          {"role": "assistant", "content": f"world {i}"}]} for i in range(8)]
+    data.write_text("\n".join(json.dumps(r) for r in rows))
+    result = parrot.finetune(run_dir, data, tmp_path / "lora", method="lora", rank=2,
+                             steps=2, batch_size=2, eval_every=2, show_progress=False)
+    config = json.loads((tmp_path / "lora" / "config.json").read_text())
+    assert result.steps == 2 and config["train"]["steps"] == 2
+    assert config["finetune"]["rank"] == 2
+    assert parrot.load(tmp_path / "lora").generate("hello", max_new_tokens=2).token_ids

@@ -21,7 +21,7 @@ LAYER = {
     "chat": 2, "adapt": 2,
     "data": 3, "hub": 3, "rundir": 3,
     "infer": 4,
-    "eval": 5, "train": 5,
+    "eval": 5, "training": 5,
     "tools": 6, "rag": 6,
     "serve": 7, "viz": 7,
     "api": 8, "cli": 8, "__main__": 8, "__init__": 8,
@@ -32,7 +32,7 @@ LAYER = {
 # (hub/resolve.py) opens run directories, so hub -> rundir is allowed, but a run
 # directory knows no formats (rundir -> hub is forbidden below). data needs neither.
 _SIBLINGS = [("tokenizer", "model"), ("chat", "adapt"), ("data", "hub"), ("data", "rundir"),
-             ("eval", "train"), ("tools", "rag"), ("serve", "viz")]
+             ("eval", "training"), ("tools", "rag"), ("serve", "viz")]
 INDEPENDENT = {pair for a, b in _SIBLINGS for pair in ((a, b), (b, a))} | {("rundir", "hub")}
 # Packages STYLE.md narrows further: "model imports only torch and utils" (and errors).
 ONLY = {"model": {"errors", "utils"}}

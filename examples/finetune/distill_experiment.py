@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from parrot.data.corpus import embedded_corpus
-from parrot.train.distill import DistillConfig, distill
+from parrot.training.distill import DistillConfig, distill
 
 HERE = Path(__file__).parent
 

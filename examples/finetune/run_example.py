@@ -18,7 +18,7 @@ import torch
 
 from parrot.hub.resolve import resolve_model
 from parrot.infer import Engine, SamplingParams
-from parrot.train.finetune import FinetuneConfig, finetune, sft_loss
+from parrot.training.finetune import FinetuneConfig, finetune, sft_loss
 
 HERE = Path(__file__).parent
 MODEL = "smollm2-135m-instruct"

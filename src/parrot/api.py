@@ -255,12 +255,73 @@ def settings_to_overrides(settings: dict[str, Any], overrides: Sequence[str] = (
 def train(preset: str = "tiny", out: str | Path = "runs/tiny", *,
           data: Sequence[str | Path] | None = None, resume: bool = False,
           overrides: Sequence[str] = (), text_field: str = "text",
-          tokenizer: str | Path | None = None, show_progress: bool = True,
-          **settings: Any) -> Any:
+          tokenizer: str | Path | None = None, hooks: Sequence[Any] = (),
+          show_progress: bool = True, **settings: Any) -> Any:
     """Pretrain `preset` into run directory `out`; keyword settings are fields of the
-    model or training config (`steps=100`, `lr=3e-3`, `d_model=128`). Returns a TrainResult."""
-    from parrot.train.runner import train as run
+    model, training or data config (`steps=100`, `lr=3e-3`, `d_model=128`). Returns a
+    `TrainResult`. `hooks` run inside the loop (the CLI adds `viz.report.RunPictures()`)."""
+    from parrot.training.runner import train as run
 
     return run(preset, out, data=data, overrides=settings_to_overrides(settings, overrides),
-               resume=resume, text_field=text_field, tokenizer=tokenizer,
+               resume=resume, text_field=text_field, tokenizer=tokenizer, hooks=hooks,
                show_progress=show_progress)
+
+
+def finetune(model: str | Path, data: str | Path, out: str | Path, *, method: str = "lora",
+             resume: bool = False, overrides: Sequence[str] = (), hooks: Sequence[Any] = (),
+             show_progress: bool = True, **settings: Any) -> Any:
+    """Fine-tune MODEL on the conversations in `data` (JSONL) into `out`. Keyword settings
+    are fields of `FinetuneConfig` (rank, alpha, targets, prompt_tokens, quantize, ...) or
+    of the training config (steps, lr, batch_size, ...)."""
+    from parrot.training.finetune import FinetuneConfig
+    from parrot.training.finetune import finetune as run
+
+    method_settings, train_settings = _split(settings, FinetuneConfig)
+    return run(model, data, out, FinetuneConfig(method=method, **method_settings),
+               settings_to_overrides(train_settings, overrides), resume, hooks,
+               show_progress=show_progress)
+
+
+def distill(teacher: str | Path, student: str | Path, out: str | Path, *,
+            data: Sequence[str | Path] | None = None, resume: bool = False,
+            teacher_cache: str | Path | None = None, overrides: Sequence[str] = (),
+            hooks: Sequence[Any] = (), show_progress: bool = True, **settings: Any) -> Any:
+    """Train `student` (a model preset or a run directory) on `teacher`'s soft targets.
+    Keyword settings are fields of `DistillConfig` (temperature, alpha, top_k) or of the
+    training (and, for a preset student, model) config."""
+    from parrot.training.distill import DistillConfig
+    from parrot.training.distill import distill as run
+
+    method_settings, train_settings = _split(settings, DistillConfig)
+    return run(teacher, str(student), out, data=data, cfg=DistillConfig(**method_settings),
+               overrides=settings_to_overrides(train_settings, overrides), resume=resume,
+               teacher_cache=teacher_cache, hooks=hooks, show_progress=show_progress)
+
+
+def seq2seq_train(data: str | Path, out: str | Path, *, preset: str = "seq2seq-tiny",
+                  source_field: str = "source", target_field: str = "target",
+                  resume: bool = False, overrides: Sequence[str] = (),
+                  hooks: Sequence[Any] = (), show_progress: bool = True,
+                  **settings: Any) -> Any:
+    """Train an encoder-decoder on supervised (source, target) pairs from JSONL."""
+    from parrot.training.seq2seq import train_pairs
+
+    return train_pairs(preset, out, data, source_field, target_field,
+                       settings_to_overrides(settings, overrides), resume, hooks,
+                       show_progress=show_progress)
+
+
+def merge(run_dir: str | Path, out: str | Path) -> Path:
+    """Fold a LoRA run's adapter into its base and write a plain run directory."""
+    from parrot.training.finetune import merge_run
+
+    return merge_run(run_dir, out)
+
+
+def _split(settings: dict[str, Any], config_class: type) -> tuple[dict, dict]:
+    """(the settings that are fields of `config_class`, the rest)."""
+    from dataclasses import fields
+
+    own = {f.name for f in fields(config_class)}
+    return ({k: v for k, v in settings.items() if k in own},
+            {k: v for k, v in settings.items() if k not in own})

@@ -129,7 +129,7 @@ def test_merge_folds_the_adapter_into_a_float_weight():
 @pytest.mark.parametrize("method", ["full", "soft-prompt"])
 def test_int8_needs_lora(method):
     from parrot.errors import ParrotError
-    from parrot.train.finetune import FinetuneConfig
+    from parrot.training.finetune import FinetuneConfig
 
     with pytest.raises(ParrotError, match="only --method lora"):
         FinetuneConfig(method=method, quantize="int8")

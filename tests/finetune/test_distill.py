@@ -16,7 +16,7 @@ from parrot.errors import ParrotError
 from parrot.model import ModelConfig, Transformer
 from parrot.rundir import load_model, save_weights, write_config
 from parrot.tokenizer import Tokenizer
-from parrot.train.distill import DistillConfig, distillation_loss, soft_kl
+from parrot.training.distill import DistillConfig, distillation_loss, soft_kl
 
 T = 2.0
 # Teacher logits / T = [ln 3, 0] -> q_t = [3/4, 1/4]; student logits [0, 0] -> q_s = [1/2, 1/2].

@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from parrot.cli import main
 from parrot.data.sft import SFTSampler
 from parrot.errors import ParrotError
-from parrot.train.finetune import FinetuneConfig, finetune
+from parrot.training.finetune import FinetuneConfig, finetune
 
 TRAIN = [f"train.{knob}" for knob in ("steps=8", "batch_size=3", "lr=3e-3", "min_lr=3e-4",
                                       "warmup=2", "eval_every=4", "checkpoint_every=2",
@@ -113,8 +113,8 @@ def test_resumed_distill_equals_uninterrupted(tmp_path, monkeypatch, cached):
     from test_distill import write_text
 
     from parrot.data.batches import WindowSampler
-    from parrot.train.distill import DistillConfig, distill
-    from parrot.train.teacher_cache import AlignedWindowSampler
+    from parrot.training.distill import DistillConfig, distill
+    from parrot.training.teacher_cache import AlignedWindowSampler
 
     teacher, data = make_base(tmp_path / "teacher"), write_text(tmp_path / "text.txt")
     train = [f"train.{knob}" for knob in ("steps=6", "batch_size=2", "warmup=1", "eval_every=3",

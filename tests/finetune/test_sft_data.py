@@ -10,7 +10,7 @@ from conftest import byte_chat_tokenizer
 
 from parrot.data.sft import collate, encode_conversations, load_conversations
 from parrot.errors import ParrotError
-from parrot.train.objectives_sft import masked_next_token_loss
+from parrot.training.objectives_sft import masked_next_token_loss
 
 TWO_TURNS = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"},
              {"role": "user", "content": "ok?"}, {"role": "assistant", "content": "sure"}]

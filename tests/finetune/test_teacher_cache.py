@@ -10,9 +10,9 @@ import torch
 from conftest import make_base
 from test_distill import write_text
 
-import parrot.train.distill as distill_module
-from parrot.train.distill import DistillConfig, distill, soft_kl
-from parrot.train.teacher_cache import top_k_kl, top_k_targets
+import parrot.training.distill as distill_module
+from parrot.training.distill import DistillConfig, distill, soft_kl
+from parrot.training.teacher_cache import top_k_kl, top_k_targets
 
 STEPS = 6
 TRAIN = [f"train.{knob}" for knob in (f"steps={STEPS}", "batch_size=3", "warmup=1",

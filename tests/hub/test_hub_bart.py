@@ -143,7 +143,7 @@ def test_non_bart_shapes_are_refused():
 
 def test_an_exported_folder_generates_like_the_model(tmp_path):
     from parrot.infer import Engine, SamplingParams
-    from parrot.train.seq2seq import load_seq2seq
+    from parrot.training.seq2seq import load_seq2seq
 
     ours = to_parrot(hf_bart())
     tokenizer = Tokenizer.train([], VOCAB, special_tokens=SPECIALS)

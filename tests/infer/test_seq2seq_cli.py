@@ -75,7 +75,7 @@ def test_train_writes_a_run_directory_generation_reads(run_dir, capsys):
     # The CLI generates through the engine; greedy decoding without a cache agrees with it.
     from infer_helpers import generate_recompute
 
-    from parrot.train.seq2seq import load_seq2seq
+    from parrot.training.seq2seq import load_seq2seq
 
     m, tok, tokens = load_seq2seq(run_dir)
     expected = [tok.decode(ids) for ids in generate_recompute(

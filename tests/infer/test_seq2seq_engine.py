@@ -14,7 +14,7 @@ from parrot.errors import ParrotError
 from parrot.infer import Engine, SamplingParams
 from parrot.model import EncoderDecoder, ModelConfig
 from parrot.tokenizer import Tokenizer
-from parrot.train.seq2seq import exact_match, generate_targets
+from parrot.training.seq2seq import exact_match, generate_targets
 
 TOKENS = Seq2SeqTokens(start_id=1, eos_id=2, pad_id=0)
 SOURCES = [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14], [20, 21, 22, 23, 24, 25, 26]]

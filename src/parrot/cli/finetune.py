@@ -52,15 +52,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_finetune(args: argparse.Namespace) -> int:
-    from parrot.train.finetune import FinetuneConfig, finetune
+    from parrot.api import finetune
 
-    cfg = FinetuneConfig(method=args.method, rank=args.rank, alpha=args.alpha,
-                         targets=args.targets, dropout=args.lora_dropout,
-                         prompt_tokens=args.prompt_tokens, template=args.template,
-                         max_len=args.max_len, val_fraction=args.val_fraction,
-                         quantize=args.quantize)
-    result = finetune(args.model, args.data, args.out, cfg, args.overrides, args.resume,
-                      training_hooks(), show_progress=not args.quiet)
+    result = finetune(args.model, args.data, args.out, method=args.method, rank=args.rank,
+                      alpha=args.alpha, targets=args.targets, dropout=args.lora_dropout,
+                      prompt_tokens=args.prompt_tokens, template=args.template,
+                      max_len=args.max_len, val_fraction=args.val_fraction,
+                      quantize=args.quantize, overrides=args.overrides, resume=args.resume,
+                      hooks=training_hooks(), show_progress=not args.quiet)
     trainable, total = (result.metrics[k] for k in ("trainable_parameters", "total_parameters"))
     print(f"{result.run_dir}: {args.method}, {result.steps} steps, trainable parameters "
           f"{trainable:,} of {total:,} ({100 * trainable / max(1, total):.3f}%)")
@@ -71,18 +70,18 @@ def run_finetune(args: argparse.Namespace) -> int:
 
 
 def run_merge(args: argparse.Namespace) -> int:
-    from parrot.train.finetune import merge_run
+    from parrot.api import merge
 
-    out = merge_run(args.run_dir, args.out)
+    out = merge(args.run_dir, args.out)
     print(f"{out}: merged weights written (a plain run directory)")
     return 0
 
 
 def run_distill(args: argparse.Namespace) -> int:
-    from parrot.train.distill import DistillConfig, distill
+    from parrot.api import distill
 
-    cfg = DistillConfig(temperature=args.temperature, alpha=args.alpha, top_k=args.top_k)
-    result = distill(args.teacher, args.student, args.out, data=args.data, cfg=cfg,
+    result = distill(args.teacher, args.student, args.out, data=args.data,
+                     temperature=args.temperature, alpha=args.alpha, top_k=args.top_k,
                      overrides=args.overrides, resume=args.resume,
                      teacher_cache=args.teacher_cache, hooks=training_hooks(),
                      show_progress=not args.quiet)

@@ -54,11 +54,12 @@ def _field_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from parrot.train.seq2seq import train_pairs
+    from parrot.api import seq2seq_train
 
-    result = train_pairs(args.preset, args.out, args.data, args.source_field, args.target_field,
-                         args.overrides, args.resume, training_hooks(),
-                         show_progress=not args.quiet)
+    result = seq2seq_train(args.data, args.out, preset=args.preset,
+                           source_field=args.source_field, target_field=args.target_field,
+                           overrides=args.overrides, resume=args.resume,
+                           hooks=training_hooks(), show_progress=not args.quiet)
     loss = "n/a" if result.final_val_loss is None else f"{result.final_val_loss:.4f}"
     print(f"{result.run_dir}: {result.steps} steps, validation loss {loss}, exact match "
           f"{result.metrics['val_exact_match']:.1%} on {result.metrics['val_pairs']} "
@@ -68,7 +69,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_generate(args: argparse.Namespace) -> int:
     from parrot.infer.sampling import SamplingParams
-    from parrot.train.seq2seq import generate_targets, load_seq2seq
+    from parrot.training.seq2seq import generate_targets, load_seq2seq
 
     if args.max_new_tokens < 1:
         raise ParrotError("--max-new-tokens must be at least 1.")
@@ -85,7 +86,7 @@ def run_generate(args: argparse.Namespace) -> int:
 
 def run_eval(args: argparse.Namespace) -> int:
     from parrot.data.pairs import load_pairs
-    from parrot.train.seq2seq import generate_targets, load_seq2seq
+    from parrot.training.seq2seq import generate_targets, load_seq2seq
 
     pairs = load_pairs(args.data, args.source_field, args.target_field)
     model, tokenizer, tokens = load_seq2seq(args.run_dir)

@@ -8,7 +8,7 @@ from parrot.errors import ParrotError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from parrot.train.recipes import RECIPES
+    from parrot.training.recipes import RECIPES
 
     train = subparsers.add_parser("train", help="pretrain a model into a run directory")
     train.add_argument("--preset", required=True, help=f"one of: {', '.join(RECIPES)}")
@@ -58,7 +58,7 @@ def training_hooks() -> list:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from parrot.train.runner import train
+    from parrot.api import train
 
     overrides = list(args.overrides)
     if args.objective is not None:
@@ -73,11 +73,12 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    from parrot.api import load_model
     from parrot.data.corpus import load_texts
     from parrot.eval.perplexity import evaluate_text
-    from parrot.rundir import load_model
 
-    model, tokenizer, config = load_model(args.run_dir)
+    model, tokenizer, _ = load_model(args.run_dir, pull=False)
+    config = model.config
     text = "\n".join(load_texts(args.data, text_field=args.text_field))
     stride = args.stride or max(1, config.context_length // 2)
     result = evaluate_text(model, tokenizer, text, config.context_length, stride)
@@ -88,12 +89,13 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_sample(args: argparse.Namespace) -> int:
-    from parrot.infer import Engine, SamplingParams
-    from parrot.rundir import load_model
+    from parrot.api import load
+    from parrot.infer import SamplingParams
 
     if args.max_new_tokens < 1:
         raise ParrotError("--max-new-tokens must be at least 1.")
-    model, tokenizer, _ = load_model(args.run_dir)
+    llm = load(args.run_dir, quantize="none", max_batch=1, max_len=None, pull=False)
+    tokenizer = llm.tokenizer
     prompt = tokenizer.encode(args.prompt)
     if not prompt:
         start = tokenizer.bos_id if tokenizer.bos_id is not None else tokenizer.eos_id
@@ -101,6 +103,6 @@ def run_sample(args: argparse.Namespace) -> int:
     params = SamplingParams(temperature=args.temperature, seed=args.seed,
                             max_new_tokens=args.max_new_tokens)
     # Up to the model's context: a long prompt keeps its end, generation stops at the end.
-    completion = Engine(model, tokenizer, max_batch=1).generate(prompt, params, truncate=True)
+    completion = llm.engine.generate(prompt, params, truncate=True)
     print(args.prompt + completion.text)
     return 0

@@ -1,7 +1,7 @@
 """Expert load of a mixture-of-experts run: how the router spread tokens over experts.
 
 `expert_load_history(run_dir)` reads the per-layer loads the training loop logged in
-metrics.jsonl (fields `expert_load` and `load_entropy`, see `parrot.train.balance`);
+metrics.jsonl (fields `expert_load` and `load_entropy`, see `parrot.training.balance`);
 `experts_figure` draws, per layer, the experts' shares stacked over the steps (even
 bands: balanced; one band swallowing the others: collapse) and below them the load
 entropy against its maximum ln(n_experts).

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from parrot.errors import ParrotError
 from parrot.rundir import RunDir, read_metrics
-from parrot.train.loop import Hook
+from parrot.training.loop import Hook
 from parrot.viz.experts import EXPERTS_PICTURE, plot_expert_loads
 from parrot.viz.figure import new_figure, png_data_uri, save_png
 

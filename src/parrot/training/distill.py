@@ -14,7 +14,7 @@ temperature. The reported `soft` metric is the T^2-scaled term.
 
 Teacher and student must share a tokenizer: the KL compares distributions over the same
 ids. Teacher logits are computed on the fly under `torch.no_grad` (the teacher is frozen),
-or, with a teacher cache, read back as top-k log-probabilities (`parrot.train.teacher_cache`, which
+or, with a teacher cache, read back as top-k log-probabilities (`parrot.training.teacher_cache`, which
 states the approximation) from an earlier run over the same teacher and data.
 
 A run checkpoints the student, optimizer, sampler and RNG every `checkpoint_every` steps;
@@ -41,10 +41,10 @@ from parrot.hub.resolve import resolve_model
 from parrot.model import ModelConfig, Transformer
 from parrot.model.presets import PRESETS, get_preset
 from parrot.rundir import RunDir, is_run_dir
-from parrot.train.config import TrainConfig, override
-from parrot.train.loop import Hook
-from parrot.train.objectives import next_token, next_token_loss
-from parrot.train.session import Job, Run, TrainResult, model_spec, run_training
+from parrot.training.config import TrainConfig, override
+from parrot.training.loop import Hook
+from parrot.training.objectives import next_token, next_token_loss
+from parrot.training.session import Job, Run, TrainResult, model_spec, run_training
 from parrot.utils.seed import seed_everything
 
 
@@ -111,7 +111,7 @@ def make_cached_objective(teacher: nn.Module, cache: Any, cfg: DistillConfig):
 
     loss = alpha * T^2 * KL~ + (1 - alpha) * CE, KL~ the top-k + tail-bucket KL.
     """
-    from parrot.train.teacher_cache import top_k_kl
+    from parrot.training.teacher_cache import top_k_kl
 
     teacher.eval().requires_grad_(False)
 
@@ -241,7 +241,7 @@ def _sampler_and_objective(teacher: nn.Module, train_ids: Any, seq_len: int,
                            cfg: DistillConfig, train: TrainConfig,
                            teacher_cache: str | Path | None):
     """Random windows and on-the-fly teacher, or aligned windows and the teacher cache."""
-    from parrot.train import teacher_cache as tc
+    from parrot.training import teacher_cache as tc
 
     if teacher_cache is None:
         return (WindowSampler(train_ids, train.batch_size, seq_len, train.seed),

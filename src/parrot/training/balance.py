@@ -15,8 +15,8 @@ from typing import Any
 from torch import nn
 
 from parrot.model.moe import expert_loads, load_entropy, moe_layers, update_balance_bias
-from parrot.train.distributed import mean_across_ranks
-from parrot.train.loop import Hook, Loop, LoopState
+from parrot.training.distributed import mean_across_ranks
+from parrot.training.loop import Hook, Loop, LoopState
 
 
 def moe_row(model: nn.Module) -> dict[str, Any]:

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import torch
 
-from parrot.train.runner import train
+from parrot.training.runner import train
 
 
 def unigram_entropy(ids: np.ndarray) -> float:

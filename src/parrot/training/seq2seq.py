@@ -38,11 +38,11 @@ from parrot.model import EncoderDecoder, ModelConfig, build_model
 from parrot.rundir import is_run_dir, read_config
 from parrot.tokenizer import Tokenizer
 from parrot.tokenizer.pretokenize import PATTERNS
-from parrot.train.config import TrainConfig, override
-from parrot.train.loop import Hook
-from parrot.train.objectives_seq2seq import seq2seq_loss
-from parrot.train.recipes import get_recipe
-from parrot.train.session import Job, Run, TrainResult, run_training
+from parrot.training.config import TrainConfig, override
+from parrot.training.loop import Hook
+from parrot.training.objectives_seq2seq import seq2seq_loss
+from parrot.training.recipes import get_recipe
+from parrot.training.session import Job, Run, TrainResult, run_training
 from parrot.utils.seed import seed_everything
 
 

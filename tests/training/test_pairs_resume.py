@@ -12,7 +12,7 @@ from test_train_resume import _kill_after_step
 from train_helpers import parrot
 
 from parrot.data.pairs import PairSampler
-from parrot.train.seq2seq import train_pairs
+from parrot.training.seq2seq import train_pairs
 
 SETS = ["model.d_model=32", "model.n_layers=1", "model.encoder_layers=1", "model.n_heads=2",
         "model.dropout=0.1", "train.steps=10", "train.batch_size=4", "train.threads=1",

@@ -26,11 +26,11 @@ import torch
 from torch import nn
 
 from parrot.rundir import RunDir, append_metrics, save_weights
-from parrot.train.checkpoint import save_checkpoint
-from parrot.train.config import TrainConfig
-from parrot.train.distributed import DistInfo, mean_across_ranks
-from parrot.train.objectives import Objective
-from parrot.train.schedule import lr_at
+from parrot.training.checkpoint import save_checkpoint
+from parrot.training.config import TrainConfig
+from parrot.training.distributed import DistInfo, mean_across_ranks
+from parrot.training.objectives import Objective
+from parrot.training.schedule import lr_at
 from parrot.utils.progress import progress_bar
 
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from parrot.data.pairs import IGNORE, Seq2SeqTokens, make_batch
 from parrot.errors import ParrotError
 from parrot.model import EncoderDecoder, ModelConfig
-from parrot.train.objectives_seq2seq import (
+from parrot.training.objectives_seq2seq import (
     NoiseConfig,
     corrupt,
     delete_tokens,
@@ -142,8 +142,8 @@ def test_denoising_without_a_mask_token_is_refused():
 
 
 def test_parrot_train_pretrains_an_encoder_decoder_by_denoising(tmp_path):
-    from parrot.train.runner import train
-    from parrot.train.seq2seq import load_seq2seq
+    from parrot.training.runner import train
+    from parrot.training.seq2seq import load_seq2seq
 
     text = tmp_path / "a.txt"
     text.write_text("\n".join(f"The cat {i} sat. A dog ran {i} times! Why?" for i in range(60)),
@@ -158,7 +158,7 @@ def test_parrot_train_pretrains_an_encoder_decoder_by_denoising(tmp_path):
 
 
 def test_denoise_needs_an_encoder_decoder_and_next_token_a_decoder(tmp_path):
-    from parrot.train.runner import train
+    from parrot.training.runner import train
 
     with pytest.raises(ParrotError, match="denoise objective and encoder-decoder"):
         train("tiny", tmp_path / "a", overrides=["train.objective=denoise"],

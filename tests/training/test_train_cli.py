@@ -70,7 +70,7 @@ def _fails(capsys, argv, *fragments):
 def test_errors_print_one_line_and_no_traceback_from_the_command(tmp_path):
     result = parrot("eval", str(tmp_path), "--data", str(tmp_path))
     assert result.returncode == 2
-    assert "Traceback" not in result.stderr and "is not a run directory" in result.stderr
+    assert "Traceback" not in result.stderr and "is neither a parrot run directory" in result.stderr
 
 
 def test_unknown_preset_lists_the_valid_ones(tmp_path, capsys):
@@ -106,8 +106,8 @@ def test_shakespeare_preset_without_data_says_what_to_pass(tmp_path, capsys):
 
 
 def test_a_directory_that_is_not_a_run(tmp_path, capsys):
-    _fails(capsys, ["eval", tmp_path, "--data", tmp_path], "is not a run directory")
-    _fails(capsys, ["sample", tmp_path / "missing"], "not a directory")
+    _fails(capsys, ["eval", tmp_path, "--data", tmp_path], "is neither a parrot run directory")
+    _fails(capsys, ["sample", tmp_path / "missing"], "not a file, folder or pulled model name")
     _fails(capsys, ["train", "--preset", "tiny", "--out", tmp_path, "--resume"],
            "no checkpoint")
 

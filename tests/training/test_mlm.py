@@ -12,8 +12,8 @@ from parrot.cli import main
 from parrot.errors import ParrotError
 from parrot.model import ModelConfig, Transformer
 from parrot.tokenizer import Tokenizer
-from parrot.train.objectives import objective_for
-from parrot.train.objectives_mlm import IGNORE, bind_mlm, mask_tokens, masked_lm_loss, mlm
+from parrot.training.objectives import objective_for
+from parrot.training.objectives_mlm import IGNORE, bind_mlm, mask_tokens, masked_lm_loss, mlm
 
 MASK, VOCAB, SPECIALS = 1, 1000, (0, 1, 2)
 

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from parrot.train.schedule import lr_at
+from parrot.training.schedule import lr_at
 
 LR, MIN, WARM, TOTAL = 1e-3, 1e-4, 100, 2000
 

@@ -14,9 +14,9 @@ from train_helpers import SMALL, parrot, write_text
 from parrot.cli import main
 from parrot.model import ModelConfig, Transformer
 from parrot.model.moe import moe_layers
-from parrot.train.balance import moe_row
-from parrot.train.objectives import next_token, next_token_loss
-from parrot.train.runner import train
+from parrot.training.balance import moe_row
+from parrot.training.objectives import next_token, next_token_loss
+from parrot.training.runner import train
 from parrot.viz.experts import load_history
 from parrot.viz.report import RunPictures
 
@@ -89,7 +89,7 @@ class Crash(Exception):
 
 
 def test_crash_and_resume_of_a_loss_free_moe_run_is_bit_exact(tmp_path, monkeypatch):
-    import parrot.train.loop as loop_module
+    import parrot.training.loop as loop_module
 
     data = write_text(tmp_path / "text.txt")
     whole, broken = tmp_path / "whole", tmp_path / "broken"

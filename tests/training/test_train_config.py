@@ -1,8 +1,8 @@
 import pytest
 
 from parrot.errors import ParrotError
-from parrot.train.config import DataSpec, TrainConfig
-from parrot.train.recipes import RECIPES, apply_overrides, get_recipe
+from parrot.training.config import DataSpec, TrainConfig
+from parrot.training.recipes import RECIPES, apply_overrides, get_recipe
 
 
 def test_baseline_recipe_is_the_classic_small_cpu_recipe():

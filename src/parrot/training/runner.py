@@ -3,7 +3,7 @@
 `prepare_run` (main rank only) trains or loads the tokenizer, writes the token shards,
 `config.json` and `tokenizer.json`. `build_pretraining` then builds everything from the
 run directory, so a fresh run, a resumed run and every data-parallel rank start from the
-same files; `parrot.train.session.run_training` runs it.
+same files; `parrot.training.session.run_training` runs it.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from parrot.errors import ParrotError
 from parrot.model import ModelConfig, build_model
 from parrot.rundir import RunDir, write_config
 from parrot.tokenizer import Tokenizer
-from parrot.train.config import DataSpec, TrainConfig
-from parrot.train.distributed import dist_info_from_env
-from parrot.train.loop import Hook
-from parrot.train.objectives import OBJECTIVES, objective_for
-from parrot.train.recipes import Recipe, apply_overrides, get_recipe
-from parrot.train.session import Job, Run, TrainResult, run_training
+from parrot.training.config import DataSpec, TrainConfig
+from parrot.training.distributed import dist_info_from_env
+from parrot.training.loop import Hook
+from parrot.training.objectives import OBJECTIVES, objective_for
+from parrot.training.recipes import Recipe, apply_overrides, get_recipe
+from parrot.training.session import Job, Run, TrainResult, run_training
 from parrot.utils.seed import seed_everything
 
 EOS = "<|endoftext|>"

@@ -50,10 +50,10 @@ from parrot.data.sft import (
 from parrot.errors import ParrotError
 from parrot.hub.resolve import resolve_model
 from parrot.rundir import save_weights, write_config
-from parrot.train.config import TrainConfig, override
-from parrot.train.loop import Hook
-from parrot.train.objectives_sft import sft
-from parrot.train.session import Job, Run, TrainResult, model_spec, run_training
+from parrot.training.config import TrainConfig, override
+from parrot.training.loop import Hook
+from parrot.training.objectives_sft import sft
+from parrot.training.session import Job, Run, TrainResult, model_spec, run_training
 from parrot.utils.seed import seed_everything
 
 Method = Literal["full", "lora", "soft-prompt"]

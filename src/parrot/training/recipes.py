@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 from parrot.errors import ParrotError
 from parrot.model import ModelConfig, get_preset
-from parrot.train.config import DataSpec, TrainConfig, override
+from parrot.training.config import DataSpec, TrainConfig, override
 
 Recipe = tuple[ModelConfig, TrainConfig, DataSpec]
 SHAKESPEARE_DATA = DataSpec(tokenizer="bytes", split="chars", val_fraction=0.1, needs_path=True)

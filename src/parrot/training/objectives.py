@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from parrot.model.moe import moe_aux_loss
-from parrot.train.objectives_mlm import bind_mlm
-from parrot.train.objectives_seq2seq import bind_denoise
+from parrot.training.objectives_mlm import bind_mlm
+from parrot.training.objectives_seq2seq import bind_denoise
 
 Objective = Callable[[nn.Module, torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 

@@ -24,7 +24,7 @@ def masked_next_token_loss(logits: torch.Tensor, targets: torch.Tensor,
 
 
 def sft(model: nn.Module, batch: SFTBatch) -> tuple[torch.Tensor, dict]:
-    """SFT objective for `parrot.train.loop`: batch.tokens (B, T+1), batch.mask (B, T).
+    """SFT objective for `parrot.training.loop`: batch.tokens (B, T+1), batch.mask (B, T).
 
     Metrics: loss_tokens (assistant tokens scored) and token_accuracy (the share of them
     predicted exactly by argmax)."""

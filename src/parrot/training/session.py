@@ -36,10 +36,10 @@ from parrot.rundir import (
     truncate_metrics,
     write_config,
 )
-from parrot.train.balance import balance_hooks
-from parrot.train.checkpoint import load_checkpoint, set_rng_state
-from parrot.train.config import TrainConfig
-from parrot.train.distributed import (
+from parrot.training.balance import balance_hooks
+from parrot.training.checkpoint import load_checkpoint, set_rng_state
+from parrot.training.config import TrainConfig
+from parrot.training.distributed import (
     DistInfo,
     barrier,
     dist_info_from_env,
@@ -48,9 +48,9 @@ from parrot.train.distributed import (
     shutdown,
     wrap_model,
 )
-from parrot.train.loop import Hook, Loop, LoopState, evaluate, run_loop
-from parrot.train.objectives import Objective
-from parrot.train.optim import build_adamw
+from parrot.training.loop import Hook, Loop, LoopState, evaluate, run_loop
+from parrot.training.objectives import Objective
+from parrot.training.optim import build_adamw
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,10 @@ import torch
 
 from parrot.model import ModelConfig, Transformer
 from parrot.rundir import RunDir, read_metrics
-from parrot.train.config import TrainConfig
-from parrot.train.loop import Loop, LoopState, run_loop, train_step
-from parrot.train.objectives import next_token
-from parrot.train.optim import build_adamw
+from parrot.training.config import TrainConfig
+from parrot.training.loop import Loop, LoopState, run_loop, train_step
+from parrot.training.objectives import next_token
+from parrot.training.optim import build_adamw
 from parrot.viz.report import RunPictures
 
 CFG = ModelConfig(vocab_size=50, context_length=8, d_model=16, n_layers=1, n_heads=2)

@@ -5,8 +5,8 @@ import pytest
 from parrot.errors import ParrotError
 from parrot.model import ModelConfig
 from parrot.tokenizer import Tokenizer
-from parrot.train.config import DataSpec, TrainConfig
-from parrot.train.runner import build_tokenizer, check_context
+from parrot.training.config import DataSpec, TrainConfig
+from parrot.training.runner import build_tokenizer, check_context
 
 
 def test_byte_data_uses_the_256_byte_tokenizer():

@@ -2,7 +2,7 @@ import torch
 from torch import nn
 
 from parrot.model import ModelConfig, Transformer
-from parrot.train.optim import build_adamw, param_groups
+from parrot.training.optim import build_adamw, param_groups
 
 
 def _names(model, params):
