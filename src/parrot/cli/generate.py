@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -32,13 +33,14 @@ def load_engine(spec: str, device: str = "cpu", max_batch: int = 1, quantize: st
     `quantize` keeps weights int8/int4 in memory ("auto": int4 for a Q4_1 file where
     parrot's kernels run, else int8); `compile` compiles the decode step (slow to start,
     faster after)."""
-    from parrot.adapt.quantize import quantize_for_inference
+    from parrot.adapt.prepare import prepare_for_inference
     from parrot.hub.resolve import resolve_model as hub_resolve
     from parrot.infer.encoder import require_decoder
+    from parrot.kernels import settings_from
 
     model, tokenizer, info = hub_resolve(spec, device, pull_missing=True, log=_log)
     require_decoder(model.config, spec)  # an encoder (BERT) fills masks, it does not generate
-    quantize_for_inference(model, quantize, source=info.quantization)
+    prepare_for_inference(model, quantize, info.quantization, **settings_from(os.environ))
     max_len = min(model.config.context_length, CLI_MAX_LEN)
     return Engine(model, tokenizer, max_batch=max_batch, max_len=max_len,
                   eos_ids=info.eos_ids or None, compile=compile)

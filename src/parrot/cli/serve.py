@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from parrot.errors import ParrotError
@@ -60,17 +61,19 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as err:
         raise ParrotError(f"parrot serve needs FastAPI and uvicorn ({err.name} is missing); "
                           "install them with pip install fastapi uvicorn.") from None
-    from parrot.adapt.quantize import quantize_for_inference
+    from parrot.adapt.prepare import prepare_for_inference
     from parrot.cli.chat import choose_template
     from parrot.cli.generate import CLI_MAX_LEN
     from parrot.hub.resolve import resolve_model
     from parrot.infer.encoder import require_decoder
+    from parrot.kernels import settings_from
 
     def load() -> Loaded:  # the same resolution as `parrot generate` (names, GGUF, HF, runs)
         model, tokenizer, info = resolve_model(args.model, args.device, pull_missing=True,
                                                log=_note)
         require_decoder(model.config, str(args.model))
-        model = quantize_for_inference(model, args.quantize, source=info.quantization)
+        model = prepare_for_inference(model, args.quantize, info.quantization,
+                                      **settings_from(os.environ))
         return Loaded(model, tokenizer, choose_template(args.template, tokenizer),
                       max_len=min(model.config.context_length, CLI_MAX_LEN),
                       eos_ids=tuple(info.eos_ids) or None)

@@ -209,7 +209,8 @@ class Engine:
         del slot.ids[reuse:]  # an interrupted forward must not leave a stale claim behind
         tokens = torch.tensor([suffix], dtype=torch.long, device=self.device)
         positions = torch.arange(reuse, len(request.prompt), device=self.device)[None]
-        logits = last_logits(self.model, tokens, positions, self.cache.rows(index, index + 1))
+        view = self._cache_view(index, index + 1, len(request.prompt))
+        logits = last_logits(self.model, tokens, positions, view)
         slot.ids, slot.request = list(request.prompt), request
         request.slot, request.cached_tokens = index, reuse
         request.t_first = time.perf_counter()
@@ -235,9 +236,8 @@ class Engine:
         if self.seq2seq:
             cache = self.cross.cache(self.cache.rows(0, rows), 0, rows)
             return self.model.decode(tokens, None, positions=positions, cache=cache)
-        # Eagerly the model reads slots 0..max position itself; a compiled graph reads its
-        # whole cache argument, so it gets a view cut to this step's bucket.
-        cache = self._cache_view(0, rows, length) if self.compiled else self.cache.rows(0, rows)
+        # The model reads its whole cache argument: a view cut to this step's bucket.
+        cache = self._cache_view(0, rows, length)
         return self._decode_forward(tokens, positions=positions, cache=cache)
 
     def _decode(self) -> list[StepOutput]:
@@ -423,8 +423,8 @@ def _check_max_len(config, max_len: int | None) -> int:
         return config.context_length
     if max_len < 1:
         raise ParrotError(f"max_len must be at least 1, got {max_len}.")
-    if max_len > config.context_length and config.positions in ("learned", "sinusoidal"):
-        raise ParrotError(
+    if max_len > config.context_length and config.positions in ("learned", "sinusoidal", "rope"):
+        raise ParrotError(  # the position (or RoPE) tables hold context_length positions
             f"max_len {max_len} exceeds the model's context of {config.context_length} "
             f"positions ({config.positions} positions cannot go further); lower it."
         )
