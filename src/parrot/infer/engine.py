@@ -223,7 +223,7 @@ class Engine:
         self.cross.admit(index, request.prompt)
         tokens = torch.tensor([[self.start_id]], dtype=torch.long, device=self.device)
         positions = torch.zeros(1, 1, dtype=torch.long, device=self.device)
-        cache = self.cross.cache(self.cache.rows(index, index + 1), index, index + 1)
+        cache = self.cross.cache(self._cache_view(index, index + 1, 1), index, index + 1)
         logits = self.model.decode(tokens, None, positions=positions, cache=cache)[:, -1]
         slot.ids, slot.request = [self.start_id], request
         request.slot, request.cached_tokens = index, 0
@@ -234,7 +234,7 @@ class Engine:
                       rows: int, length: int) -> torch.Tensor:
         """One decode forward over cache rows 0..rows-1 (decoder-only or encoder-decoder)."""
         if self.seq2seq:
-            cache = self.cross.cache(self.cache.rows(0, rows), 0, rows)
+            cache = self.cross.cache(self._cache_view(0, rows, length), 0, rows)
             return self.model.decode(tokens, None, positions=positions, cache=cache)
         # The model reads its whole cache argument: a view cut to this step's bucket.
         cache = self._cache_view(0, rows, length)
