@@ -92,8 +92,8 @@ class Kernels:
 
         q (out, in) int8, scale (out,); all contiguous; in a multiple of GROUP.
         """
-        out, width = _matrix("q", q, torch.int8)
-        rows = _rows("x", x, width)
+        _check("q", q, torch.int8, (None, None))
+        (out, width), rows = q.shape, _rows(x, q.shape[1])
         _check("scale", scale, torch.float32, (out,))
         y = torch.empty(rows, out, dtype=torch.float32)
         _call(self._lib.matvec_int8, x, q, scale, y, rows, out, width, torch.get_num_threads())
@@ -107,13 +107,13 @@ class Kernels:
         codes (out, in / 2) uint8, two 4-bit codes per byte in llama.cpp's group layout
         (`parrot.adapt.quantize.pack_nibbles`); scale, offset (out, in / 32).
         """
-        out, half = _matrix("codes", codes, torch.uint8)
-        rows = _rows("x", x, 2 * half)
-        groups = 2 * half // GROUP
-        _check("scale", scale, torch.float32, (out, groups))
-        _check("offset", offset, torch.float32, (out, groups))
+        _check("codes", codes, torch.uint8, (None, None))
+        out, width = codes.shape[0], 2 * codes.shape[1]
+        rows = _rows(x, width)
+        _check("scale", scale, torch.float32, (out, width // GROUP))
+        _check("offset", offset, torch.float32, (out, width // GROUP))
         y = torch.empty(rows, out, dtype=torch.float32)
-        _call(self._lib.matvec_int4, x, codes, scale, offset, y, rows, out, 2 * half,
+        _call(self._lib.matvec_int4, x, codes, scale, offset, y, rows, out, width,
               torch.get_num_threads())
         return y
 
@@ -165,30 +165,24 @@ class Kernels:
 
 
 def _check(name: str, t: torch.Tensor, dtype: torch.dtype,
-           shape: tuple[int, ...] | None = None) -> None:
-    """ValueError unless t is a contiguous CPU tensor of `dtype` (and `shape`)."""
+           shape: tuple[int | None, ...] | None = None) -> None:
+    """ValueError unless t is a contiguous CPU tensor of `dtype` (and `shape`, where None
+    stands for any size)."""
     if not isinstance(t, torch.Tensor) or t.dtype != dtype or t.device.type != "cpu":
         raise ValueError(f"{name} must be a {dtype} CPU tensor, got "
                          f"{getattr(t, 'dtype', type(t).__name__)}.")
     if not t.is_contiguous():
         raise ValueError(f"{name} must be contiguous; call .contiguous() first.")
-    if shape is not None and tuple(t.shape) != shape:
+    if shape is not None and (t.dim() != len(shape) or any(
+            want not in (None, got) for want, got in zip(shape, t.shape, strict=True))):
         raise ValueError(f"{name} must have shape {shape}, got {tuple(t.shape)}.")
 
 
-def _matrix(name: str, t: torch.Tensor, dtype: torch.dtype) -> tuple[int, int]:
-    _check(name, t, dtype)
-    if t.dim() != 2:
-        raise ValueError(f"{name} must be a matrix, got shape {tuple(t.shape)}.")
-    return t.shape[0], t.shape[1]
-
-
-def _rows(name: str, x: torch.Tensor, width: int) -> int:
+def _rows(x: torch.Tensor, width: int) -> int:
     """The rows of activations x (rows, width), width a multiple of GROUP."""
-    _check(name, x, torch.float32)
-    if x.dim() != 2 or x.shape[1] != width or width % GROUP:
-        raise ValueError(f"{name} must be (rows, {width}) with {width} a multiple of "
-                         f"{GROUP}, got {tuple(x.shape)}.")
+    _check("x", x, torch.float32, (None, width))
+    if width % GROUP:
+        raise ValueError(f"x must have a multiple of {GROUP} columns, got {width}.")
     return x.shape[0]
 
 
