@@ -72,7 +72,7 @@ def test_prepared_int8_model_equals_the_plainly_quantized_one(name):
     """Per-row int8 gives stacked rows the scales they had apart, so fusing first and the
     kernels change nothing but float rounding."""
     model = build(CONFIGS[name])
-    prepared = prepare_for_inference(copy.deepcopy(model), "int8", **SETTINGS)
+    prepared = copy.deepcopy(prepare_for_inference(copy.deepcopy(model), "int8", **SETTINGS))
     plain = quantize(copy.deepcopy(model), 8)
     prompts = [[5, 17, 9], [1, 2, 3, 4, 5, 6]]
     torch.testing.assert_close(decode(prepared, prompts), decode(plain, prompts),

@@ -87,6 +87,9 @@ class Kernels:
     def __init__(self, library: ctypes.CDLL) -> None:
         self._lib = library
 
+    def __deepcopy__(self, memo: dict) -> Kernels:
+        return self  # one loaded library per process: a copied model shares it
+
     def matvec_int8(self, x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         """x (rows, in) @ (q * scale[:, None]).T -> (rows, out).
 
