@@ -68,6 +68,8 @@ class Transformer(nn.Module):
             self._rope_buffers("rope", cfg.rope_theta)
             if cfg.sliding_window is not None and cfg.rope_local_theta is not None:
                 self._rope_buffers("rope_local", cfg.rope_local_theta)
+        if cfg.positions == "alibi":  # built once, not copied to the device every forward
+            self.register_buffer("alibi_slopes", alibi_slopes(cfg.n_heads), persistent=False)
         # BERT: segment (token-type) embeddings and a norm right after the embedding sum.
         types = cfg.type_vocab_size
         self.type_emb = nn.Embedding(types, cfg.d_model) if types else None
@@ -195,8 +197,7 @@ class Transformer(nn.Module):
         k_pos = torch.arange(kv_len, device=device) if cache is not None else None
         bias = None
         if cfg.positions == "alibi":
-            slopes = alibi_slopes(cfg.n_heads).to(device)
-            bias = alibi_bias(slopes, positions, positions if k_pos is None else k_pos,
+            bias = alibi_bias(self.alibi_slopes, positions, positions if k_pos is None else k_pos,
                               cfg.causal)
         mask = None
         if cache is not None:
