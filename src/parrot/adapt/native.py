@@ -19,6 +19,7 @@ from parrot.adapt.fusion import FusedAttention
 from parrot.adapt.swap import replace_modules
 from parrot.kernels import Kernels
 from parrot.model.attention import Attention, AttentionInputs
+from parrot.model.cache import KVCache
 from parrot.model.norms import RMSNorm
 
 NATIVE_MAX_VALUES = 1 << 16  # beyond a few rows torch's own kernel is as fast
@@ -40,7 +41,9 @@ class NativeAttention(FusedAttention):
 
     def forward(self, x: torch.Tensor, inputs: AttentionInputs, layer: int) -> torch.Tensor:
         cache = inputs.cache
-        if x.shape[1] != 1 or cache is None or inputs.bias is not None or \
+        # The kernel writes slot == position into cache.keys itself: a cache that maps
+        # slots its own way (a soft prompt's PrefixedCache) takes the general path.
+        if x.shape[1] != 1 or type(cache) is not KVCache or inputs.bias is not None or \
                 inputs.capture is not None or cache.keys.dtype != x.dtype or not _inference(x):
             return super().forward(x, inputs, layer)
         B = x.shape[0]
