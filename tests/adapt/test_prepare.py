@@ -95,3 +95,15 @@ def test_unknown_mode_and_quantizing_off_the_cpu_are_parrot_errors():
         prepare_for_inference(build(LLAMA), "int3", **SETTINGS)
     with pytest.raises(ParrotError, match="CPU only"):
         prepare_for_inference(build(LLAMA).to("meta"), "int8", **SETTINGS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode, tol", [("int8", 1e-5), ("int4", 2e-2)])
+def test_compiled_prepared_model_equals_eager(mode, tol):
+    """A compiled graph takes the modules' PyTorch paths (it cannot trace a C call); int4's
+    eager kernel rounds activations, its compiled float matmul does not."""
+    model = prepare_for_inference(build(LLAMA), mode, **SETTINGS)
+    compiled = torch.compile(model, fullgraph=False)
+    prompts = [[5, 17, 9], [1, 2, 3, 4, 5, 6]]
+    torch.testing.assert_close(decode(compiled, prompts), decode(model, prompts),
+                               rtol=tol, atol=tol)

@@ -11,10 +11,10 @@ touching the model's code (gpt-fast's recipe).
 
 Given parrot's kernels (`parrot.kernels.load`), decode multiplies with its C kernels:
 float32 activations for int8, activations rounded to int8 per group for int4 (llama.cpp's
-scheme). Without them, int8 rebuilds float weights a chunk of rows at a time (exact, and
-what QLoRA's frozen base trains through: the same class), and int4 runs PyTorch's
-weight-only kernel, which wants bfloat16 activations. A compiled graph uses PyTorch's
-weight-only kernels (it cannot trace a C call).
+scheme). Without them (and in a compiled graph, which cannot trace a C call), int8
+rebuilds float weights a chunk of rows at a time (exact, and what QLoRA's frozen base
+trains through: the same class), and int4 runs PyTorch's weight-only kernel, which wants
+bfloat16 activations (or, holding only the C layout, a float matmul).
 
 The kernels pay off when one or a few rows are multiplied (decode). A prefill multiplies
 hundreds of rows, is bound by arithmetic, and these kernels are slow there, so from
@@ -104,10 +104,10 @@ class _FrozenInt8Matmul(torch.autograd.Function):
 class Int8Linear(nn.Module):
     """A frozen Linear stored as int8 rows `codes` and a float32 `scale` per row.
 
-    Inference with `kernels` (decode rows, no gradient) uses parrot's C kernel; otherwise
-    the exact chunked matmul, which also gives inputs their gradient (QLoRA's base: frozen
-    parameters, not buffers, so they move with .to() and trainable-state checkpoints
-    skip them); a compiled graph uses PyTorch's weight-only kernel.
+    Inference with `kernels` (decode rows, no gradient, eager) uses parrot's C kernel;
+    otherwise the exact chunked matmul, which also gives inputs their gradient (QLoRA's
+    base: frozen parameters, not buffers, so they move with .to() and trainable-state
+    checkpoints skip them).
     """
 
     def __init__(self, linear: nn.Linear, kernels: Kernels | None = None) -> None:
@@ -122,11 +122,11 @@ class Int8Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, self.in_features)                              # (M, in)
-        decode = flat.shape[0] < PREFILL_ROWS and not torch.is_grad_enabled()
-        if decode and torch.compiler.is_compiling():  # traceable, unlike a C call
-            y = torch.ops.aten._weight_int8pack_mm(flat.to(torch.bfloat16), self.codes,
-                                                   self.scale.to(torch.bfloat16))
-        elif decode and self.kernels is not None and flat.device.type == "cpu":
+        # A compiled graph cannot trace a C call (and inductor fails to lower PyTorch's
+        # `_weight_int8pack_mm` with a cast scale): it takes the chunked matmul.
+        if self.kernels is not None and flat.shape[0] < PREFILL_ROWS and \
+                flat.device.type == "cpu" and not torch.is_grad_enabled() and \
+                not torch.compiler.is_compiling():
             y = self.kernels.matvec_int8(flat.float().contiguous(), self.codes, self.scale)
         else:
             y = _FrozenInt8Matmul.apply(flat, self.codes, self.scale)
@@ -183,10 +183,12 @@ class Int4Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, self.in_features)                              # (M, in)
-        if flat.shape[0] >= PREFILL_ROWS:  # compute-bound: a float matmul is faster here
+        # Compute-bound (a prefill), or compiled with only the C kernel's layout kept (a
+        # graph cannot trace a C call): the float matmul.
+        if flat.shape[0] >= PREFILL_ROWS or (self.kernels is not None
+                                             and torch.compiler.is_compiling()):
             return _finish(flat @ self.dequantize(x.dtype).T, x, self.bias, self.out_features)
-        if self.kernels is not None and flat.device.type == "cpu" and \
-                not torch.compiler.is_compiling():  # a compiled graph cannot trace a C call
+        if self.kernels is not None and flat.device.type == "cpu":
             y = self.kernels.matvec_int4(flat.float().contiguous(), self.codes,
                                          self.float_scales, self.float_offsets)
         else:
