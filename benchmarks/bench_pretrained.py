@@ -54,14 +54,16 @@ def run_parrot(path: str, variant: str, prompt_len: int, new_tokens: int,
                accuracy: bool) -> dict:
     import torch
 
-    from parrot.adapt.quantize import quantize_for_inference
+    from parrot.adapt.prepare import prepare_for_inference
     from parrot.hub.gguf_model import load_gguf
     from parrot.infer import Engine, SamplingParams
+    from parrot.kernels import settings_from
 
     model, tokenizer, _ = load_gguf(path)
     model.requires_grad_(False)
     # What `--quantize` gives a user: fused projections, then int8 / int4 layers (or none).
-    quantize_for_inference(model, variant.split("-")[1].replace("fp32", "none"))
+    prepare_for_inference(model, variant.split("-")[1].replace("fp32", "none"),
+                          **settings_from(os.environ))
     ids = prompt_ids(tokenizer, prompt_len)
     engine = Engine(model, tokenizer, max_batch=1, max_len=prompt_len + new_tokens + 8,
                     eos_ids=[], compile=variant.endswith("-compile"))

@@ -33,13 +33,9 @@ from parrot.infer.engine import DEFAULT_MAX_LEN
 
 def home() -> Path:
     """Where pulled models and built kernels live: `$PARROT_HOME`, else ~/.cache/parrot."""
-    env = os.environ.get("PARROT_HOME")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "parrot"
+    from parrot.utils.home import home_from
 
-
-def native_kernels_enabled() -> bool:
-    """parrot's C kernels unless `PARROT_NATIVE=0`."""
-    return os.environ.get("PARROT_NATIVE", "1") != "0"
+    return home_from(os.environ)
 
 
 def _stderr(text: str) -> None:
@@ -176,7 +172,7 @@ def load(model: str | Path = DEFAULT_MODEL, *, device: str = "cpu", quantize: st
     at the model's context) and weights prepared by `quantize` ("auto", "none", "int8",
     "int4"); `compile` compiles its decode step. An encoder is left as loaded.
     """
-    from parrot.adapt.quantize import QUANTIZE_MODES
+    from parrot.adapt.prepare import QUANTIZE_MODES
 
     if quantize not in QUANTIZE_MODES:
         raise ParrotError(f"quantize must be one of {', '.join(QUANTIZE_MODES)}, got "
@@ -231,10 +227,12 @@ def _template(name: str | None, tokenizer: Any) -> Any:
 
 def _build_engine(model: torch.nn.Module, tokenizer: Any, info: Any, quantize: str, max_batch: int,
             max_len: int | None, compile: bool) -> Any:
-    from parrot.adapt.quantize import quantize_for_inference
+    from parrot.adapt.prepare import prepare_for_inference
     from parrot.infer import Engine
+    from parrot.kernels import settings_from
 
-    model = quantize_for_inference(model, quantize, source=info.quantization)
+    # PARROT_NATIVE=0 (PyTorch's kernels only), PARROT_HOME (where kernels are built), CC.
+    model = prepare_for_inference(model, quantize, info.quantization, **settings_from(os.environ))
     length = model.config.context_length if max_len is None else \
         min(model.config.context_length, max_len)
     return Engine(model, tokenizer, max_batch=max_batch, max_len=length,

@@ -9,13 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from parrot.adapt.lora import apply_lora, lora_layers, merge_lora, trainable_parameters
-from parrot.adapt.qlora import (
-    Int8Linear,
-    dequantize_rows,
-    quantize_linears,
-    quantize_rows,
-    weight_bytes,
-)
+from parrot.adapt.qlora import quantize_linears, weight_bytes
+from parrot.adapt.quantize import Int8Linear, quantize, quantize_rows_int8
 from parrot.model import ModelConfig, Transformer
 
 CFG = ModelConfig(vocab_size=96, context_length=32, d_model=48, n_layers=2, n_heads=4,
@@ -25,9 +20,23 @@ CFG = ModelConfig(vocab_size=96, context_length=32, d_model=48, n_layers=2, n_he
 def test_row_quantization_error_is_at_most_half_a_step():
     torch.manual_seed(0)
     w = torch.randn(70, 33) * torch.rand(70, 1)
-    codes, scale = quantize_rows(w)
+    codes, scale = quantize_rows_int8(w)
     assert codes.dtype == torch.int8 and scale.shape == (70,)
-    assert bool(((dequantize_rows(codes, scale) - w).abs() <= scale[:, None] / 2 + 1e-7).all())
+    assert bool(((codes * scale[:, None] - w).abs() <= scale[:, None] / 2 + 1e-7).all())
+
+
+def test_qlora_base_and_inference_quantization_give_identical_weights():
+    torch.manual_seed(0)
+    model = Transformer(CFG)
+    frozen, inference = copy.deepcopy(model), copy.deepcopy(model)
+    quantize_linears(frozen)
+    quantize(inference, 8)
+    for name, module in frozen.named_modules():
+        if isinstance(module, Int8Linear):
+            other = inference.get_submodule(name)
+            assert type(other) is Int8Linear
+            assert torch.equal(module.codes, other.codes)
+            assert torch.equal(module.scale, other.scale)
 
 
 def test_int8_linear_forward_and_input_gradient_match_float_reference():
@@ -36,7 +45,7 @@ def test_int8_linear_forward_and_input_gradient_match_float_reference():
     layer = Int8Linear(linear)
     reference = torch.nn.Linear(40, 2100)
     with torch.no_grad():
-        reference.weight.copy_(dequantize_rows(layer.codes, layer.scale))
+        reference.weight.copy_(layer.dequantize())
         reference.bias.copy_(linear.bias)
     x = torch.randn(3, 5, 40, requires_grad=True)
     x_ref = x.detach().clone().requires_grad_(True)
@@ -57,8 +66,7 @@ def lora_pair() -> tuple[Transformer, Transformer]:
     with torch.no_grad():
         for name, module in q8.named_modules():
             if isinstance(module, Int8Linear):
-                base.get_submodule(name).weight.copy_(
-                    dequantize_rows(module.codes, module.scale))
+                base.get_submodule(name).weight.copy_(module.dequantize())
     apply_lora(q8, "all", rank=4, alpha=8)
     apply_lora(base, "all", rank=4, alpha=8)
     with torch.no_grad():

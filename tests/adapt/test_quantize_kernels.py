@@ -3,23 +3,28 @@ modes the CLI offers: each checked against the float model or a direct formula."
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from torch import nn
 
 from parrot import kernels
+from parrot.adapt.prepare import prepare_for_inference
 from parrot.adapt.quantize import (
     PREFILL_ROWS,
     Int4Linear,
     Int8Linear,
     pack_nibbles,
     quantize,
-    quantize_for_inference,
     quantize_groups_int4,
     unpack_nibbles,
 )
 from parrot.errors import ParrotError
 from parrot.model import Transformer, get_preset
+
+SETTINGS = kernels.settings_from(os.environ)  # the tests, like the CLI, read the environment
+KERNELS = kernels.load(**SETTINGS)
 
 
 def test_nibbles_round_trip():
@@ -32,9 +37,9 @@ def test_nibbles_round_trip():
 def test_int4_rebuild_is_the_quantized_weight_with_the_kernels_scales():
     torch.manual_seed(0)
     linear = nn.Linear(64, 16)
-    layer = Int4Linear(linear)
+    layer = Int4Linear(linear, KERNELS)
     q, s, z = quantize_groups_int4(linear.weight)
-    if not layer.native:  # PyTorch's kernel is given bfloat16 scales; parrot's float32
+    if layer.kernels is None:  # PyTorch's kernel is given bfloat16 scales; parrot's float32
         s, z = s.bfloat16().float(), z.bfloat16().float()
     expected = ((q.float() - 8).view(16, 2, 32) * s[..., None] + z[..., None]).view(16, 64)
     torch.testing.assert_close(layer.dequantize(), expected, rtol=1e-6, atol=1e-6)
@@ -43,7 +48,7 @@ def test_int4_rebuild_is_the_quantized_weight_with_the_kernels_scales():
 def test_int4_prefill_path_is_a_float_matmul_and_agrees_with_the_kernel():
     torch.manual_seed(0)
     linear = nn.Linear(64, 32)
-    layer = Int4Linear(linear)
+    layer = Int4Linear(linear, KERNELS)
     x = torch.randn(PREFILL_ROWS + 3, 64)
     many = layer(x)  # float path
     torch.testing.assert_close(many, x @ layer.dequantize().T + linear.bias, rtol=1e-5,
@@ -85,11 +90,15 @@ def test_inference_modes():
                                                                    Int4Linear))}
 
     fresh = lambda: Transformer(get_preset("llama-tiny", vocab_size=256))  # noqa: E731
-    assert linears(quantize_for_inference(fresh(), "none")) == {nn.Linear}
-    assert linears(quantize_for_inference(fresh(), "auto")) == {Int8Linear}
-    assert linears(quantize_for_inference(fresh(), "auto", source="Q4_K_M")) == {Int8Linear}
-    exact = {Int4Linear, Int8Linear} if kernels.available() else {Int8Linear}
-    assert linears(quantize_for_inference(fresh(), "auto", source="Q4_1")) == exact
-    assert linears(quantize_for_inference(fresh(), "int4")) == {Int4Linear, Int8Linear}
+    def prepare(*args, **kwargs):
+        return prepare_for_inference(fresh(), *args, **{**SETTINGS, **kwargs})
+
+    assert linears(prepare("none")) == {nn.Linear}
+    assert linears(prepare("auto")) == {Int8Linear}
+    assert linears(prepare("auto", source="Q4_K_M")) == {Int8Linear}
+    exact = {Int4Linear, Int8Linear} if KERNELS is not None else {Int8Linear}
+    assert linears(prepare("auto", source="Q4_1")) == exact
+    assert linears(prepare("auto", source="Q4_1", native=False)) == {Int8Linear}
+    assert linears(prepare("int4")) == {Int4Linear, Int8Linear}
     with pytest.raises(ParrotError, match="Unknown quantization 'int3'"):
-        quantize_for_inference(fresh(), "int3")
+        prepare("int3")

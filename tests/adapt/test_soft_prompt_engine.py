@@ -84,3 +84,25 @@ def test_prompt_keys_are_recomputed_after_training():
         wrapped.prompt.add_(1.0)  # an optimizer step bumps the version counter the same way
         cached = wrapped(tokens, None, KVCache(wrapped.config, 1, 8))
         torch.testing.assert_close(cached, wrapped(tokens), atol=1e-5, rtol=1e-5)
+
+
+def test_prepared_soft_prompt_model_decodes_like_the_plain_one():
+    """Fused projections and parrot's kernels under a soft prompt: its cache maps slots
+    itself, so decode attention takes the general path and the logits stay."""
+    import copy
+    import os
+
+    from parrot.adapt.prepare import prepare_for_inference
+    from parrot.kernels import settings_from
+
+    plain = prompted("rope-gqa")
+    prepared = prepare_for_inference(copy.deepcopy(plain), "none", **settings_from(os.environ))
+    tokens = torch.randint(0, 256, (2, 9))
+    outputs = []
+    with torch.no_grad():
+        for model in (plain, prepared):
+            cache = KVCache(model.config, 2, 24)
+            outputs.append(torch.cat([model(tokens[:, a:b], torch.arange(a, b).expand(2, -1),
+                                            cache) for a, b in ((0, 6), (6, 7), (7, 8), (8, 9))],
+                                     dim=1))
+    torch.testing.assert_close(outputs[1], outputs[0], atol=1e-5, rtol=1e-5)

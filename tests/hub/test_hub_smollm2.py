@@ -73,11 +73,12 @@ def test_weight_only_quantized_smollm2_keeps_llama_cpp_top_tokens(mode, smollm2_
                                                                  smollm2_reference):
     """What `--quantize` gives (fused projections, parrot's kernels). Three of the four
     prompts are shorter than PREFILL_ROWS, so their full forwards run the decode kernels."""
-    from parrot.adapt.quantize import quantize_for_inference
+    from parrot.adapt.prepare import prepare_for_inference
     from parrot.hub.gguf_model import load_gguf
+    from parrot.utils.home import default_home
 
     model, _, _ = load_gguf(smollm2_path)
-    quantize_for_inference(model, mode)
+    prepare_for_inference(model, mode, home=default_home())
     with torch.no_grad():
         for case in smollm2_reference["greedy"]:
             logits = model(torch.tensor([case["prompt_ids"]]))[0, -1]

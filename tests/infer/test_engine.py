@@ -138,9 +138,10 @@ def test_eos_token_stops_and_is_not_shown(byte_tok, scripted):
 
 
 def test_max_len_beyond_table_positions_is_rejected(byte_tok):
-    with pytest.raises(ParrotError, match="exceeds the model's context"):
-        Engine(tiny_model(positions="learned"), byte_tok, max_len=100)
-    assert Engine(tiny_model(positions="rope"), byte_tok, max_len=100).max_len == 100
+    for positions in ("learned", "rope"):  # a position table, or RoPE's of cos/sin
+        with pytest.raises(ParrotError, match="exceeds the model's context"):
+            Engine(tiny_model(positions=positions), byte_tok, max_len=100)
+    assert Engine(tiny_model(positions="alibi"), byte_tok, max_len=100).max_len == 100
 
 
 def test_idle_row_with_a_long_kept_prefix_stays_correct(byte_tok, monkeypatch):

@@ -1,6 +1,8 @@
 """The engine's speed paths keep its results: last-row prefill logits, quantized weights,
 the compiled decode step, and the CLI's --quantize / --compile switches."""
 
+import os
+
 import pytest
 import torch
 from infer_helpers import assert_matches_recompute, prompts, tiny_model
@@ -90,7 +92,8 @@ def test_cli_quantize_flag_gives_the_python_api_result(mode, run_dir, capsys):
     import json
 
     from parrot import cli
-    from parrot.adapt.quantize import quantize_for_inference
+    from parrot.adapt.prepare import prepare_for_inference
+    from parrot.kernels import settings_from
     from parrot.rundir import load_model
 
     code = cli.main(["generate", str(run_dir), "--prompt", "hello", "--temperature", "0",
@@ -98,7 +101,7 @@ def test_cli_quantize_flag_gives_the_python_api_result(mode, run_dir, capsys):
     assert code == 0
     got = json.loads(capsys.readouterr().out)["token_ids"]
     model, tokenizer, _ = load_model(run_dir)
-    engine = Engine(quantize_for_inference(model, mode), tokenizer)
+    engine = Engine(prepare_for_inference(model, mode, **settings_from(os.environ)), tokenizer)
     want = engine.generate("hello", GREEDY.replace(max_new_tokens=5)).token_ids
     assert got == want[: len(got)] and got
 

@@ -16,12 +16,15 @@ import torch
 from torch import nn
 
 from parrot import kernels
+from parrot.adapt.native import NativeAttention, NativeRMSNorm
+from parrot.adapt.prepare import prepare_for_inference
 from parrot.adapt.quantize import Int8Linear, pack_nibbles
-from parrot.model import KVCache, Transformer, get_preset
-from parrot.model.fusion import fuse_projections
-from parrot.model.norms import rms_norm
+from parrot.model import AttentionCapture, KVCache, Transformer, get_preset
+from parrot.model.norms import RMSNorm
 
-native = pytest.mark.skipif(not kernels.available(), reason="no C compiler: kernels not built")
+SETTINGS = kernels.settings_from(os.environ)  # the tests, like the CLI, read the environment
+KERNELS = kernels.load(**SETTINGS)
+native = pytest.mark.skipif(KERNELS is None, reason="no C compiler: kernels not built")
 SHAPES = [(7, 32), (100, 576), (33, 1536)]  # (out, in)
 
 
@@ -47,7 +50,7 @@ def test_matvec_int8_is_the_dequantized_matmul(rows, out_in):
     scale = torch.rand(out, generator=gen) * 0.02 + 1e-3
     x = torch.randn(rows, n_in, generator=gen)
     want = x.double() @ (q.double() * scale.double()[:, None]).T
-    got = kernels.matvec_int8(x, q, scale)
+    got = KERNELS.matvec_int8(x, q, scale)
     assert got.shape == (rows, out) and got.dtype == torch.float32
     close_to(got, want, 1e-5)
 
@@ -56,9 +59,8 @@ def test_matvec_int8_is_the_dequantized_matmul(rows, out_in):
 def test_int8_linear_takes_non_contiguous_and_batched_inputs():
     torch.manual_seed(0)
     linear = nn.Linear(64, 24)
-    layer = Int8Linear(linear)
-    assert layer.native
-    weight = layer.weight_int8.double() * layer.scales.double()[:, None]
+    layer = Int8Linear(linear, KERNELS)
+    weight = layer.dequantize(torch.float64)
     base = torch.randn(64, 10)
     inputs = {
         "transposed": base.T[:3],                      # (3, 64), strides (1, 10)
@@ -68,7 +70,8 @@ def test_int8_linear_takes_non_contiguous_and_batched_inputs():
     for name, x in inputs.items():
         assert not x.is_contiguous(), name
         want = x.double() @ weight.T + linear.bias.double()
-        got = layer(x)
+        with torch.no_grad():
+            got = layer(x)
         assert got.shape == (*x.shape[:-1], 24), name
         close_to(got, want, 1e-5)
     # The quantized weight itself is close to the float one (per-row scale max|w| / 127).
@@ -119,7 +122,7 @@ def test_matvec_int4_matches_llama_style_rounding(rows, out_in):
     x = torch.randn(rows, n_in, generator=gen)
     if n_in > 32:
         x[0, 32:64] = 0.0  # an all-zero group: step 0, no division by zero
-    got = kernels.matvec_int4(x, packed, scale, offset)
+    got = KERNELS.matvec_int4(x, packed, scale, offset)
     assert got.shape == (rows, out)
     close_to(got, reference_int4(x, packed, scale, offset), 1e-4)
     # Against the float matmul with unrounded activations: rounding x moves each x_k by at
@@ -145,7 +148,7 @@ def test_int4_activation_rounding_is_half_to_even():
     codes = torch.zeros(1, 32, dtype=torch.long)
     codes[0, 1:4] = torch.tensor([1, 2, 4])
     scale, offset = torch.ones(1, 1), torch.zeros(1, 1)
-    got = kernels.matvec_int4(x, pack_llama(codes), scale, offset)
+    got = KERNELS.matvec_int4(x, pack_llama(codes), scale, offset)
     assert float(got) == 0 * 1 + 2 * 2 + 2 * 4  # round(0.5)=0, round(1.5)=2, round(2.5)=2
 
 
@@ -164,28 +167,30 @@ def test_rms_norm_rows_is_the_formula(dim, rows):
     gen = torch.Generator().manual_seed(dim + rows)
     x = torch.randn(rows, dim, generator=gen) * 3
     weight = torch.randn(dim, generator=gen)
-    got = kernels.rms_norm_rows(x, weight, 1e-5)
+    got = KERNELS.rms_norm_rows(x, weight, 1e-5)
     torch.testing.assert_close(got.double(), reference_rms(x, weight, 1e-5), rtol=1e-6,
                                atol=1e-6)
     x3 = x.view(rows, 1, dim)  # more dimensions: normalized over the last one
-    torch.testing.assert_close(kernels.rms_norm_rows(x3, weight, 1e-5), got.view(rows, 1, dim))
+    torch.testing.assert_close(KERNELS.rms_norm_rows(x3, weight, 1e-5), got.view(rows, 1, dim))
 
 
 @native
 @pytest.mark.parametrize("dim", [64, 100])
 def test_rms_norm_takes_the_kernel_without_grad_and_agrees_with_torch(dim, monkeypatch):
     calls = []
-    original = kernels.rms_norm_rows
-    monkeypatch.setattr(kernels, "rms_norm_rows",
-                        lambda *a: calls.append(1) or original(*a))
+    original = KERNELS.rms_norm_rows
+    monkeypatch.setattr(KERNELS, "rms_norm_rows", lambda *a: calls.append(1) or original(*a))
     torch.manual_seed(dim)
     x = torch.randn(1, 3, dim)
     weight = torch.randn(dim)
-    with_grad = rms_norm(x, weight, 1e-6)
+    norm = RMSNorm(dim, 1e-6)
+    norm.weight.data.copy_(weight)
+    native_norm = NativeRMSNorm(norm, KERNELS)
+    with_grad = native_norm(x)
     assert not calls  # grad enabled: torch's path
     with torch.no_grad():
-        without = rms_norm(x, weight, 1e-6)
-        strided = rms_norm(torch.randn(dim, 3).T, weight, 1e-6)  # non-contiguous: torch
+        without = native_norm(x)
+        strided = native_norm(torch.randn(dim, 3).T)  # non-contiguous: torch
     assert len(calls) == 1
     torch.testing.assert_close(without, with_grad, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(without.double(), reference_rms(x, weight, 1e-6), rtol=1e-6,
@@ -231,24 +236,24 @@ def decode_ragged(model: Transformer, max_len: int = 24
     return seqs, steps, cache
 
 
-def fused_model(cfg) -> Transformer:
+def prepared_model(cfg, native: bool = True) -> Transformer:
     torch.manual_seed(0)
-    return fuse_projections(Transformer(cfg).eval())
+    return prepare_for_inference(Transformer(cfg).eval(), "none", **{**SETTINGS, "native": native})
 
 
 @native
 @pytest.mark.parametrize("name", list(ATTENTION_CONFIGS))
 def test_decode_kernel_equals_full_forward_and_general_path(name, monkeypatch):
     cfg = ATTENTION_CONFIGS[name]
-    model = fused_model(cfg)
+    model = prepared_model(cfg)
     calls = []
-    original = kernels.decode_attention
+    original = KERNELS.decode_attention
 
     def counting(*args, **kwargs):
         calls.append(args[7])  # the window each layer asked for
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(kernels, "decode_attention", counting)
+    monkeypatch.setattr(KERNELS, "decode_attention", counting)
     seqs, steps, cache = decode_ragged(model)
     assert len(calls) == STEPS * cfg.n_layers  # the kernel ran for every layer and step
     windows = [cfg.sliding_window if cfg.is_sliding(i) else None for i in range(cfg.n_layers)]
@@ -260,10 +265,9 @@ def test_decode_kernel_equals_full_forward_and_general_path(name, monkeypatch):
                 full = model(torch.tensor([seq]))[0, -1]
                 torch.testing.assert_close(last[b], full, rtol=1e-5, atol=1e-5)
 
-    # The same decode with the kernels disabled writes the same cache and logits.
-    monkeypatch.setattr("parrot.kernels.available", lambda: False)
+    # The same decode without the kernels writes the same cache and logits.
     calls.clear()
-    _, general_steps, general_cache = decode_ragged(model)
+    _, general_steps, general_cache = decode_ragged(prepared_model(cfg, native=False))
     assert not calls
     torch.testing.assert_close(cache.keys, general_cache.keys, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(cache.values, general_cache.values, rtol=1e-6, atol=1e-6)
@@ -275,15 +279,16 @@ def test_decode_kernel_equals_full_forward_and_general_path(name, monkeypatch):
 @native
 def test_decode_kernel_is_skipped_with_grad_unfused_or_captured(monkeypatch):
     calls = []
-    monkeypatch.setattr(kernels, "decode_attention", lambda *a: calls.append(1))
-    torch.manual_seed(0)
-    model = Transformer(LLAMA).eval()  # not fused
+    monkeypatch.setattr(KERNELS, "decode_attention", lambda *a: calls.append(1))
+    model = prepared_model(LLAMA)
+    assert all(isinstance(block.attn, NativeAttention) for block in model.blocks)
     cache = KVCache(LLAMA, 1, 8)
-    with torch.no_grad():
-        model(torch.tensor([[1, 2]]), cache=cache)
-        model(torch.tensor([[3]]), positions=torch.tensor([[2]]), cache=cache)
-    fuse_projections(model)
     model(torch.tensor([[4]]), positions=torch.tensor([[3]]), cache=cache)  # grad enabled
+    with torch.no_grad():
+        model(torch.tensor([[3]]), positions=torch.tensor([[2]]), cache=cache,
+              capture=AttentionCapture())
+    qk_norm = prepared_model(LLAMA.replace(qk_norm=True))  # the kernel has no QK-norm
+    assert not any(isinstance(block.attn, NativeAttention) for block in qk_norm.blocks)
     assert not calls
 
 
@@ -293,11 +298,13 @@ def test_decode_kernel_with_int32_positions(tmp_path):
     subprocess, because reading them as int64 would write out of bounds."""
     script = textwrap.dedent("""
         import torch
+        import os
+        from parrot.adapt.prepare import prepare_for_inference
+        from parrot.kernels import settings_from
         from parrot.model import KVCache, Transformer, get_preset
-        from parrot.model.fusion import fuse_projections
         torch.manual_seed(0)
         cfg = get_preset("llama-tiny", vocab_size=256)
-        model = fuse_projections(Transformer(cfg).eval())
+        model = prepare_for_inference(Transformer(cfg).eval(), "none", **settings_from(os.environ))
         seqs = [[1, 2, 3], [4, 5, 6, 7, 8], [9, 10]]
         cache = KVCache(cfg, 3, 32)
         with torch.no_grad():
@@ -329,7 +336,8 @@ def run_python(script: str, env: dict[str, str]) -> subprocess.CompletedProcess:
                           text=True, timeout=300)
 
 
-AVAILABLE = "from parrot import kernels; print('available', kernels.available())"
+AVAILABLE = ("import os; from parrot import kernels; "
+             "print('available', kernels.load(**kernels.settings_from(os.environ)) is not None)")
 
 
 @native
@@ -348,21 +356,24 @@ def test_first_use_builds_one_library_and_a_second_process_reuses_it(tmp_path):
 def test_parrot_native_0_disables_the_kernels_and_generation_still_works(tmp_path):
     script = textwrap.dedent("""
         import torch
+        import os
         from parrot import kernels
-        from parrot.adapt.quantize import Int8Linear, quantize_for_inference
+        from parrot.adapt.prepare import prepare_for_inference
+        from parrot.adapt.quantize import Int8Linear
         from parrot.infer import Engine, SamplingParams
         from parrot.model import Transformer, get_preset
         from parrot.tokenizer import Tokenizer
         torch.manual_seed(0)
         model = Transformer(get_preset("llama-tiny", vocab_size=256)).eval()
-        model = quantize_for_inference(model, "int8")
+        settings = kernels.settings_from(os.environ)
+        model = prepare_for_inference(model, "int8", **settings)
         layers = [m for m in model.modules() if isinstance(m, Int8Linear)]
-        assert layers and not any(m.native for m in layers)
+        assert layers and not any(m.kernels for m in layers)
         tokenizer = Tokenizer.train(["hello parrot"], vocab_size=256)
         params = SamplingParams(temperature=0.0, max_new_tokens=5, ignore_eos=True)
         done = Engine(model, tokenizer, max_batch=2).generate("hi", params)
         assert len(done.token_ids) == 5 and all(0 <= t < 256 for t in done.token_ids)
-        print("available", kernels.available(), "tokens", done.token_ids)
+        print("available", kernels.load(**settings) is not None, "tokens", done.token_ids)
     """)
     result = run_python(script, env_for(tmp_path, PARROT_NATIVE="0"))
     assert result.returncode == 0, result.stderr[-2000:]
@@ -383,3 +394,35 @@ def test_no_compiler_means_unavailable_not_a_crash(tmp_path, cc):
     assert "C kernels are unavailable" in result.stderr  # one logged warning
     assert "Traceback" not in result.stderr
     assert not list(tmp_path.glob("kernels/*.so"))
+
+
+# ---------------------------------------------------------------------------------- checks
+
+
+@native
+def test_kernel_wrappers_reject_a_wrong_dtype_shape_or_layout_before_calling_c():
+    q, scale = torch.zeros(4, 32, dtype=torch.int8), torch.ones(4)
+    with pytest.raises(ValueError, match="float32"):
+        KERNELS.matvec_int8(torch.zeros(1, 32, dtype=torch.float64), q, scale)
+    with pytest.raises(ValueError, match="int8"):
+        KERNELS.matvec_int8(torch.zeros(1, 32), q.float(), scale)
+    with pytest.raises(ValueError, match="contiguous"):
+        KERNELS.matvec_int8(torch.zeros(32, 2).T, q, scale)
+    with pytest.raises(ValueError, match="shape"):
+        KERNELS.matvec_int8(torch.zeros(1, 32), q, torch.ones(3))
+    with pytest.raises(ValueError, match="multiple of 32"):
+        KERNELS.matvec_int8(torch.zeros(1, 16), torch.zeros(4, 16, dtype=torch.int8), scale)
+    with pytest.raises(ValueError, match="shape"):
+        KERNELS.matvec_int4(torch.zeros(1, 64), torch.zeros(4, 32, dtype=torch.uint8),
+                            torch.ones(4, 1), torch.ones(4, 2))
+    with pytest.raises(ValueError, match="contiguous"):
+        KERNELS.rms_norm_rows(torch.zeros(8, 4).T, torch.ones(8), 1e-5)
+    keys, qkv = torch.zeros(1, 1, 4, 8), torch.zeros(1, 3 * 8)
+    with pytest.raises(ValueError, match=r"slot numbers in 0\.\.3"):
+        KERNELS.decode_attention(qkv, None, torch.tensor([4]), keys, keys.clone(), 1, 1, None, 1.0)
+    strided = torch.zeros(1, 1, 8, 4).transpose(2, 3)
+    with pytest.raises(ValueError, match="contiguous slots"):
+        KERNELS.decode_attention(qkv, None, torch.tensor([0]), strided, strided, 1, 1, None, 1.0)
+    with pytest.raises(ValueError, match="qkv must be"):
+        KERNELS.decode_attention(qkv[:, :16], None, torch.tensor([0]), keys, keys.clone(), 1, 1,
+                                 None, 1.0)

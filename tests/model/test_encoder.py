@@ -88,10 +88,8 @@ def test_a_model_without_output_head_gives_hidden_states_only():
         bare(torch.tensor([[1, 2]]))
 
 
-def test_bad_token_types_and_mask_shapes_are_parrot_errors(model):
+def test_bad_mask_shapes_are_parrot_errors(model):
     tokens = torch.tensor([[1, 2]])
-    with pytest.raises(ParrotError, match="Token types"):
-        model(tokens, token_types=torch.tensor([[0, 2]]))
     with pytest.raises(ParrotError, match="attention_mask"):
         model(tokens, attention_mask=torch.tensor([[1, 1, 1]]))
 

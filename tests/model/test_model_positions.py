@@ -8,12 +8,15 @@ import pytest
 import torch
 from naive_transformer import paper_alibi_slopes, rotation
 
+from parrot.model import Transformer, get_preset
 from parrot.model.positions import (
     alibi_bias,
     alibi_slopes,
     apply_rope,
     rope_angles,
     rope_frequencies,
+    rope_lookup,
+    rope_table,
     sinusoidal_table,
 )
 
@@ -88,3 +91,21 @@ def test_alibi_bias_penalises_distance_linearly():
     assert float(bias[0, 0, 2, 2]) == 0.0
     symmetric = alibi_bias(slopes, pos, torch.arange(4), causal=False)
     assert float(symmetric[0, 0, 0, 3]) == -1.5
+
+
+def test_rope_tables_read_at_positions_equal_the_angles_computed_there():
+    positions = torch.tensor([[0, 5, 63], [7, 7, 1]])
+    want = rope_angles(positions, rope_frequencies(16, 500.0))
+    got = rope_lookup(*rope_table(64, 16, 500.0), positions)
+    for g, w in zip(got, want, strict=True):
+        assert g.shape == w.shape == (2, 1, 3, 16) and torch.equal(g, w)
+
+
+def test_rope_tables_are_unsaved_buffers_of_the_context_length():
+    cfg = get_preset("llama-tiny", vocab_size=64).replace(sliding_window=4, global_every=2,
+                                                           rope_local_theta=10.0)
+    model = Transformer(cfg)
+    buffers = dict(model.named_buffers())
+    for name in ("rope_cos", "rope_sin", "rope_local_cos", "rope_local_sin"):
+        assert buffers[name].shape == (cfg.context_length, cfg.head_size // 2)
+    assert not any(key.startswith("rope") for key in model.state_dict())

@@ -9,11 +9,12 @@ touching the model's code (gpt-fast's recipe).
     int4, per group of 32 inputs:  s = (max - min) / 15,  q = round((w - min) / s) in 0..15,
                                    w ≈ (q - 8) * s + z  with  z = min + 8 s
 
-int8 layers multiply with parrot's own C kernel (`parrot.kernels`): float32 activations,
-so the result is the dequantized weight's matmul up to float rounding. Where that kernel
-cannot be built, and for int4, PyTorch's weight-only kernels run instead; they want
-bfloat16 activations, so inputs are rounded to bfloat16 for the matmul and outputs return
-in the input's dtype.
+Given parrot's kernels (`parrot.kernels.load`), decode multiplies with its C kernels:
+float32 activations for int8, activations rounded to int8 per group for int4 (llama.cpp's
+scheme). Without them (and in a compiled graph, which cannot trace a C call), int8
+rebuilds float weights a chunk of rows at a time (exact, and what QLoRA's frozen base
+trains through: the same class), and int4 runs PyTorch's weight-only kernel, which wants
+bfloat16 activations (or, holding only the C layout, a float matmul).
 
 The kernels pay off when one or a few rows are multiplied (decode). A prefill multiplies
 hundreds of rows, is bound by arithmetic, and these kernels are slow there, so from
@@ -30,19 +31,21 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from parrot import kernels
+from parrot.adapt.swap import replace_modules
 from parrot.errors import ParrotError
-from parrot.model.fusion import fuse_projections
+from parrot.kernels import GROUP, Kernels
 
 INT4_GROUP = 32
-# From this many rows (a prefill) the int8 layer dequantizes and runs a float matmul:
-# the weight-only kernel wins only when reading weights, not arithmetic, is the bottleneck.
+# From this many rows (a prefill) a layer dequantizes and runs a float matmul: the
+# weight-only kernels win only when reading weights, not arithmetic, is the bottleneck.
 PREFILL_ROWS = 32
 INT4_INNER_K_TILES = 2  # the CPU packing needs in_features % (16 * tiles) == 0
+CHUNK_ROWS = 1024  # output rows turned to float at a time by the exact int8 matmul
 
 
 def quantize_rows_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric per-row int8: (q (out, in) int8, s (out,)) with w ≈ q * s[:, None]."""
+    """Symmetric per-row int8: (q (out, in) int8, s (out,)) with w ≈ q * s[:, None],
+    s = max(max|w[o]|, 1e-12) / 127, q = round(w / s) in -127..127 (within s / 2 of w)."""
     w = weight.detach().float()
     scales = w.abs().amax(dim=1).clamp(min=1e-12) / 127.0
     # In-place steps: one float temporary, not four (the head alone is 113 MB in float32).
@@ -62,29 +65,89 @@ def quantize_groups_int4(weight: torch.Tensor, group: int = INT4_GROUP
     return q.reshape(weight.shape).to(torch.int32), scales, zeros
 
 
-class Int8Linear(nn.Module):
-    """A Linear with int8 rows and a float32 scale per row (inference only)."""
+def int8_matmul(x: torch.Tensor, codes: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """x (M, in) @ (Q s)^T = (x Q^T) * s -> (M, out), Q cast to float one row chunk at a time.
 
-    def __init__(self, linear: nn.Linear) -> None:
+    torch's `_weight_int8pack_mm` CPU kernel was measured here 6x (M=1) to 35x (M=256)
+    slower than casting a chunk and calling the float matmul, so eager runs use this.
+    """
+    parts = [(x @ codes[r:r + CHUNK_ROWS].to(x.dtype).T) * scale[r:r + CHUNK_ROWS].to(x.dtype)
+             for r in range(0, codes.shape[0], CHUNK_ROWS)]
+    return torch.cat(parts, dim=-1)
+
+
+def int8_grad_input(grad: torch.Tensor, codes: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """dL/dx = (dL/dy * s) Q for grad (M, out) -> (M, in), Q dequantized chunk by chunk."""
+    scaled = grad * scale.to(grad.dtype)                                 # (M, out)
+    out = torch.zeros(grad.shape[0], codes.shape[1], dtype=grad.dtype, device=grad.device)
+    for r in range(0, codes.shape[0], CHUNK_ROWS):
+        out += scaled[:, r:r + CHUNK_ROWS] @ codes[r:r + CHUNK_ROWS].to(grad.dtype)
+    return out
+
+
+class _FrozenInt8Matmul(torch.autograd.Function):
+    """y = x (Q s)^T with a gradient for x only (the weight is frozen)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, codes: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(codes, scale)  # the int8 codes themselves, no float copy
+        return int8_matmul(x, codes, scale)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        codes, scale = ctx.saved_tensors
+        if not ctx.needs_input_grad[0]:
+            return None, None, None
+        return int8_grad_input(grad, codes, scale), None, None
+
+
+class Int8Linear(nn.Module):
+    """A frozen Linear stored as int8 rows `codes` and a float32 `scale` per row.
+
+    Inference with `kernels` (decode rows, no gradient, eager) uses parrot's C kernel;
+    otherwise the exact chunked matmul, which also gives inputs their gradient (QLoRA's
+    base: frozen parameters, not buffers, so they move with .to() and trainable-state
+    checkpoints skip them).
+    """
+
+    def __init__(self, linear: nn.Linear, kernels: Kernels | None = None) -> None:
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        q, scales = quantize_rows_int8(linear.weight)
-        self.register_buffer("weight_int8", q.contiguous())
-        self.register_buffer("scales", scales.contiguous())
-        self.register_buffer("bias", _bias(linear))
-        self.native = kernels.available() and self.in_features % kernels.GROUP == 0
+        codes, scale = quantize_rows_int8(linear.weight)
+        self.codes = nn.Parameter(codes.contiguous(), requires_grad=False)
+        self.scale = nn.Parameter(scale.contiguous(), requires_grad=False)
+        bias = _bias(linear)
+        self.bias = None if bias is None else nn.Parameter(bias, requires_grad=False)
+        self.kernels = kernels if self.in_features % GROUP == 0 else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, self.in_features)                              # (M, in)
-        if flat.shape[0] >= PREFILL_ROWS:  # compute-bound: a float matmul is faster here
-            weight = self.weight_int8.to(x.dtype) * self.scales.to(x.dtype)[:, None]
-            return _finish(flat @ weight.T, x, self.bias, self.out_features)
-        if self.native and flat.device.type == "cpu" and not torch.compiler.is_compiling():
-            y = kernels.matvec_int8(flat.float().contiguous(), self.weight_int8, self.scales)
+        # A compiled graph cannot trace a C call (and inductor fails to lower PyTorch's
+        # `_weight_int8pack_mm` with a cast scale): it takes the chunked matmul.
+        if self.kernels is not None and flat.shape[0] < PREFILL_ROWS and \
+                flat.device.type == "cpu" and not torch.is_grad_enabled() and \
+                not torch.compiler.is_compiling():
+            y = self.kernels.matvec_int8(flat.float().contiguous(), self.codes, self.scale)
         else:
-            y = torch.ops.aten._weight_int8pack_mm(flat.to(torch.bfloat16), self.weight_int8,
-                                                   self.scales.to(torch.bfloat16))
+            y = _FrozenInt8Matmul.apply(flat, self.codes, self.scale)
         return _finish(y, x, self.bias, self.out_features)
+
+    def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The weight it multiplies by: codes * scale per row, (out, in)."""
+        return self.codes.to(dtype) * self.scale.to(dtype)[:, None]
+
+    def to_linear(self) -> nn.Linear:
+        """A float nn.Linear holding the dequantized weight (to merge an adapter into)."""
+        linear = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None,
+                           device=self.codes.device)
+        with torch.no_grad():
+            linear.weight.copy_(self.dequantize())
+            if self.bias is not None:
+                linear.bias.copy_(self.bias)
+        return linear
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8 rows"
 
 
 class Int4Linear(nn.Module):
@@ -97,13 +160,14 @@ class Int4Linear(nn.Module):
     prefill can rebuild the float weight: 0.5 more bytes per weight.
     """
 
-    def __init__(self, linear: nn.Linear, group: int = INT4_GROUP) -> None:
+    def __init__(self, linear: nn.Linear, kernels: Kernels | None = None,
+                 group: int = INT4_GROUP) -> None:
         super().__init__()
         self.in_features, self.out_features, self.group = (linear.in_features,
                                                            linear.out_features, group)
         q, scales, zeros = quantize_groups_int4(linear.weight, group)
-        self.native = kernels.available() and group == kernels.GROUP
-        if not self.native:
+        self.kernels = kernels if group == GROUP else None
+        if self.kernels is None:
             packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, INT4_INNER_K_TILES)
             self.register_buffer("weight_int4", packed)
             # The kernel wants (in/group, out, 2): scale and zero of each group, in bfloat16;
@@ -119,11 +183,14 @@ class Int4Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, self.in_features)                              # (M, in)
-        if flat.shape[0] >= PREFILL_ROWS:  # compute-bound: a float matmul is faster here
+        # Compute-bound (a prefill), or compiled with only the C kernel's layout kept (a
+        # graph cannot trace a C call): the float matmul.
+        if flat.shape[0] >= PREFILL_ROWS or (self.kernels is not None
+                                             and torch.compiler.is_compiling()):
             return _finish(flat @ self.dequantize(x.dtype).T, x, self.bias, self.out_features)
-        if self.native and flat.device.type == "cpu" and not torch.compiler.is_compiling():
-            y = kernels.matvec_int4(flat.float().contiguous(), self.codes, self.float_scales,
-                                    self.float_offsets)
+        if self.kernels is not None and flat.device.type == "cpu":
+            y = self.kernels.matvec_int4(flat.float().contiguous(), self.codes,
+                                         self.float_scales, self.float_offsets)
         else:
             y = torch.ops.aten._weight_int4pack_mm_for_cpu(flat.to(torch.bfloat16),
                                                            self.weight_int4, self.group,
@@ -170,59 +237,23 @@ def int4_fits(linear: nn.Linear) -> bool:
 
 def quantize(model: nn.Module, bits: int = 8,
              include: Callable[[str, nn.Linear], bool] | None = None,
-             head_bits: int = 8) -> nn.Module:
+             head_bits: int = 8, kernels: Kernels | None = None) -> nn.Module:
     """Replace (in place) each `nn.Linear` for which `include(name, module)` holds (all by
-    default) with an `Int8Linear` or `Int4Linear`; returns the model. The output head
-    (`lm_head`) gets `head_bits` instead of `bits`. Layers whose shape the int4 kernel
-    cannot take fall back to int8. A tied output head gets its own quantized copy; the
-    embedding table keeps float rows for lookups."""
+    default) with an `Int8Linear` or `Int4Linear` multiplying with `kernels` (None:
+    PyTorch's); returns the model. The output head (`lm_head`) gets `head_bits` instead of
+    `bits`. Layers whose shape the int4 kernel cannot take fall back to int8. A tied
+    output head gets its own quantized copy; the embedding table keeps float rows for
+    lookups."""
     for b in (bits, head_bits):
         if b not in (4, 8):
             raise ParrotError(f"Quantization to {b} bits is not available; use 8 or 4.")
-    targets = [(name, module) for name, module in model.named_modules()
-               if isinstance(module, nn.Linear) and (include is None or include(name, module))]
-    for name, module in targets:
-        parent_name, _, attr = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
+
+    def make(name: str, module: nn.Linear) -> nn.Module:
         width = head_bits if name == "lm_head" else bits
-        swapped = Int4Linear(module) if width == 4 and int4_fits(module) else Int8Linear(module)
-        setattr(parent, attr, swapped)
+        if width == 4 and int4_fits(module):
+            return Int4Linear(module, kernels)
+        return Int8Linear(module, kernels)
+
+    replace_modules(model, lambda name, m: isinstance(m, nn.Linear) and
+                    (include is None or include(name, m)), make)
     return model
-
-
-QUANTIZE_MODES = ("auto", "none", "int8", "int4")
-
-
-# Checkpoint formats whose weights 4-bit groups of 32 hold exactly: Q4_1 blocks span their
-# minimum (code 0) to their maximum (code 15), so requantizing recovers the same grid.
-EXACT_INT4_SOURCES = ("Q4_1",)
-
-
-def auto_mode(source: str | None = None) -> str:
-    """What "auto" means on a CPU for a checkpoint stored as `source` (a GGUF quantization
-    such as "Q4_1" or "Q4_K_M"; None: float weights): 4-bit layers when they reproduce the
-    file's own weights and parrot's kernels run (the fastest decode in
-    benchmarks/bench_pretrained.py), else int8, whose float32 activations stay closest to
-    the float model (requantizing Gemma's Q4_K_M to 4 bits visibly changes its answers)."""
-    return "int4" if source in EXACT_INT4_SOURCES and kernels.available() else "int8"
-
-
-def quantize_for_inference(model: nn.Module, mode: str = "auto",
-                           source: str | None = None) -> nn.Module:
-    """Prepare a model for generation: fuse its projections (`fuse_projections`) and apply
-    the quantization asked for: "none", "int8" (layers and head), "int4" (layers int4,
-    head int8) or "auto" (`auto_mode(source)` on a CPU, none elsewhere: the weight-only
-    kernels are CPU ones). `source` is the checkpoint's own quantization, if any
-    (`ModelInfo.quantization`). Applied in place; returns the model, for inference only."""
-    if mode not in QUANTIZE_MODES:
-        raise ParrotError(f"Unknown quantization {mode!r}; use one of "
-                          f"{', '.join(QUANTIZE_MODES)}.")
-    on_cpu = all(p.device.type == "cpu" for p in model.parameters())
-    if mode == "auto":
-        mode = auto_mode(source) if on_cpu else "none"
-    if mode != "none" and not on_cpu:
-        raise ParrotError(f"--quantize {mode} runs on the CPU only; drop it or use --device cpu.")
-    fuse_projections(model)
-    if mode == "none":
-        return model
-    return quantize(model, 8 if mode == "int8" else 4)

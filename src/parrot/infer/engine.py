@@ -357,8 +357,8 @@ def _check_max_len(config, max_len: int | None) -> int:
         return min(config.context_length, DEFAULT_MAX_LEN)
     if max_len < 1:
         raise ParrotError(f"max_len must be at least 1, got {max_len}.")
-    if max_len > config.context_length and config.positions in ("learned", "sinusoidal"):
-        raise ParrotError(
+    if max_len > config.context_length and config.positions in ("learned", "sinusoidal", "rope"):
+        raise ParrotError(  # the position (or RoPE) tables hold context_length positions
             f"max_len {max_len} exceeds the model's context of {config.context_length} "
             f"positions ({config.positions} positions cannot go further); lower it."
         )

@@ -73,7 +73,8 @@ class DecoderOnlySteps:
         del slot.ids[reuse:]  # an interrupted forward must not leave a stale claim behind
         tokens = torch.tensor([suffix], dtype=torch.long, device=engine.device)
         positions = torch.arange(reuse, len(request.prompt), device=engine.device)[None]
-        logits = last_logits(engine.model, tokens, positions, engine.cache.rows(index, index + 1))
+        view = engine.cache_view(index, index + 1, len(request.prompt))
+        logits = last_logits(engine.model, tokens, positions, view)
         slot.ids = list(request.prompt)
         request.cached_tokens = reuse
         return logits
@@ -82,10 +83,8 @@ class DecoderOnlySteps:
                      rows: int, length: int) -> torch.Tensor:
         """One decode forward over cache rows 0..rows-1."""
         engine = self.engine
-        # Eagerly the model reads slots 0..max position itself; a compiled graph reads its
-        # whole cache argument, so it gets a view cut to this step's bucket.
-        cache = engine.cache_view(0, rows, length) if engine.compiled else engine.cache.rows(0, rows)
-        return self.forward(tokens, positions=positions, cache=cache)
+        # The model attends over its whole cache argument: a view cut to this step's bucket.
+        return self.forward(tokens, positions=positions, cache=engine.cache_view(0, rows, length))
 
 
 class EncoderDecoderSteps:
@@ -113,7 +112,7 @@ class EncoderDecoderSteps:
         self.cross.admit(index, request.prompt)
         tokens = torch.tensor([[self.start_id]], dtype=torch.long, device=engine.device)
         positions = torch.zeros(1, 1, dtype=torch.long, device=engine.device)
-        cache = self.cross.cache(engine.cache.rows(index, index + 1), index, index + 1)
+        cache = self.cross.cache(engine.cache_view(index, index + 1, 1), index, index + 1)
         logits = engine.model.decode(tokens, None, positions=positions, cache=cache)[:, -1]
         engine.slots[index].ids = [self.start_id]
         return logits
@@ -121,7 +120,7 @@ class EncoderDecoderSteps:
     def forward_rows(self, tokens: torch.Tensor, positions: torch.Tensor,
                      rows: int, length: int) -> torch.Tensor:
         """One decode forward over cache rows 0..rows-1 (self and cross attention)."""
-        cache = self.cross.cache(self.engine.cache.rows(0, rows), 0, rows)
+        cache = self.cross.cache(self.engine.cache_view(0, rows, length), 0, rows)
         return self.engine.model.decode(tokens, None, positions=positions, cache=cache)
 
 

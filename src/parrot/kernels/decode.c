@@ -16,10 +16,13 @@
  * runtime (the same libgomp: one thread pool).
  *
  * Matrix shapes: x (rows, in) float32, y (rows, out) float32, all contiguous; `in` is a
- * multiple of GROUP. Each weight row is read once and used for every activation row, so
+ * multiple of GROUP. Every function returns 0, or -1 when it could not allocate its
+ * scratch memory (allocated once per call, never inside the parallel loops); the Python
+ * wrappers check every argument before calling. Each weight row is read once and used for every activation row, so
  * a batch of decode rows costs little more than one.
  */
 #include <math.h>
+#include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #if defined(__AVX2__)
@@ -37,8 +40,8 @@ static inline float dot(const float *a, const float *b, int64_t n) {
 }
 
 /* y[m, o] = scale[o] * sum_k q[o, k] * x[m, k]          (int8, one scale per row) */
-void matvec_int8(const float *x, const int8_t *q, const float *scale, float *y,
-                 int64_t rows, int64_t out, int64_t in, int64_t threads) {
+int matvec_int8(const float *x, const int8_t *q, const float *scale, float *y,
+                int64_t rows, int64_t out, int64_t in, int64_t threads) {
     #pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t o = 0; o < out; o++) {
         const int8_t *row = q + o * in;
@@ -53,6 +56,7 @@ void matvec_int8(const float *x, const int8_t *q, const float *scale, float *y,
             y[m * out + o] = sum * scale[o];
         }
     }
+    return 0;
 }
 
 /* int4 in groups of GROUP inputs, w[o, k] = code * scale[o, g] + offset[o, g], g = k / GROUP.
@@ -127,12 +131,14 @@ static float row_int4(const uint8_t *row, const float *s, const float *z, const 
     return shift;
 }
 
-void matvec_int4(const float *x, const uint8_t *codes, const float *scale,
-                 const float *offset, float *y, int64_t rows, int64_t out, int64_t in,
-                 int64_t threads) {
+int matvec_int4(const float *x, const uint8_t *codes, const float *scale,
+                const float *offset, float *y, int64_t rows, int64_t out, int64_t in,
+                int64_t threads) {
     const int64_t groups = in / GROUP;
-    Q8Rows r = {malloc(rows * in), malloc(rows * groups * sizeof(float)),
-                malloc(rows * groups * sizeof(float))};
+    /* One block: the int8 activations, then their scales and sums (floats, aligned). */
+    float *floats = malloc(2 * rows * groups * sizeof(float) + rows * in + 1);
+    if (!floats) return -1;
+    Q8Rows r = {(int8_t *)(floats + 2 * rows * groups), floats, floats + rows * groups};
     for (int64_t m = 0; m < rows; m++)
         quantize_rows_q8(x + m * in, in, (Q8Rows){r.q + m * in, r.scale + m * groups,
                                                   r.sum + m * groups});
@@ -142,22 +148,22 @@ void matvec_int4(const float *x, const uint8_t *codes, const float *scale,
             y[m * out + o] = row_int4(codes + o * (in / 2), scale + o * groups,
                                       offset + o * groups, r.q + m * in, r.scale + m * groups,
                                       r.sum + m * groups, groups);
-    free(r.q);
-    free(r.scale);
-    free(r.sum);
+    free(floats);
+    return 0;
 }
 
 /* RMSNorm of each row: y = x / sqrt(mean(x^2) + eps) * weight. Decode normalizes a few
  * rows of a few hundred values, twice per layer; PyTorch's CPU kernel for it costs
  * about ten times this loop, in fixed overhead. */
-void rms_norm_rows(const float *x, const float *weight, float *y, int64_t rows, int64_t dim,
-                   float eps) {
+int rms_norm_rows(const float *x, const float *weight, float *y, int64_t rows, int64_t dim,
+                  float eps) {
     for (int64_t m = 0; m < rows; m++) {
         const float *xm = x + m * dim;
         const float sum = dot(xm, xm, dim);
         const float inverse = 1.0f / sqrtf(sum / (float)dim + eps);
         for (int64_t k = 0; k < dim; k++) y[m * dim + k] = xm[k] * inverse * weight[k];
     }
+    return 0;
 }
 
 /* One decode step of attention: every row (sequence) brings one new token at its own
@@ -169,7 +175,8 @@ void rms_norm_rows(const float *x, const float *weight, float *y, int64_t rows, 
  *      over the slots s = max(0, p - window + 1) .. p, and the weighted sum of v_s.
  * qkv: (rows, (heads + 2 kv_heads) * head_dim), q then k then v heads; cos, sin: (rows,
  * head_dim) or NULL; keys, values: element (b, j, s, d) at b * row_stride +
- * j * head_stride + s * head_dim + d; out: (rows, heads * head_dim). window <= 0: none. */
+ * j * head_stride + s * head_dim + d, s < slots; out: (rows, heads * head_dim).
+ * window <= 0: none. The scores live in one buffer of `slots` floats per thread. */
 static void rotate(float *x, const float *cos, const float *sin, int64_t dim) {
     const int64_t half = dim / 2;
     for (int64_t i = 0; i < half; i++) {
@@ -179,13 +186,16 @@ static void rotate(float *x, const float *cos, const float *sin, int64_t dim) {
     }
 }
 
-void decode_attention(const float *qkv, const float *cos, const float *sin,
-                      const int64_t *positions, float *keys, float *values, float *out,
-                      int64_t rows, int64_t heads, int64_t kv_heads, int64_t head_dim,
-                      int64_t row_stride, int64_t head_stride, int64_t window, float scale,
-                      int64_t threads) {
+int decode_attention(const float *qkv, const float *cos, const float *sin,
+                     const int64_t *positions, float *keys, float *values, float *out,
+                     int64_t rows, int64_t heads, int64_t kv_heads, int64_t head_dim,
+                     int64_t slots, int64_t row_stride, int64_t head_stride, int64_t window,
+                     float scale, int64_t threads) {
     const int64_t width = (heads + 2 * kv_heads) * head_dim, group = heads / kv_heads;
-    float *q = malloc(rows * heads * head_dim * sizeof(float));
+    if (threads < 1) threads = 1;
+    float *q = malloc((rows * heads * head_dim + threads * slots) * sizeof(float));
+    if (!q) return -1;
+    float *all_scores = q + rows * heads * head_dim;
     for (int64_t b = 0; b < rows; b++) {
         const float *row = qkv + b * width;
         const int64_t p = positions[b];
@@ -214,7 +224,7 @@ void decode_attention(const float *qkv, const float *cos, const float *sin,
         const float *k = keys + b * row_stride + j * head_stride;
         const float *v = values + b * row_stride + j * head_stride;
         float *o = out + task * head_dim;
-        float *scores = malloc((p + 1 - first) * sizeof(float));
+        float *scores = all_scores + omp_get_thread_num() * slots;
         float top = -INFINITY, total = 0.0f;
         for (int64_t s = first; s <= p; s++) {
             scores[s - first] = dot(qh, k + s * head_dim, head_dim) * scale;
@@ -227,7 +237,7 @@ void decode_attention(const float *qkv, const float *cos, const float *sin,
             for (int64_t d = 0; d < head_dim; d++) o[d] += weight * v[s * head_dim + d];
         }
         for (int64_t d = 0; d < head_dim; d++) o[d] /= total;
-        free(scores);
     }
     free(q);
+    return 0;
 }

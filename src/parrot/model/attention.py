@@ -14,11 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from parrot import kernels
 from parrot.model.cache import KVCache
 from parrot.model.capture import AttentionCapture
 from parrot.model.config import ModelConfig
-from parrot.model.fusion import can_stack, stack_linears
 from parrot.model.norms import RMSNorm
 from parrot.model.positions import apply_rope
 
@@ -97,7 +95,8 @@ class AttentionInputs:
 
     positions (B, T); rope = (cos, sin) or None; mask (B|1, 1, T, S) bool or None;
     bias (B, H, T, S) float or None; is_causal: the fast path may use the kernel's own
-    causal mask; cache and capture as passed to the model; kv_len: the S cache slots read.
+    causal mask; cache and capture as passed to the model; kv_len: the S cache slots read
+    (all of a decoder's cache: the engine passes a view cut to the length it needs).
     local: the variant for sliding-window layers (their own window mask and RoPE base),
     built once per forward beside this one; None when no layer slides.
     """
@@ -136,20 +135,17 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(cfg.d_model, cfg.kv_heads * cfg.head_size, bias=qkv_bias)
         self.v_proj = nn.Linear(cfg.d_model, cfg.kv_heads * cfg.head_size, bias=qkv_bias)
         self.o_proj = nn.Linear(cfg.n_heads * cfg.head_size, cfg.d_model, bias=cfg.bias)
-        self.qkv_proj: nn.Linear | None = None  # q, k, v stacked by `fuse_projections`
-
-    def fuse_projections(self) -> None:
-        """Replace q_proj, k_proj and v_proj by one stacked `qkv_proj` (inference only)."""
-        parts = [self.q_proj, self.k_proj, self.v_proj]
-        if self.qkv_proj is None and can_stack(parts):
-            self.qkv_proj = stack_linears(parts)
-            self.q_proj = self.k_proj = self.v_proj = None
 
     def forward(self, x: torch.Tensor, inputs: AttentionInputs, layer: int) -> torch.Tensor:
-        B, T, _ = x.shape
-        if self._decode_kernel_applies(x, inputs):
-            return self.o_proj(self._decode_with_kernel(x, inputs, layer).view(B, T, -1))
-        q, k, v = self._project(x)
+        """x (B, T, d_model) -> (B, T, d_model)."""
+        q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        return self.o_proj(self.attend(q, k, v, inputs, layer))
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               inputs: AttentionInputs, layer: int) -> torch.Tensor:
+        """Attention over projected q (B, T, H * D), k and v (B, T, Hkv * D), writing k
+        and v into the cache if given -> (B, T, H * D), before the output projection."""
+        B, T, _ = q.shape
         q = self._heads(q, self.n_heads)                                # (B, H, T, D)
         k = self._heads(k, self.n_kv_heads)                             # (B, Hkv, T, D)
         v = self._heads(v, self.n_kv_heads)                             # (B, Hkv, T, D)
@@ -169,36 +165,7 @@ class Attention(nn.Module):
         else:
             out = fast_attention(q, k, v, inputs.mask, inputs.bias, inputs.is_causal, p,
                                  self.scale)
-        return self.o_proj(out.transpose(1, 2).reshape(B, T, -1))      # (B, T, d_model)
-
-    def _decode_kernel_applies(self, x: torch.Tensor, inputs: AttentionInputs) -> bool:
-        """A plain decode step (one new token per row, a cache, no ALiBi, QK-norm or
-        capture, no gradient, float32 on the CPU, fused projections): parrot's C kernel
-        does RoPE, the cache write and attention in one call instead of some thirty ops."""
-        return (x.shape[1] == 1 and inputs.cache is not None and self.qkv_proj is not None
-                and inputs.bias is None and inputs.capture is None and self.q_norm is None
-                and x.dtype == inputs.cache.keys.dtype == torch.float32
-                and x.device.type == "cpu" and not torch.is_grad_enabled() and not torch.compiler.is_compiling()
-                and kernels.available())
-
-    def _decode_with_kernel(self, x: torch.Tensor, inputs: AttentionInputs,
-                            layer: int) -> torch.Tensor:
-        """The same result as the general path below, for one token per row: (B, H * D)."""
-        qkv = self.qkv_proj(x).view(x.shape[0], -1).contiguous()
-        cache = inputs.cache
-        scale = self.scale if self.scale is not None else self.head_dim ** -0.5
-        return kernels.decode_attention(
-            qkv, inputs.rope, inputs.positions.reshape(-1), cache.keys[layer],
-            cache.values[layer], self.n_heads, self.n_kv_heads, inputs.window, scale)
-
-    def _project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """q (B, T, H * D), k and v (B, T, Hkv * D), from one stacked matmul if fused."""
-        if self.qkv_proj is None:
-            return self.q_proj(x), self.k_proj(x), self.v_proj(x)
-        kv_width = self.n_kv_heads * self.head_dim
-        q, k, v = self.qkv_proj(x).split(
-            (self.n_heads * self.head_dim, kv_width, kv_width), dim=-1)
-        return q, k, v
+        return out.transpose(1, 2).reshape(B, T, -1)                    # (B, T, H * D)
 
     def _heads(self, x: torch.Tensor, n: int) -> torch.Tensor:
         """(B, T, n * D) -> (B, n, T, D)."""

@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from parrot.model.config import ModelConfig
-from parrot.model.fusion import can_stack, stack_linears
 
 
 def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
@@ -38,19 +37,8 @@ class MLP(nn.Module):
         self.up_proj = nn.Linear(cfg.d_model, cfg.ff_size, bias=cfg.bias)
         self.gate_proj = nn.Linear(cfg.d_model, cfg.ff_size, bias=cfg.bias) if cfg.gated else None
         self.down_proj = nn.Linear(cfg.ff_size, cfg.d_model, bias=cfg.bias)
-        self.gate_up_proj: nn.Linear | None = None  # gate and up stacked by `fuse_projections`
-
-    def fuse_projections(self) -> None:
-        """Replace gate_proj and up_proj by one stacked `gate_up_proj` (inference only)."""
-        parts = [self.gate_proj, self.up_proj]
-        if self.gate_up_proj is None and self.gate_proj is not None and can_stack(parts):
-            self.gate_up_proj = stack_linears(parts)
-            self.gate_proj = self.up_proj = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.gate_up_proj is not None:
-            gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
-            return self.down_proj(self.act(gate) * up)
         if self.gate_proj is None:
             return self.down_proj(self.act(self.up_proj(x)))
         return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))

@@ -6,10 +6,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from parrot import kernels
-
-NATIVE_MAX_VALUES = 1 << 16  # beyond a few rows torch's own kernel is as fast
-
 
 def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                eps: float) -> torch.Tensor:
@@ -27,20 +23,10 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     weight multiply, as Llama does.
     """
     if x.dtype == torch.float32 and weight.dtype == torch.float32:
-        if _native(x):  # a decode step: a few rows, no gradient
-            return kernels.rms_norm_rows(x, weight, eps)
         return F.rms_norm(x, (x.shape[-1],), weight, eps)  # the same formula, one call
     x32 = x.float()
     normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
     return weight * normed.to(x.dtype)
-
-
-def _native(x: torch.Tensor) -> bool:
-    """Whether parrot's C kernel may normalize x: few float32 rows on the CPU, gradients
-    off (inference; with them on, the same inputs always take the same, torch, path)."""
-    return x.numel() <= NATIVE_MAX_VALUES and not torch.is_grad_enabled() \
-        and x.device.type == "cpu" and x.is_contiguous() and kernels.available() \
-        and not torch.compiler.is_compiling()  # a compiled graph fuses torch's own ops
 
 
 class LayerNorm(nn.Module):

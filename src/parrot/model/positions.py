@@ -46,6 +46,21 @@ def rope_angles(positions: torch.Tensor, inv_freq: torch.Tensor
     return torch.cat((cos, cos), dim=-1), torch.cat((-sin, sin), dim=-1)
 
 
+def rope_table(length: int, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of the angles pos * w_i for pos = 0 .. length - 1, each (length,
+    head_dim / 2) float32: the model keeps them as buffers, `rope_lookup` reads them."""
+    angles = torch.arange(length, dtype=torch.float32)[:, None] * rope_frequencies(head_dim, theta)
+    return angles.cos(), angles.sin()
+
+
+def rope_lookup(cos: torch.Tensor, sin: torch.Tensor, positions: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """`rope_angles(positions, ...)` read from the tables of `rope_table` (the same float32
+    numbers): positions (B, T) -> (cos, sin), each (B, 1, T, head_dim)."""
+    cos, sin = cos[positions][:, None], sin[positions][:, None]      # (B, 1, T, D/2)
+    return torch.cat((cos, cos), dim=-1), torch.cat((-sin, sin), dim=-1)
+
+
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate each pair (x[i], x[i + D/2]) of x (B, H, T, D) by the angle pos * w_i:
 

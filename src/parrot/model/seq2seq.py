@@ -35,7 +35,7 @@ from parrot.model.capture import AttentionCapture
 from parrot.model.config import TABLE_POSITIONS, ModelConfig
 from parrot.model.mlp import MLP
 from parrot.model.norms import make_norm
-from parrot.model.positions import rope_angles, rope_frequencies, sinusoidal_table
+from parrot.model.positions import rope_lookup, rope_table, sinusoidal_table
 from parrot.model.transformer import gpt2_init
 
 NOT_A_DECODER = ("This is an encoder-decoder model: it maps a source text to a target, so it "
@@ -150,6 +150,10 @@ class EncoderDecoder(nn.Module):
         if cfg.positions == "sinusoidal":
             table = sinusoidal_table(cfg.context_length, d)
             self.register_buffer("pos_table", table, persistent=False)
+        if cfg.positions == "rope":  # precomputed rotations, rebuilt from the config
+            cos, sin = rope_table(cfg.context_length, cfg.head_size, cfg.rope_theta)
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
         norm = lambda: make_norm(cfg.norm, d, cfg.norm_eps, cfg.bias)  # noqa: E731
         self.enc_embed_norm = norm() if cfg.embed_norm else None
         self.dec_embed_norm = norm() if cfg.embed_norm else None
@@ -217,7 +221,6 @@ class EncoderDecoder(nn.Module):
         B, T = tgt.shape
         if positions is None:
             positions = torch.arange(T, device=tgt.device).expand(B, T)
-        self._check_positions(positions, cache)
         x = self._embed(tgt, positions, self.tok_emb, self.dec_pos_emb, self.dec_embed_norm)
         if cache is not None:
             cross, src_mask = cache.cross, cache.src_mask
@@ -261,18 +264,18 @@ class EncoderDecoder(nn.Module):
         cfg = self.config
         if cfg.positions != "rope":
             return None
-        inv_freq = rope_frequencies(cfg.head_size, cfg.rope_theta).to(positions.device)
-        return rope_angles(positions, inv_freq)
+        return rope_lookup(self.rope_cos, self.rope_sin, positions)
 
     def _decoder_inputs(self, positions: torch.Tensor,
                         cache: Seq2SeqCache | None) -> AttentionInputs:
-        """Causal self-attention: the kernel's own mask, or slot <= position with a cache."""
+        """Causal self-attention: the kernel's own mask, or slot <= position over the whole
+        cache given (the engine passes a view cut to the length it needs)."""
         rope = self._rope(positions)
         if cache is None:
             return AttentionInputs(positions=positions, rope=rope, mask=None, bias=None,
                                    is_causal=True, cache=None, capture=None,
                                    kv_len=positions.shape[1])
-        kv_len = int(positions.max()) + 1
+        kv_len = cache.self_attn.max_len
         k_pos = torch.arange(kv_len, device=positions.device)
         return AttentionInputs(positions=positions, rope=rope,
                                mask=causal_mask(positions, k_pos), bias=None, is_causal=False,
@@ -286,19 +289,6 @@ class EncoderDecoder(nn.Module):
         if tokens.shape[1] > cfg.context_length and cfg.positions in TABLE_POSITIONS:
             raise ParrotError(f"The {what} has {tokens.shape[1]} tokens but the model's "
                               f"context length is {cfg.context_length}; shorten it.")
-        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= cfg.vocab_size):
-            raise ParrotError(f"Token ids must lie in 0..{cfg.vocab_size - 1}; check that the "
-                              "tokenizer matches the model.")
-
-    def _check_positions(self, positions: torch.Tensor, cache: Seq2SeqCache | None) -> None:
-        last = int(positions.max()) if positions.numel() else 0
-        cfg = self.config
-        if cfg.positions in TABLE_POSITIONS and last >= cfg.context_length:
-            raise ParrotError(f"Target position {last} is past the position table of "
-                              f"{cfg.context_length} entries; generate fewer tokens.")
-        if cache is not None and last >= cache.self_attn.max_len:
-            raise ParrotError(f"Target position {last} is past the cache length "
-                              f"{cache.self_attn.max_len}; allocate a longer cache.")
 
     def num_parameters(self, exclude_embeddings: bool = False) -> int:
         """Trainable parameters, shared tensors counted once (optionally without the

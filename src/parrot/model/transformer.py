@@ -20,14 +20,14 @@ from parrot.model.attention import AttentionInputs, causal_mask
 from parrot.model.block import Block
 from parrot.model.cache import KVCache
 from parrot.model.capture import AttentionCapture
-from parrot.model.config import TABLE_POSITIONS, ModelConfig
+from parrot.model.config import ModelConfig
 from parrot.model.heads import HeadTransform, check_encoder_inputs, with_padding
 from parrot.model.norms import LayerNorm, RMSNorm, make_norm
 from parrot.model.positions import (
     alibi_bias,
     alibi_slopes,
-    rope_angles,
-    rope_frequencies,
+    rope_lookup,
+    rope_table,
     sinusoidal_table,
 )
 
@@ -64,6 +64,12 @@ class Transformer(nn.Module):
         if cfg.positions == "sinusoidal":
             table = sinusoidal_table(cfg.context_length, cfg.d_model)
             self.register_buffer("pos_table", table, persistent=False)
+        if cfg.positions == "rope":  # (context_length, head_dim / 2) cos and sin tables
+            self._rope_buffers("rope", cfg.rope_theta)
+            if cfg.sliding_window is not None and cfg.rope_local_theta is not None:
+                self._rope_buffers("rope_local", cfg.rope_local_theta)
+        if cfg.positions == "alibi":  # built once, not copied to the device every forward
+            self.register_buffer("alibi_slopes", alibi_slopes(cfg.n_heads), persistent=False)
         # BERT: segment (token-type) embeddings and a norm right after the embedding sum.
         types = cfg.type_vocab_size
         self.type_emb = nn.Embedding(types, cfg.d_model) if types else None
@@ -82,6 +88,12 @@ class Transformer(nn.Module):
             self.lm_head.weight = self.tok_emb.weight
         self.reset_parameters()
 
+    def _rope_buffers(self, name: str, theta: float) -> None:
+        """Precomputed rotations at every position (not saved: rebuilt from the config)."""
+        cos, sin = rope_table(self.config.context_length, self.config.head_size, theta)
+        self.register_buffer(f"{name}_cos", cos, persistent=False)
+        self.register_buffer(f"{name}_sin", sin, persistent=False)
+
     def reset_parameters(self) -> None:
         """GPT-2 initialisation from torch's global RNG (seed it for reproducibility).
 
@@ -99,7 +111,10 @@ class Transformer(nn.Module):
         """tokens (B, T) long -> logits (B, T, vocab_size) float32.
 
         positions (B, T) default to 0..T-1 in every row. With a cache, keys/values are
-        written at slot == position and each query attends to slots 0..its position.
+        written at slot == position and each query attends to slots 0..its position, over
+        exactly the cache given (pass a view cut to the length needed). Values are not
+        checked here (that would read tensors back): token ids must lie in the vocabulary,
+        positions in the position table and the cache; the engine checks them.
         token_types (B, T) pick BERT's segment embeddings (default 0); attention_mask
         (B, T), 1 = real token, hides padding keys (rows of a padded batch).
         """
@@ -152,15 +167,14 @@ class Transformer(nn.Module):
 
     def _check_inputs(self, tokens: torch.Tensor, positions: torch.Tensor | None,
                       cache: KVCache | None) -> torch.Tensor:
-        """Validate shapes (always) and values (eagerly); return the positions (B, T)."""
-        cfg = self.config
+        """Validate shapes (no values: nothing is read back); return the positions (B, T)."""
         if tokens.dim() != 2 or tokens.dtype not in (torch.long, torch.int32):
             raise ParrotError(f"Tokens must be a (batch, time) integer tensor, got shape "
                               f"{tuple(tokens.shape)} of {tokens.dtype}.")
         B, T = tokens.shape
-        if T > cfg.context_length:
+        if T > self.config.context_length:
             raise ParrotError(f"The input has {T} tokens but the model's context length is "
-                              f"{cfg.context_length}; shorten the input.")
+                              f"{self.config.context_length}; shorten the input.")
         if positions is None:
             positions = torch.arange(T, device=tokens.device).expand(B, T)
         elif positions.shape != tokens.shape:
@@ -169,25 +183,7 @@ class Transformer(nn.Module):
         if cache is not None and cache.batch_size != B:
             raise ParrotError(f"The KV cache holds {cache.batch_size} rows but the input has "
                               f"{B}; pass cache.rows(start, stop) for a subset.")
-        # Value checks read tensors back; a compiled graph (the engine's decode step) skips them.
-        if tokens.numel() and not torch.compiler.is_compiling():
-            self._check_values(tokens, positions, cache)
         return positions
-
-    def _check_values(self, tokens: torch.Tensor, positions: torch.Tensor,
-                      cache: KVCache | None) -> None:
-        """ParrotError for token ids outside the vocabulary or positions out of range."""
-        cfg = self.config
-        if int(tokens.min()) < 0 or int(tokens.max()) >= cfg.vocab_size:
-            raise ParrotError(f"Token ids must lie in 0..{cfg.vocab_size - 1}; check that the "
-                              "tokenizer matches the model.")
-        last = int(positions.max())
-        if cfg.positions in TABLE_POSITIONS and last >= cfg.context_length:
-            raise ParrotError(f"Position {last} is past the {cfg.positions} position table of "
-                              f"{cfg.context_length} entries.")
-        if cache is not None and last >= cache.max_len:
-            raise ParrotError(f"Position {last} is past the KV cache length {cache.max_len}; "
-                              "allocate a longer cache.")
 
     def _attention_inputs(self, positions: torch.Tensor, cache: KVCache | None,
                           capture: AttentionCapture | None) -> AttentionInputs:
@@ -195,18 +191,16 @@ class Transformer(nn.Module):
         cfg, device = self.config, positions.device
         rope = None
         if cfg.positions == "rope":
-            inv_freq = rope_frequencies(cfg.head_size, cfg.rope_theta).to(device)
-            rope = rope_angles(positions, inv_freq)
+            rope = rope_lookup(self.rope_cos, self.rope_sin, positions)
         # Keys are cache slots (slot == position) or, without a cache, this call's tokens.
-        kv_len = self._cache_span(positions, cache)
+        kv_len = positions.shape[1] if cache is None else cache.max_len
         k_pos = torch.arange(kv_len, device=device) if cache is not None else None
         bias = None
         if cfg.positions == "alibi":
-            slopes = alibi_slopes(cfg.n_heads).to(device)
-            bias = alibi_bias(slopes, positions, positions if k_pos is None else k_pos,
+            bias = alibi_bias(self.alibi_slopes, positions, positions if k_pos is None else k_pos,
                               cfg.causal)
         mask = None
-        if cache is not None and not _sees_every_slot(positions, kv_len):
+        if cache is not None:
             mask = causal_mask(positions, k_pos)
         elif cfg.causal and (bias is not None or capture is not None):
             index = torch.arange(positions.shape[1], device=device)
@@ -227,8 +221,7 @@ class Transformer(nn.Module):
         cfg, positions = self.config, inputs.positions
         rope = inputs.rope
         if cfg.positions == "rope" and cfg.rope_local_theta is not None:
-            inv_freq = rope_frequencies(cfg.head_size, cfg.rope_local_theta)
-            rope = rope_angles(positions, inv_freq.to(positions.device))
+            rope = rope_lookup(self.rope_local_cos, self.rope_local_sin, positions)
         if k_pos is None and positions.shape[1] <= cfg.sliding_window:
             return dataclasses.replace(inputs, rope=rope)
         q_pos = positions
@@ -238,19 +231,6 @@ class Transformer(nn.Module):
         mask = causal_mask(q_pos, k_pos, cfg.sliding_window)
         return dataclasses.replace(inputs, rope=rope, mask=mask, is_causal=False,
                                    window=cfg.sliding_window)
-
-    @staticmethod
-    def _cache_span(positions: torch.Tensor, cache: KVCache | None) -> int:
-        """How many cache slots attention reads: 0..max position, as no query sees further.
-
-        Eagerly this skips the unused tail of a long cache (decode reads less memory); a
-        compiled step keeps the static full length so its shapes never change.
-        """
-        if cache is None:
-            return positions.shape[1]
-        if torch.compiler.is_compiling() or not positions.numel():
-            return cache.max_len
-        return int(positions.max()) + 1
 
     def num_parameters(self, exclude_embeddings: bool = False) -> int:
         """Trainable parameters, each shared tensor counted once.
@@ -284,9 +264,3 @@ class Transformer(nn.Module):
         logits = 2 * cfg.d_model * cfg.vocab_size
         return 2 * self.num_parameters(exclude_embeddings=True) + attention + logits
 
-
-def _sees_every_slot(positions: torch.Tensor, kv_len: int) -> bool:
-    """True for one query (one row, one token) reading exactly slots 0..its position: the
-    usual decode step of a single conversation needs no mask (one op less per layer)."""
-    return positions.shape == (1, 1) and not torch.compiler.is_compiling() and \
-        kv_len == int(positions[0, 0]) + 1

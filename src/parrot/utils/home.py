@@ -1,12 +1,15 @@
-"""Where parrot keeps what it downloads or builds: `$PARROT_HOME`, else ~/.cache/parrot."""
+"""Where parrot keeps what it downloads or builds: `$PARROT_HOME`, else ~/.cache/parrot.
+
+Only the API and the CLI read the environment; they pass `home_from(os.environ)` down.
+"""
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 from pathlib import Path
 
 
-def default_home() -> Path:
-    """The cache root: `$PARROT_HOME`, else ~/.cache/parrot (read at call time)."""
-    env = os.environ.get("PARROT_HOME")
+def home_from(environ: Mapping[str, str]) -> Path:
+    """The cache root an environment names: its PARROT_HOME, else ~/.cache/parrot."""
+    env = environ.get("PARROT_HOME")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "parrot"

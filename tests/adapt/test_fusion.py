@@ -7,10 +7,16 @@ import pytest
 import torch
 from torch import nn
 
+from parrot.adapt.fusion import (
+    FusedAttention,
+    FusedMLP,
+    can_stack,
+    fuse_projections,
+    stack_linears,
+)
 from parrot.adapt.lora import LoraLinear, apply_lora
 from parrot.model import KVCache, Transformer, get_preset
 from parrot.model.attention import Attention
-from parrot.model.fusion import can_stack, fuse_projections, stack_linears
 from parrot.model.mlp import MLP
 
 LLAMA = get_preset("llama-tiny", vocab_size=256)
@@ -69,32 +75,46 @@ def test_fused_model_gives_the_same_logits(name):
     model = build(cfg)
     x = tokens(cfg)
     before = model(x)
-    assert fuse_projections(model) is model
+    keys = list(model.state_dict())
+    fuse_projections(model)
     after = model(x)
     torch.testing.assert_close(after, before, rtol=1e-6, atol=1e-6)
     for block in model.blocks:
         attn, mlp = block.attn, block.mlp
-        assert attn.q_proj is None and attn.k_proj is None and attn.v_proj is None
-        assert isinstance(attn.qkv_proj, nn.Linear)
+        assert isinstance(attn, FusedAttention) and not hasattr(attn, "q_proj")
         width = (cfg.n_heads + 2 * cfg.kv_heads) * cfg.head_size
         assert attn.qkv_proj.weight.shape == (width, cfg.d_model)
         assert (attn.qkv_proj.bias is not None) == cfg.has_qkv_bias
         if cfg.gated:
-            assert mlp.gate_proj is None and mlp.up_proj is None
+            assert isinstance(mlp, FusedMLP)
             assert mlp.gate_up_proj.weight.shape == (2 * cfg.ff_size, cfg.d_model)
         else:  # nothing to stack: the MLP is untouched
-            assert mlp.gate_up_proj is None and mlp.gate_proj is None
-            assert type(mlp.up_proj) is nn.Linear
+            assert type(mlp) is MLP and type(mlp.up_proj) is nn.Linear
     # Fusing twice changes nothing: the same stacked modules, the same logits.
     stacked = [m.qkv_proj for m in model.modules() if isinstance(m, Attention)]
-    fuse_projections(model)
+    assert fuse_projections(model) == []
     assert stacked == [m.qkv_proj for m in model.modules() if isinstance(m, Attention)]
     torch.testing.assert_close(model(x), before, rtol=1e-6, atol=1e-6)
+    assert sorted(model.state_dict()) == sorted(keys)
+
+
+@torch.no_grad()
+def test_fused_model_saves_the_original_tensors_under_the_original_names():
+    model = build(LLAMA)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    fuse_projections(model)
+    fused = model.state_dict()
+    assert fused.keys() == state.keys()
+    for key, value in state.items():
+        assert torch.equal(fused[key], value), key
+    fresh = Transformer(LLAMA)
+    fresh.load_state_dict(fused)  # a prepared model's weights load into a plain one
 
 
 @torch.no_grad()
 def test_fused_model_decodes_with_a_cache_like_the_unfused_one():
-    plain, fused = build(LLAMA), fuse_projections(build(LLAMA))
+    plain, fused = build(LLAMA), build(LLAMA)
+    fuse_projections(fused)
     seq = [3, 1, 4, 1, 5, 9, 2, 6]
     caches = [KVCache(LLAMA, 1, 16) for _ in range(2)]
     for model, cache in zip((plain, fused), caches, strict=True):
@@ -118,12 +138,12 @@ def test_lora_wrapped_model_is_not_fused_and_still_works():
     x = tokens(LLAMA)
     with torch.no_grad():
         before = model(x)
-    fuse_projections(model)
+    assert fuse_projections(model) == []
     for attn in (m for m in model.modules() if isinstance(m, Attention)):
-        assert attn.qkv_proj is None and isinstance(attn.q_proj, LoraLinear)
+        assert type(attn) is Attention and isinstance(attn.q_proj, LoraLinear)
         assert not can_stack([attn.q_proj, attn.k_proj, attn.v_proj])
     for mlp in (m for m in model.modules() if isinstance(m, MLP)):
-        assert mlp.gate_up_proj is None and isinstance(mlp.gate_proj, LoraLinear)
+        assert type(mlp) is MLP and isinstance(mlp.gate_proj, LoraLinear)
     with torch.no_grad():
         torch.testing.assert_close(model(x), before, rtol=0, atol=0)
     # and it still trains: the adapter gets gradients through the unfused layers
