@@ -16,25 +16,17 @@ from pathlib import Path
 
 import torch
 
-from parrot.hub.resolve import resolve_model
-from parrot.infer import Engine, SamplingParams
-from parrot.training.finetune import FinetuneConfig, finetune, sft_loss
+import parrot
+from parrot.training.finetune import sft_loss
 
 HERE = Path(__file__).parent
 MODEL = "smollm2-135m-instruct"
 
 
-def answers(model, tokenizer, template, questions, system):
-    from parrot.chat import render, special_tokens_text
-
-    engine = Engine(model, tokenizer, max_batch=1, max_len=256)
-    params = SamplingParams(temperature=0.0, max_new_tokens=40, stop=("<|im_end|>",))
-    out = []
-    for q in questions:
-        prompt = render([{"role": "system", "content": system}, {"role": "user", "content": q}],
-                        template, add_generation_prompt=True, **special_tokens_text(tokenizer))
-        out.append(engine.generate(prompt, params).text.strip())
-    return out
+def answers(llm: parrot.LLM, questions: list[str], system: str) -> list[str]:
+    """Greedy replies, rendered with the model's own chat template (it knows its stop token)."""
+    return [llm.chat([{"role": "system", "content": system}, {"role": "user", "content": q}],
+                     temperature=0.0, max_new_tokens=40).text.strip() for q in questions]
 
 
 def held_out(path: Path) -> tuple[list[str], str]:
@@ -50,27 +42,24 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     questions, system = held_out(HERE / "heldout.jsonl")
-    base, tokenizer, info = resolve_model(MODEL)
-    template = info.chat_template
-    before_loss = sft_loss(base, tokenizer, template, HERE / "heldout.jsonl")
-    before = answers(base, tokenizer, template, questions[:4], system)
+    base = parrot.load(MODEL, quantize="none", max_batch=1, max_len=256)
+    template = base.info.chat_template
+    before_loss = sft_loss(base.model, base.tokenizer, template, HERE / "heldout.jsonl")
+    before = answers(base, questions[:4], system)
     del base
     out = HERE / "out" / args.method
     shutil.rmtree(out, ignore_errors=True)
-    cfg = FinetuneConfig(method=args.method, rank=8, alpha=16, targets="q,k,v,o",
-                         prompt_tokens=16, val_fraction=0.0)
     lr, min_lr = (2e-3, 2e-4) if args.method != "full" else (5e-5, 5e-6)
-    train = [f"train.{knob}" for knob in (
-        f"steps={args.steps}", "batch_size=4", f"lr={lr}", f"min_lr={min_lr}", "warmup=4",
-        f"eval_every={args.steps}", f"checkpoint_every={args.steps}", "log_every=5",
-        f"threads={args.threads}")]
     t0 = time.perf_counter()
-    result = finetune(MODEL, HERE / "train.jsonl", out, cfg, train, show_progress=False)
+    result = parrot.finetune(
+        MODEL, HERE / "train.jsonl", out, method=args.method, rank=8, alpha=16,
+        targets="q,k,v,o", prompt_tokens=16, val_fraction=0.0, steps=args.steps, batch_size=4,
+        lr=lr, min_lr=min_lr, warmup=4, eval_every=args.steps, checkpoint_every=args.steps,
+        log_every=5, threads=args.threads, show_progress=False)
     seconds = time.perf_counter() - t0
-    tuned, tokenizer, _ = resolve_model(out)
-    after_loss = sft_loss(tuned, tokenizer, template, HERE / "heldout.jsonl")
-    after = answers(tuned, tokenizer, template, questions[:4], system) \
-        if args.method != "soft-prompt" else ["(soft prompts need full recompute; skipped)"] * 4
+    tuned = parrot.load(out, quantize="none", max_batch=1, max_len=256)
+    after_loss = sft_loss(tuned.model, tuned.tokenizer, template, HERE / "heldout.jsonl")
+    after = answers(tuned, questions[:4], system)
     report = {"model": MODEL, "method": args.method, "steps": args.steps,
               "trainable_parameters": result.metrics["trainable_parameters"],
               "total_parameters": result.metrics["total_parameters"], "finetune_seconds": seconds,

@@ -1,4 +1,4 @@
-"""On the real SmolLM2: the Python API gives what the CLI prints (generate and chat)."""
+"""On the real SmolLM2 and MiniLM: the Python API gives what the CLI prints (generate, chat, embed)."""
 
 import json
 import os
@@ -43,3 +43,20 @@ def test_generate_and_chat_equal_the_cli(smollm2):
     chatted = _cli("chat", str(smollm2), "--temperature", "0", "--max-new-tokens", "16",
                    stdin="Name one colour.\n")
     assert chatted.strip() == reply.text.strip()
+
+
+@pytest.mark.slow
+def test_embed_equals_the_cli_on_minilm():
+    import parrot
+    from parrot.errors import ParrotError
+    from parrot.hub.pull import pull
+
+    try:
+        path = pull("minilm-l6", models_home())
+    except ParrotError as err:
+        pytest.skip(f"MiniLM unavailable: {err.message}")
+    texts = ["A cat sat on the mat.", "A feline rested on a rug."]
+    vectors = parrot.load(path).embed(texts)
+    printed = json.loads(_cli("embed", str(path), *texts, "--json"))
+    assert printed["dimensions"] == 384
+    assert printed["embeddings"] == vectors.tolist()
