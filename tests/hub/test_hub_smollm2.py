@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -75,10 +77,10 @@ def test_weight_only_quantized_smollm2_keeps_llama_cpp_top_tokens(mode, smollm2_
     prompts are shorter than PREFILL_ROWS, so their full forwards run the decode kernels."""
     from parrot.adapt.prepare import prepare_for_inference
     from parrot.hub.gguf_model import load_gguf
-    from parrot.utils.home import default_home
+    from parrot.utils.home import home_from
 
     model, _, _ = load_gguf(smollm2_path)
-    prepare_for_inference(model, mode, home=default_home())
+    prepare_for_inference(model, mode, home=home_from(os.environ))
     with torch.no_grad():
         for case in smollm2_reference["greedy"]:
             logits = model(torch.tensor([case["prompt_ids"]]))[0, -1]
