@@ -42,12 +42,7 @@ class Slot:
 
 def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
     """How many leading ids two sequences share: [1, 2, 3], [1, 2, 4, 5] → 2."""
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
 
 
 class DecoderOnlySteps:
@@ -82,9 +77,9 @@ class DecoderOnlySteps:
     def forward_rows(self, tokens: torch.Tensor, positions: torch.Tensor,
                      rows: int, length: int) -> torch.Tensor:
         """One decode forward over cache rows 0..rows-1."""
-        engine = self.engine
         # The model attends over its whole cache argument: a view cut to this step's bucket.
-        return self.forward(tokens, positions=positions, cache=engine.cache_view(0, rows, length))
+        view = self.engine.cache_view(0, rows, length)
+        return self.forward(tokens, positions=positions, cache=view)
 
 
 class EncoderDecoderSteps:

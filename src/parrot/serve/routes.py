@@ -74,7 +74,7 @@ def sampling(body: ChatCompletionRequest | CompletionRequest, limit: int, index:
             repetition_penalty=body.repetition_penalty or 1.0,
             presence_penalty=body.presence_penalty, frequency_penalty=body.frequency_penalty,
             seed=None if body.seed is None else body.seed + index,
-            max_new_tokens=max(1, limit), stop=body.stop_list() + extra_stop,
+            max_new_tokens=max(1, limit), stop=(*body.stop, *extra_stop),
             ignore_eos=body.ignore_eos,
         )
     except ParrotError as err:
@@ -128,14 +128,9 @@ async def chat_completions(request: Request) -> Any:
     choices = await generation.collect(worker, ticket, request, [len(ids)] * body.n)
     return {**responses.envelope("chat.completion", responses.new_id("chatcmpl"), name, [
         {"index": c.index, "message": {"role": "assistant", "content": "".join(c.text)},
-         "logprobs": _chat_logprobs(c, loaded.tokenizer) if body.logprobs else None,
+         "logprobs": responses.chat_logprobs(c.scored, loaded.tokenizer) if body.logprobs else None,
          "finish_reason": c.finish_reason} for c in choices]),
         "usage": responses.usage(len(ids), sum(len(c.token_ids) for c in choices))}
-
-
-def _chat_logprobs(choice: generation.Choice, tokenizer: Any) -> dict[str, Any]:
-    return responses.chat_logprobs(choice.scored, lambda i: tokenizer.decode([i]),
-                                   tokenizer.token_bytes)
 
 
 async def completions(request: Request) -> Any:
