@@ -170,11 +170,9 @@ def draw(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tenso
 
 
 def uses_penalties(params: SamplingParams) -> bool:
-    return (
-        params.repetition_penalty != 1.0
-        or params.frequency_penalty != 0.0
-        or params.presence_penalty != 0.0
-    )
+    """Whether any penalty is on (they need the counts and seen tokens of `apply_penalties`)."""
+    neutral = (1.0, 0.0, 0.0)
+    return (params.repetition_penalty, params.frequency_penalty, params.presence_penalty) != neutral
 
 
 @dataclass(frozen=True)

@@ -104,8 +104,7 @@ def create_app(loader: Callable[[], Loaded] | Loaded, settings: ServeSettings | 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        thread = threading.Thread(target=load_in_background, daemon=True)
-        thread.start()
+        threading.Thread(target=load_in_background, daemon=True).start()
         yield
         if state.worker is not None:
             state.worker.stop()

@@ -32,14 +32,15 @@ Body = TypeVar("Body", bound=BaseModel)
 async def read_body(request: Request, schema: type[Body]) -> Body:
     """The JSON body validated against `schema`: 413 if too large, 400 if malformed."""
     limit = request.app.state.parrot.settings.max_body_bytes
+    too_large = APIError(413, f"The request body is larger than {limit} bytes; send less.")
     declared = request.headers.get("content-length") or "0"
     if declared.isdigit() and int(declared) > limit:
-        raise APIError(413, f"The request body is larger than {limit} bytes; send less.")
+        raise too_large
     raw = bytearray()
     async for chunk in request.stream():
         raw += chunk
-        if len(raw) > limit:
-            raise APIError(413, f"The request body is larger than {limit} bytes; send less.")
+        if len(raw) > limit:  # a body that declared less, or nothing, is cut off here
+            raise too_large
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
@@ -125,7 +126,7 @@ async def chat_completions(request: Request) -> Any:
     name = state.settings.model_name
     if body.stream:
         return chat_stream(worker, ticket, request, body, name, len(ids), loaded.tokenizer)
-    choices = await generation.collect(worker, ticket, request, [len(ids)] * body.n)
+    choices = await generation.collect(worker, ticket, request)
     return {**responses.envelope("chat.completion", responses.new_id("chatcmpl"), name, [
         {"index": c.index, "message": {"role": "assistant", "content": "".join(c.text)},
          "logprobs": responses.chat_logprobs(c.scored, loaded.tokenizer) if body.logprobs else None,

@@ -106,12 +106,10 @@ async def completions_body(worker: Worker, http: Request, body: CompletionReques
     tok = loaded.tokenizer
     n = body.n
     if body.max_tokens == 0:
-        choices = [generation.Choice(k, len(prompts[k // n]), finish_reason="length")
-                   for k in range(len(jobs))]
+        choices = [generation.Choice(k, finish_reason="length") for k in range(len(jobs))]
     else:
         ticket = generation.submit(worker, jobs, body.logprobs)
-        choices = await generation.collect(worker, ticket, http,
-                                           [len(p) for p in prompts for _ in range(n)])
+        choices = await generation.collect(worker, ticket, http)
     prompt_scores: list[list] = [[None] * len(p) for p in prompts]
     if body.echo and body.logprobs is not None:
         top = body.logprobs
