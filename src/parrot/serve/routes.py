@@ -119,7 +119,7 @@ async def chat_completions(request: Request) -> Any:
     ids = loaded.tokenizer.encode(text, allowed_special="all")
     max_len = worker.engine.max_len
     check_context(ids, max_len)
-    limit = body.limit() or max_len - len(ids)
+    limit = body.max_completion_tokens or body.max_tokens or max_len - len(ids)
     prompts = [(ids, sampling(body, limit, i, loaded.template.stop)) for i in range(body.n)]
     top = (body.top_logprobs or 0) if body.logprobs else None
     ticket = generation.submit(worker, prompts, top)

@@ -63,9 +63,6 @@ class ChatCompletionRequest(_Sampling):
     logprobs: bool = False
     top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
 
-    def limit(self) -> int | None:
-        return self.max_completion_tokens or self.max_tokens
-
 
 Prompt = str | list[str] | Annotated[list[int], Field(min_length=1)] | list[list[int]]
 
