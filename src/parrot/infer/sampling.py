@@ -163,12 +163,6 @@ def greedy(logits: torch.Tensor) -> torch.Tensor:
     return logits.argmax(dim=-1)
 
 
-def draw(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """One token per row from softmax(logits): (B, V) → (B,)."""
-    probs = torch.softmax(logits.float(), dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-
-
 def uses_penalties(params: SamplingParams) -> bool:
     """Whether any penalty is on (they need the counts and seen tokens of `apply_penalties`)."""
     neutral = (1.0, 0.0, 0.0)
@@ -208,7 +202,7 @@ def _row(p: SamplingParams) -> list[float]:
 
 
 def shape_logits(logits: torch.Tensor, params: SamplingParams | RowParams) -> torch.Tensor:
-    """Temperature, top-k, top-p and min-p in that order: the distribution `draw` samples.
+    """Temperature, top-k, top-p and min-p in that order: the distribution a row draws from.
 
     With RowParams each row uses its own parameters; a filter no row uses is skipped.
     """
@@ -225,15 +219,6 @@ def shape_logits(logits: torch.Tensor, params: SamplingParams | RowParams) -> to
     return z
 
 
-def _penalized(logits: torch.Tensor, rows: RowParams, counts: torch.Tensor | None,
-               seen: torch.Tensor | None) -> torch.Tensor:
-    """float32 logits, with each row's penalties applied when `counts` and `seen` are given."""
-    z = logits.float()
-    if counts is None or seen is None:
-        return z
-    return apply_penalties(z, counts, seen, rows.repetition, rows.frequency, rows.presence)
-
-
 def sample(
     logits: torch.Tensor,
     params: SamplingParams,
@@ -243,11 +228,12 @@ def sample(
 ) -> torch.Tensor:
     """The next token for each row of (B, V) logits under `params`: returns (B,) long.
 
-    Penalties need `counts` and `seen` (see `apply_penalties`); without them they are skipped.
+    Every row draws from the one `generator`, in row order. Penalties need `counts` and
+    `seen` (see `apply_penalties`); without them they are skipped.
     """
-    rows = RowParams.of([params], logits.device)
-    z = _penalized(logits, rows, counts, seen)
-    return greedy(z) if params.greedy else draw(shape_logits(z, rows), generator)
+    n = len(logits)
+    return sample_rows(logits, RowParams.of([params] * n, logits.device), [generator] * n,
+                       counts, seen)
 
 
 def sample_rows(
@@ -263,7 +249,9 @@ def sample_rows(
     for every row i. Greedy rows take the argmax; each other row draws with its own
     generator, so a seeded request replays whatever shares its batch.
     """
-    z = _penalized(logits, rows, counts, seen)
+    z = logits.float()
+    if counts is not None and seen is not None:
+        z = apply_penalties(z, counts, seen, rows.repetition, rows.frequency, rows.presence)
     chosen = greedy(z)
     drawn = [i for i, p in enumerate(rows.params) if not p.greedy]
     if not drawn:
