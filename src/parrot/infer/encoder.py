@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
 
 from parrot.errors import ParrotError
 from parrot.model import ModelConfig
@@ -49,16 +50,13 @@ def frame_inputs(tokenizer: Any, text: str, max_length: int,
 
 def pad_batch(rows: Sequence[tuple[list[int], list[int]]], pad_id: int
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Right-pad (ids, types) rows → tokens, token_types, attention_mask, each (B, T)."""
-    width = max(len(ids) for ids, _ in rows)
-    tokens = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    types = torch.zeros((len(rows), width), dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for b, (ids, tt) in enumerate(rows):
-        tokens[b, :len(ids)] = torch.tensor(ids, dtype=torch.long)
-        types[b, :len(tt)] = torch.tensor(tt, dtype=torch.long)
-        mask[b, :len(ids)] = 1
-    return tokens, types, mask
+    """Right-pad (ids, types) rows → tokens, token_types, attention_mask, each (B, T) long."""
+    def padded(columns: Sequence[list[int]], value: int = 0) -> torch.Tensor:
+        return pad_sequence([torch.tensor(c, dtype=torch.long) for c in columns],
+                            batch_first=True, padding_value=value)
+
+    return (padded([ids for ids, _ in rows], pad_id), padded([types for _, types in rows]),
+            padded([[1] * len(ids) for ids, _ in rows]))
 
 
 def pad_id_of(tokenizer: Any) -> int:

@@ -90,7 +90,8 @@ class Engine:
                              device=weight.device)
         self.slots = [Slot() for _ in range(max_batch)]
         self.queue: deque[Request] = deque()
-        self.eos_ids = set(eos_ids) if eos_ids is not None else _tokenizer_eos(tokenizer)
+        default_eos = [getattr(tokenizer, "eos_id", None)]  # the tokenizer's, if it has one
+        self.eos_ids = set(default_eos if eos_ids is None else eos_ids) - {None}
         self._next_id = 0
         self._finished: dict[int, Completion] = {}
         self.compiled = compile
@@ -145,7 +146,7 @@ class Engine:
         self.queue = deque(r for r in self.queue if r.request_id != request_id)
         for slot in self.slots:
             if slot.request is not None and slot.request.request_id == request_id:
-                self._release(slot)
+                slot.request = None
 
     def result(self, request_id: int) -> Completion | None:
         """The Completion of a finished request submitted with `collect=True`, handed over
@@ -216,7 +217,7 @@ class Engine:
         except BaseException:  # the failing request is dropped; the others wait to try again
             for index in reversed(indices):
                 self.queue.appendleft(self.slots[index].request)
-                self._release(self.slots[index])
+                self.slots[index].request = None
             raise
         return self._advance(indices, torch.cat(logits))
 
@@ -286,7 +287,7 @@ class Engine:
         if delta.finish_reason is None:
             return StepOutput(request.request_id, token, delta.text, logprobs=scored)
         completion = self._complete(request, delta.finish_reason, delta.stop_reason)
-        self._release(slot)
+        slot.request = None
         return StepOutput(request.request_id, token, delta.text, completion, scored)
 
     def _reset_penalties(self, index: int, prompt: list[int], vocab: int) -> None:
@@ -307,9 +308,6 @@ class Engine:
         if request.collect:
             self._finished[request.request_id] = completion
         return completion
-
-    def _release(self, slot: Slot) -> None:
-        slot.request = None
 
     def _bucket(self, length: int) -> int:
         """Cache positions a forward attends over: `length` rounded up to a multiple of 128."""
@@ -344,10 +342,9 @@ class Engine:
 
 
 def _model_config(model: torch.nn.Module):
-    for name in ("config", "cfg"):
-        if hasattr(model, name):
-            return getattr(model, name)
-    raise ParrotError("The model has no `config`; pass a parrot.model.Transformer.")
+    if not hasattr(model, "config"):
+        raise ParrotError("The model has no `config`; pass a parrot.model.Transformer.")
+    return model.config
 
 
 def _check_max_len(config, max_len: int | None) -> int:
@@ -363,8 +360,3 @@ def _check_max_len(config, max_len: int | None) -> int:
             f"positions ({config.positions} positions cannot go further); lower it."
         )
     return max_len
-
-
-def _tokenizer_eos(tokenizer: object) -> set[int]:
-    eos = getattr(tokenizer, "eos_id", None)
-    return set() if eos is None else {eos}

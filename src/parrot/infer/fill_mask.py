@@ -73,16 +73,14 @@ def fill_mask(model: torch.nn.Module, tokenizer: Any, text: str, top_k: int = 5
     probs = torch.softmax(logits[where].float(), dim=-1)                    # (M, V)
     top = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
     frame = set(tokenizer.special_tokens.values()) - {mask_id}   # [CLS], [SEP], ...
-    out = []
-    for m, position in enumerate(where):
-        row = []
-        for p, token_id in zip(top.values[m].tolist(), top.indices[m].tolist(), strict=True):
-            filled = [token_id if k == position else i for k, i in enumerate(ids)
-                      if i not in frame]
-            row.append(Candidate(token_id, _token_text(tokenizer, token_id), p,
-                                 tokenizer.decode(filled)))
-        out.append(row)
-    return out
+
+    def candidate(position: int, p: float, token_id: int) -> Candidate:
+        filled = [token_id if k == position else i for k, i in enumerate(ids) if i not in frame]
+        return Candidate(token_id, _token_text(tokenizer, token_id), p, tokenizer.decode(filled))
+
+    return [[candidate(position, p, token_id) for p, token_id in
+             zip(top.values[m].tolist(), top.indices[m].tolist(), strict=True)]
+            for m, position in enumerate(where)]
 
 
 def _token_text(tokenizer: Any, token_id: int) -> str:

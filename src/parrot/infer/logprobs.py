@@ -22,24 +22,16 @@ class TokenLogprob:
     top: tuple[tuple[int, float], ...] = ()
 
 
-def log_softmax(logits: torch.Tensor) -> torch.Tensor:
-    """log p = z − logsumexp(z) along the last axis, in float32."""
-    return torch.log_softmax(logits.float(), dim=-1)
-
-
 def token_logprobs(logits: torch.Tensor, token_ids: Sequence[int], top: int = 0
                    ) -> list[TokenLogprob]:
     """For rows of (N, V) logits and the N tokens chosen from them: each token's log p and
     its row's `top` best (id, log p) pairs, most likely first."""
-    logp = log_softmax(logits)
+    logp = torch.log_softmax(logits.float(), dim=-1)  # z − logsumexp(z), in float32
     ids = torch.as_tensor(list(token_ids), dtype=torch.long, device=logp.device)
     chosen = logp.gather(-1, ids[:, None])[:, 0].tolist()
-    if top > 0:
-        values, indices = torch.topk(logp, min(top, logp.shape[-1]), dim=-1)
-        pairs = [tuple(zip(i, v, strict=True)) for i, v in
-                 zip(indices.tolist(), values.tolist(), strict=True)]
-    else:
-        pairs = [()] * len(chosen)
+    values, indices = torch.topk(logp, min(top, logp.shape[-1]), dim=-1)  # top = 0: none
+    pairs = [tuple(zip(i, v, strict=True)) for i, v in
+             zip(indices.tolist(), values.tolist(), strict=True)]
     return [TokenLogprob(t, lp, p) for t, lp, p in
             zip(ids.tolist(), chosen, pairs, strict=True)]
 

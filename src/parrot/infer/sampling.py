@@ -5,15 +5,17 @@ here is a small function a reader can hold against its formula; `sample` chains 
 the usual order (penalties → temperature → top-k → top-p → min-p → draw). Randomness
 comes only from the `torch.Generator` passed in, so a request with a seed replays exactly.
 
-The engine samples every active row in one call, `sample_rows`, each row under its own
-parameters held as (B, 1) tensors (`RowParams`); it equals `sample` row by row.
+Each step takes one number for every row, or each row's own value as a (B, 1) tensor: the
+engine samples every active row in one call, `sample_rows`, each row under its own
+parameters (`RowParams`); it equals `sample` row by row.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 
@@ -54,9 +56,7 @@ class SamplingParams:
         return self.temperature == 0.0 or self.top_k == 1
 
     def replace(self, **changes: object) -> SamplingParams:
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        values.update(changes)
-        return SamplingParams(**values)  # type: ignore[arg-type]
+        return dataclasses.replace(self, **changes)  # checked again by __post_init__
 
 
 def _problems(p: SamplingParams) -> list[str]:
@@ -85,69 +85,76 @@ def _finite(x: object) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
+Number = float | torch.Tensor  # one value for every row, or each row's own (B, 1)
+
+
 def apply_penalties(
     logits: torch.Tensor,
     counts: torch.Tensor,
     seen: torch.Tensor,
-    repetition: float = 1.0,
-    frequency: float = 0.0,
-    presence: float = 0.0,
+    repetition: Number = 1.0,
+    frequency: Number = 0.0,
+    presence: Number = 0.0,
 ) -> torch.Tensor:
-    """Discourage tokens already used.
+    """Discourage tokens already used (neutral values change nothing).
 
     counts (B, V): how often each token was generated; seen (B, V) bool: in prompt or output.
     repetition r (CTRL, as in Hugging Face): z → z / r if z > 0 else z · r, for seen tokens.
     frequency α and presence β (OpenAI): z → z − α · count − β · [count > 0].
     """
-    z = logits
-    if repetition != 1.0:
-        scaled = torch.where(z > 0, z / repetition, z * repetition)
-        z = torch.where(seen, scaled, z)
-    if frequency != 0.0 or presence != 0.0:
-        z = z - frequency * counts - presence * (counts > 0).to(z.dtype)
-    return z
+    scaled = torch.where(logits > 0, logits / repetition, logits * repetition)
+    z = torch.where(seen, scaled, logits)
+    return z - frequency * counts - presence * (counts > 0).to(z.dtype)
 
 
-def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+def apply_temperature(logits: torch.Tensor, temperature: Number) -> torch.Tensor:
     """z / T: T < 1 sharpens softmax(z / T), T > 1 flattens it (T must be > 0 here)."""
     return logits / temperature
 
 
-def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
+def top_k_filter(logits: torch.Tensor, k: int | torch.Tensor, k_max: int | None = None
+                 ) -> torch.Tensor:
     """Keep the k largest logits in each row, set the rest to −inf (k = 0 or k ≥ V: no-op).
 
-    Ties with the k-th value are kept, so a row may keep slightly more than k tokens.
+    k is one number, or each row's own (B, 1) long tensor with every k ≤ k_max. Ties with
+    the k-th value are kept, so a row may keep slightly more than k tokens.
     """
-    if k <= 0 or k >= logits.shape[-1]:
-        return logits
-    kth = torch.topk(logits, k, dim=-1).values[..., -1:]  # (B, 1)
+    vocab = logits.shape[-1]
+    if not isinstance(k, torch.Tensor):
+        if k <= 0 or k >= vocab:
+            return logits
+        k, k_max = torch.full((*logits.shape[:-1], 1), k, device=logits.device), k
+    values = torch.topk(logits, k_max, dim=-1).values                   # (B, k_max)
+    kth = values.gather(-1, (k - 1).clamp(0, k_max - 1))                # (B, 1)
+    kth = torch.where((k > 0) & (k < vocab), kth, float("-inf"))
     return logits.masked_fill(logits < kth, float("-inf"))
 
 
-def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
+def top_p_filter(logits: torch.Tensor, p: Number) -> torch.Tensor:
     """Nucleus: keep the smallest set of most likely tokens whose probability mass is ≥ p.
 
     Sort probabilities descending; token i (in sorted order) is kept when the mass of the
-    tokens before it is still < p. The most likely token is therefore always kept.
+    tokens before it is still < p. The most likely token is therefore always kept; p = 1
+    keeps every token.
     """
-    if p >= 1.0:
-        return logits
     sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
     probs = torch.softmax(sorted_logits, dim=-1)
     mass_before = torch.cumsum(probs, dim=-1) - probs
-    drop_sorted = mass_before >= p
+    drop_sorted = (mass_before >= p) & (p < 1.0)  # rounding may reach 1 before the end
     drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
     return logits.masked_fill(drop, float("-inf"))
 
 
-def min_p_filter(logits: torch.Tensor, min_p: float) -> torch.Tensor:
+def min_p_filter(logits: torch.Tensor, min_p: Number) -> torch.Tensor:
     """Keep tokens with probability ≥ min_p · (probability of the most likely token).
 
-    In logit space: z_i ≥ z_max + ln(min_p).
+    In logit space: z_i ≥ z_max + ln(min_p); min_p = 0 keeps every token.
     """
-    if min_p <= 0.0:
-        return logits
-    threshold = logits.max(dim=-1, keepdim=True).values + math.log(min_p)
+    if isinstance(min_p, torch.Tensor):
+        log_min_p = min_p.log()
+    else:
+        log_min_p = math.log(min_p) if min_p > 0 else -math.inf
+    threshold = logits.max(dim=-1, keepdim=True).values + log_min_p
     return logits.masked_fill(logits < threshold, float("-inf"))
 
 
@@ -156,67 +163,26 @@ def greedy(logits: torch.Tensor) -> torch.Tensor:
     return logits.argmax(dim=-1)
 
 
-def draw(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """One token per row from softmax(logits): (B, V) → (B,)."""
-    probs = torch.softmax(logits.float(), dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-
-
-def shape_logits(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
-    """Temperature, top-k, top-p and min-p in that order: the distribution `draw` samples."""
-    z = apply_temperature(logits.float(), params.temperature)
-    z = top_k_filter(z, params.top_k)
-    z = top_p_filter(z, params.top_p)
-    return min_p_filter(z, params.min_p)
-
-
-def sample(
-    logits: torch.Tensor,
-    params: SamplingParams,
-    generator: torch.Generator | None = None,
-    counts: torch.Tensor | None = None,
-    seen: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """The next token for each row of (B, V) logits under `params`: returns (B,) long.
-
-    Penalties need `counts` and `seen` (see `apply_penalties`); without them they are skipped.
-    """
-    z = logits.float()
-    if counts is not None and seen is not None:
-        z = apply_penalties(
-            z, counts, seen, params.repetition_penalty,
-            params.frequency_penalty, params.presence_penalty,
-        )
-    if params.greedy:
-        return greedy(z)
-    return draw(shape_logits(z, params), generator)
-
-
 def uses_penalties(params: SamplingParams) -> bool:
-    return (
-        params.repetition_penalty != 1.0
-        or params.frequency_penalty != 0.0
-        or params.presence_penalty != 0.0
-    )
-
-
-# ---- the same steps for a batch of rows, each under its own parameters ------------------
+    """Whether any penalty is on (they need the counts and seen tokens of `apply_penalties`)."""
+    neutral = (1.0, 0.0, 0.0)
+    return (params.repetition_penalty, params.frequency_penalty, params.presence_penalty) != neutral
 
 
 @dataclass(frozen=True)
 class RowParams:
     """The sampling parameters of B rows, each a (B, 1) float32 tensor (`top_k` long).
 
-    A greedy row holds temperature 1 so its (unused) shaped logits stay finite; min-p is
-    held as ln(min_p), −inf when off. `params` keeps the rows' SamplingParams, so which
-    steps run is decided on the host without reading the tensors back.
+    A greedy row holds temperature 1 so its (unused) shaped logits stay finite. `params`
+    keeps the rows' SamplingParams, so which steps run is decided on the host without
+    reading the tensors back.
     """
 
     params: tuple[SamplingParams, ...]
     temperature: torch.Tensor
     top_k: torch.Tensor
     top_p: torch.Tensor
-    log_min_p: torch.Tensor
+    min_p: torch.Tensor
     repetition: torch.Tensor
     frequency: torch.Tensor
     presence: torch.Tensor
@@ -231,56 +197,43 @@ class RowParams:
 
 
 def _row(p: SamplingParams) -> list[float]:
-    return [1.0 if p.greedy else p.temperature, p.top_k, p.top_p,
-            math.log(p.min_p) if p.min_p > 0 else -math.inf,
+    return [1.0 if p.greedy else p.temperature, p.top_k, p.top_p, p.min_p,
             p.repetition_penalty, p.frequency_penalty, p.presence_penalty]
 
 
-def penalize_rows(logits: torch.Tensor, counts: torch.Tensor, seen: torch.Tensor,
-                  rows: RowParams) -> torch.Tensor:
-    """`apply_penalties` with each row's own r, α and β (neutral values change nothing)."""
-    scaled = torch.where(logits > 0, logits / rows.repetition, logits * rows.repetition)
-    z = torch.where(seen, scaled, logits)
-    return z - rows.frequency * counts - rows.presence * (counts > 0).to(z.dtype)
+def shape_logits(logits: torch.Tensor, params: SamplingParams | RowParams) -> torch.Tensor:
+    """Temperature, top-k, top-p and min-p in that order: the distribution a row draws from.
 
-
-def top_k_rows(logits: torch.Tensor, k: torch.Tensor, k_max: int) -> torch.Tensor:
-    """`top_k_filter` with each row's own k (B, 1), all ≤ k_max; k = 0 or k ≥ V: kept whole."""
+    With RowParams each row uses its own parameters; a filter no row uses is skipped.
+    """
+    rows = params if isinstance(params, RowParams) else RowParams.of([params], logits.device)
     vocab = logits.shape[-1]
-    values = torch.topk(logits, k_max, dim=-1).values                   # (B, k_max)
-    kth = values.gather(-1, (k - 1).clamp(0, k_max - 1))                # (B, 1)
-    kth = torch.where((k > 0) & (k < vocab), kth, float("-inf"))
-    return logits.masked_fill(logits < kth, float("-inf"))
-
-
-def top_p_rows(logits: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    """`top_p_filter` with each row's own p (B, 1); p = 1: kept whole."""
-    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
-    probs = torch.softmax(sorted_logits, dim=-1)
-    mass_before = torch.cumsum(probs, dim=-1) - probs
-    drop_sorted = (mass_before >= p) & (p < 1.0)  # rounding may reach 1 before the end
-    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-    return logits.masked_fill(drop, float("-inf"))
-
-
-def min_p_rows(logits: torch.Tensor, log_min_p: torch.Tensor) -> torch.Tensor:
-    """`min_p_filter` with each row's own ln(min_p) (B, 1); −inf: kept whole."""
-    threshold = logits.max(dim=-1, keepdim=True).values + log_min_p
-    return logits.masked_fill(logits < threshold, float("-inf"))
-
-
-def shape_rows(logits: torch.Tensor, rows: RowParams) -> torch.Tensor:
-    """`shape_logits` row by row; a filter no row uses is skipped."""
-    vocab = logits.shape[-1]
-    z = logits / rows.temperature
+    z = apply_temperature(logits.float(), rows.temperature)
     ks = [p.top_k for p in rows.params if 0 < p.top_k < vocab]
     if ks:
-        z = top_k_rows(z, rows.top_k, max(ks))
+        z = top_k_filter(z, rows.top_k.expand(len(z), 1), max(ks))
     if any(p.top_p < 1.0 for p in rows.params):
-        z = top_p_rows(z, rows.top_p)
+        z = top_p_filter(z, rows.top_p)
     if any(p.min_p > 0.0 for p in rows.params):
-        z = min_p_rows(z, rows.log_min_p)
+        z = min_p_filter(z, rows.min_p)
     return z
+
+
+def sample(
+    logits: torch.Tensor,
+    params: SamplingParams,
+    generator: torch.Generator | None = None,
+    counts: torch.Tensor | None = None,
+    seen: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The next token for each row of (B, V) logits under `params`: returns (B,) long.
+
+    Every row draws from the one `generator`, in row order. Penalties need `counts` and
+    `seen` (see `apply_penalties`); without them they are skipped.
+    """
+    n = len(logits)
+    return sample_rows(logits, RowParams.of([params] * n, logits.device), [generator] * n,
+                       counts, seen)
 
 
 def sample_rows(
@@ -298,12 +251,12 @@ def sample_rows(
     """
     z = logits.float()
     if counts is not None and seen is not None:
-        z = penalize_rows(z, counts, seen, rows)
+        z = apply_penalties(z, counts, seen, rows.repetition, rows.frequency, rows.presence)
     chosen = greedy(z)
     drawn = [i for i, p in enumerate(rows.params) if not p.greedy]
     if not drawn:
         return chosen
-    probs = torch.softmax(shape_rows(z, rows), dim=-1)
+    probs = torch.softmax(shape_logits(z, rows), dim=-1)
     for i in drawn:
         chosen[i : i + 1] = torch.multinomial(probs[i : i + 1], 1, generator=generators[i])[:, 0]
     return chosen

@@ -42,12 +42,7 @@ class Slot:
 
 def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
     """How many leading ids two sequences share: [1, 2, 3], [1, 2, 4, 5] → 2."""
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
 
 
 class DecoderOnlySteps:
@@ -82,9 +77,9 @@ class DecoderOnlySteps:
     def forward_rows(self, tokens: torch.Tensor, positions: torch.Tensor,
                      rows: int, length: int) -> torch.Tensor:
         """One decode forward over cache rows 0..rows-1."""
-        engine = self.engine
         # The model attends over its whole cache argument: a view cut to this step's bucket.
-        return self.forward(tokens, positions=positions, cache=engine.cache_view(0, rows, length))
+        view = self.engine.cache_view(0, rows, length)
+        return self.forward(tokens, positions=positions, cache=view)
 
 
 class EncoderDecoderSteps:
@@ -97,9 +92,8 @@ class EncoderDecoderSteps:
             raise ParrotError("--compile supports decoder-only models; drop it for an "
                               "encoder-decoder.")
         self.engine = engine
-        weight = next(engine.model.parameters())
         self.cross = CrossSlots(engine.model, engine.max_batch, engine.config.context_length,
-                                weight.dtype, weight.device)
+                                engine.cache.keys.dtype, engine.device)
         self.start_id = seq2seq_start_id(engine.tokenizer) if start_id is None else start_id
 
     def prompt_positions(self, prompt: list[int]) -> int:
@@ -112,15 +106,15 @@ class EncoderDecoderSteps:
         self.cross.admit(index, request.prompt)
         tokens = torch.tensor([[self.start_id]], dtype=torch.long, device=engine.device)
         positions = torch.zeros(1, 1, dtype=torch.long, device=engine.device)
-        cache = self.cross.cache(engine.cache_view(index, index + 1, 1), index, index + 1)
-        logits = engine.model.decode(tokens, None, positions=positions, cache=cache)[:, -1]
+        logits = self.forward_rows(tokens, positions, 1, 1, start=index)[:, -1]
         engine.slots[index].ids = [self.start_id]
         return logits
 
     def forward_rows(self, tokens: torch.Tensor, positions: torch.Tensor,
-                     rows: int, length: int) -> torch.Tensor:
-        """One decode forward over cache rows 0..rows-1 (self and cross attention)."""
-        cache = self.cross.cache(self.engine.cache_view(0, rows, length), 0, rows)
+                     rows: int, length: int, start: int = 0) -> torch.Tensor:
+        """One decode forward over cache rows start..start+rows-1 (self and cross attention)."""
+        stop = start + rows
+        cache = self.cross.cache(self.engine.cache_view(start, stop, length), start, stop)
         return self.engine.model.decode(tokens, None, positions=positions, cache=cache)
 
 

@@ -84,7 +84,6 @@ ROUTES: list[tuple[str, str, Callable[..., Any]]] = [
     ("GET", "/tokenizer_info", routes.tokenizer_info),
     ("POST", "/v1/embeddings", embeddings.embeddings),
 ]
-OPEN_PATHS = {"/health"}  # reachable without the API key
 
 
 def create_app(loader: Callable[[], Loaded] | Loaded, settings: ServeSettings | None = None,
@@ -104,8 +103,7 @@ def create_app(loader: Callable[[], Loaded] | Loaded, settings: ServeSettings | 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        thread = threading.Thread(target=load_in_background, daemon=True)
-        thread.start()
+        threading.Thread(target=load_in_background, daemon=True).start()
         yield
         if state.worker is not None:
             state.worker.stop()
@@ -128,8 +126,9 @@ def _add_guards(app: FastAPI, state: ServerState) -> None:
     async def check_key(request: Request, call_next):
         key = state.settings.api_key
         path = request.url.path
+        # The API needs the key; /health, /tokenizer_info and the page stay open.
         guarded = path.startswith("/v1/") or path in {"/tokenize", "/detokenize"}
-        if key and guarded and path not in OPEN_PATHS:
+        if key and guarded:
             if request.headers.get("authorization", "") != f"Bearer {key}":
                 return APIError(401, "Incorrect or missing API key; send it as "
                                      "'Authorization: Bearer KEY'.",

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 from fastapi import Request
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from parrot.errors import ParrotError
@@ -29,8 +29,7 @@ from parrot.serve.errors import APIError
 MAX_INPUTS = 2048
 
 
-class EmbeddingRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class EmbeddingRequest(BaseModel):  # unknown fields are ignored (pydantic's default)
     model: str
     input: str | list[str]
     encoding_format: Literal["float", "base64"] = "float"
@@ -74,15 +73,13 @@ class Embedder:
 
 def embedder_of(request: Request) -> Embedder:
     """The app's `Embedder`, created from the settings on first use; 404 when disabled."""
-    app_state = request.app.state
-    state = app_state.parrot
-    spec = getattr(state.settings, "embedding_model", None)
+    app_state, settings = request.app.state, request.app.state.parrot.settings
+    spec = settings.embedding_model
     if not spec or spec == "none":
         raise APIError(404, "This server has no embedding model; start it with "
                             "--embedding-model MODEL.", code="model_not_found")
     embedder = getattr(app_state, "embedder", None)
     if embedder is None or embedder.spec != spec:
-        settings = state.settings
         embedder = app_state.embedder = Embedder(spec, settings.device, settings.home)
     return embedder
 

@@ -26,7 +26,6 @@ class Choice:
     """What one choice has produced so far."""
 
     index: int
-    prompt_tokens: int
     text: list[str] = field(default_factory=list)
     token_ids: list[int] = field(default_factory=list)
     scored: list[TokenLogprob] = field(default_factory=list)
@@ -75,10 +74,9 @@ async def events(worker: Worker, ticket: Ticket, http: Request) -> AsyncIterator
             worker.cancel(ticket)
 
 
-async def collect(worker: Worker, ticket: Ticket, http: Request, prompt_tokens: list[int]
-                  ) -> list[Choice]:
+async def collect(worker: Worker, ticket: Ticket, http: Request) -> list[Choice]:
     """Run every job to its end; choices in index order."""
-    choices = [Choice(i, n) for i, n in enumerate(prompt_tokens)]
+    choices = [Choice(i) for i in range(len(ticket.jobs))]
     async for event in events(worker, ticket, http):
         choices[event.index].add(event)
     if any(c.finish_reason is None for c in choices):

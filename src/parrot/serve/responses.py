@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from parrot.infer.logprobs import TokenLogprob
-
-TokenText = Callable[[int], str]
 
 
 def new_id(prefix: str) -> str:
@@ -34,12 +32,11 @@ def envelope(kind: str, rid: str, model: str, choices: list[dict], extra: dict |
     return body
 
 
-def chat_logprobs(scored: Sequence[TokenLogprob], text: TokenText,
-                  token_bytes: Callable[[int], bytes]) -> dict[str, Any]:
+def chat_logprobs(scored: Sequence[TokenLogprob], tokenizer: Any) -> dict[str, Any]:
     """The chat shape: one entry per token with its top alternatives."""
     def entry(token_id: int, logprob: float) -> dict[str, Any]:
-        return {"token": text(token_id), "logprob": logprob,
-                "bytes": list(token_bytes(token_id))}
+        return {"token": tokenizer.decode([token_id]), "logprob": logprob,
+                "bytes": list(tokenizer.token_bytes(token_id))}
 
     return {"content": [
         {**entry(s.token_id, s.logprob), "top_logprobs": [entry(i, lp) for i, lp in s.top]}
@@ -48,9 +45,10 @@ def chat_logprobs(scored: Sequence[TokenLogprob], text: TokenText,
 
 
 def completion_logprobs(ids: Sequence[int], scored: Sequence[TokenLogprob | None],
-                        text: TokenText, offset: int = 0) -> dict[str, Any]:
+                        tokenizer: Any) -> dict[str, Any]:
     """The legacy shape; a None score (an echoed prompt's first token) is reported as null."""
-    tokens, values, tops, offsets = [], [], [], []
+    text = lambda i: tokenizer.decode([i])  # noqa: E731
+    tokens, values, tops, offsets, offset = [], [], [], [], 0
     for token_id, s in zip(ids, scored, strict=True):
         piece = text(token_id)
         tokens.append(piece)

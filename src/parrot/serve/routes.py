@@ -32,14 +32,15 @@ Body = TypeVar("Body", bound=BaseModel)
 async def read_body(request: Request, schema: type[Body]) -> Body:
     """The JSON body validated against `schema`: 413 if too large, 400 if malformed."""
     limit = request.app.state.parrot.settings.max_body_bytes
+    too_large = APIError(413, f"The request body is larger than {limit} bytes; send less.")
     declared = request.headers.get("content-length") or "0"
     if declared.isdigit() and int(declared) > limit:
-        raise APIError(413, f"The request body is larger than {limit} bytes; send less.")
+        raise too_large
     raw = bytearray()
     async for chunk in request.stream():
         raw += chunk
-        if len(raw) > limit:
-            raise APIError(413, f"The request body is larger than {limit} bytes; send less.")
+        if len(raw) > limit:  # a body that declared less, or nothing, is cut off here
+            raise too_large
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
@@ -74,7 +75,7 @@ def sampling(body: ChatCompletionRequest | CompletionRequest, limit: int, index:
             repetition_penalty=body.repetition_penalty or 1.0,
             presence_penalty=body.presence_penalty, frequency_penalty=body.frequency_penalty,
             seed=None if body.seed is None else body.seed + index,
-            max_new_tokens=max(1, limit), stop=body.stop_list() + extra_stop,
+            max_new_tokens=max(1, limit), stop=(*body.stop, *extra_stop),
             ignore_eos=body.ignore_eos,
         )
     except ParrotError as err:
@@ -118,24 +119,19 @@ async def chat_completions(request: Request) -> Any:
     ids = loaded.tokenizer.encode(text, allowed_special="all")
     max_len = worker.engine.max_len
     check_context(ids, max_len)
-    limit = body.limit() or max_len - len(ids)
+    limit = body.max_completion_tokens or body.max_tokens or max_len - len(ids)
     prompts = [(ids, sampling(body, limit, i, loaded.template.stop)) for i in range(body.n)]
     top = (body.top_logprobs or 0) if body.logprobs else None
     ticket = generation.submit(worker, prompts, top)
     name = state.settings.model_name
     if body.stream:
         return chat_stream(worker, ticket, request, body, name, len(ids), loaded.tokenizer)
-    choices = await generation.collect(worker, ticket, request, [len(ids)] * body.n)
+    choices = await generation.collect(worker, ticket, request)
     return {**responses.envelope("chat.completion", responses.new_id("chatcmpl"), name, [
         {"index": c.index, "message": {"role": "assistant", "content": "".join(c.text)},
-         "logprobs": _chat_logprobs(c, loaded.tokenizer) if body.logprobs else None,
+         "logprobs": responses.chat_logprobs(c.scored, loaded.tokenizer) if body.logprobs else None,
          "finish_reason": c.finish_reason} for c in choices]),
         "usage": responses.usage(len(ids), sum(len(c.token_ids) for c in choices))}
-
-
-def _chat_logprobs(choice: generation.Choice, tokenizer: Any) -> dict[str, Any]:
-    return responses.chat_logprobs(choice.scored, lambda i: tokenizer.decode([i]),
-                                   tokenizer.token_bytes)
 
 
 async def completions(request: Request) -> Any:

@@ -1,6 +1,6 @@
 """Request bodies of the OpenAI API as pydantic models.
 
-Unknown fields are ignored, as the OpenAI API does; a known field with a wrong type or an
+Unknown fields are ignored (pydantic's default), as the OpenAI API does; a known field with a wrong type or an
 out-of-range value is a 400 that names it. Responses are plain dicts built in `responses`.
 """
 
@@ -8,20 +8,18 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
 Stop = str | list[str] | None
 
 
 class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="ignore")
     include_usage: bool = False
 
 
 class _Sampling(BaseModel):
     """Fields shared by chat and text completions."""
 
-    model_config = ConfigDict(extra="ignore")
     model: str | None = None
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     top_p: Annotated[float, Field(gt=0, le=1)] | None = None
@@ -30,7 +28,7 @@ class _Sampling(BaseModel):
     repetition_penalty: Annotated[float, Field(gt=0)] | None = None
     presence_penalty: Annotated[float, Field(ge=-2, le=2)] = 0.0
     frequency_penalty: Annotated[float, Field(ge=-2, le=2)] = 0.0
-    stop: Stop = None
+    stop: Stop = Field(None, validate_default=True)  # always a list once validated
     seed: int | None = None
     n: Annotated[int, Field(ge=1, le=16)] = 1
     stream: bool = False
@@ -39,18 +37,15 @@ class _Sampling(BaseModel):
 
     @field_validator("stop")
     @classmethod
-    def _stop_strings(cls, value: Stop) -> Stop:
+    def _stop_strings(cls, value: Stop) -> list[str]:
+        """Any form of `stop` as a list of strings (none: [])."""
         stops = [value] if isinstance(value, str) else (value or [])
         if len(stops) > 4 or any(not s for s in stops):
             raise ValueError("give at most 4 non-empty stop strings")
-        return value
-
-    def stop_list(self) -> tuple[str, ...]:
-        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
+        return stops
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[dict] | None = None
 
@@ -68,9 +63,6 @@ class ChatCompletionRequest(_Sampling):
     logprobs: bool = False
     top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
 
-    def limit(self) -> int | None:
-        return self.max_completion_tokens or self.max_tokens
-
 
 Prompt = str | list[str] | Annotated[list[int], Field(min_length=1)] | list[list[int]]
 
@@ -82,12 +74,8 @@ class CompletionRequest(_Sampling):
     logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
     suffix: str | None = None
 
-    def limit(self) -> int | None:
-        return self.max_tokens
-
 
 class TokenizeRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
     model: str | None = None
     prompt: str | None = None
     messages: list[ChatMessage] | None = None
@@ -95,6 +83,5 @@ class TokenizeRequest(BaseModel):
 
 
 class DetokenizeRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
     model: str | None = None
     tokens: list[int]

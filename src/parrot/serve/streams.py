@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import Request
@@ -28,83 +28,76 @@ def sse(payload: dict[str, Any]) -> str:
     return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
 
-def _response(chunks: AsyncIterator[str], worker: Worker, ticket: Ticket) -> StreamingResponse:
-    async def body() -> AsyncIterator[str]:
+def _response(kind: str, prefix: str, worker: Worker, ticket: Ticket, http: Request,
+              body: ChatCompletionRequest | CompletionRequest, model: str, prompt_tokens: int,
+              opening: list[dict], choices: Callable[[int, Any], list[dict]]) -> StreamingResponse:
+    """The events of one request: the `opening` choices, then `choices(index, output)` for
+    each engine output, then the usage when `stream_options.include_usage` asks for it."""
+    rid = responses.new_id(prefix)
+    usage = body.stream_options is not None and body.stream_options.include_usage
+
+    until_last = {"usage": None} if usage else None  # what each chunk but the last carries
+
+    def chunk(shown: list[dict], extra: dict | None = None) -> str:
+        return sse(responses.envelope(kind, rid, model, shown, extra or until_last))
+
+    async def chunks() -> AsyncIterator[str]:
+        generated = 0
         try:
-            async for chunk in chunks:
-                yield chunk
+            for choice in opening:
+                yield chunk([choice])
+            async for event in generation.events(worker, ticket, http):
+                generated += 1
+                for choice in choices(event.index, event.output):
+                    yield chunk([choice])
+            if usage:
+                yield chunk([], {"usage": responses.usage(prompt_tokens, generated)})
         except APIError as err:
             yield sse(err.body())
         finally:
             worker.cancel(ticket)  # a client that left mid-stream frees its slot now
         yield DONE
 
-    return StreamingResponse(body(), media_type="text/event-stream",
+    return StreamingResponse(chunks(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 def chat_stream(worker: Worker, ticket: Ticket, http: Request, body: ChatCompletionRequest,
                 model: str, prompt_tokens: int, tokenizer: Any) -> StreamingResponse:
-    rid = responses.new_id("chatcmpl")
-    usage = body.stream_options is not None and body.stream_options.include_usage
+    def choice(index: int, delta: dict, finish: str | None = None, logprobs=None) -> dict:
+        return {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
 
-    def chunk(index: int, delta: dict, finish: str | None = None, logprobs=None) -> str:
-        choice = {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
-        extra = {"usage": None} if usage else None
-        return sse(responses.envelope("chat.completion.chunk", rid, model, [choice], extra))
+    def choices(index: int, out: Any) -> list[dict]:
+        shown = []
+        if out.text or body.logprobs:
+            scored = None if not body.logprobs or out.logprobs is None else \
+                responses.chat_logprobs([out.logprobs], tokenizer)
+            shown.append(choice(index, {"content": out.text}, logprobs=scored))
+        if out.completion is not None:
+            shown.append(choice(index, {}, out.completion.finish_reason))
+        return shown
 
-    def scored(out: Any) -> dict | None:
-        if not body.logprobs or out.logprobs is None:
-            return None
-        return responses.chat_logprobs([out.logprobs], lambda i: tokenizer.decode([i]),
-                                       tokenizer.token_bytes)
-
-    async def chunks() -> AsyncIterator[str]:
-        for i in range(body.n):
-            yield chunk(i, {"role": "assistant", "content": ""})
-        generated = 0
-        async for event in generation.events(worker, ticket, http):
-            out, generated = event.output, generated + 1
-            if out.text or body.logprobs:
-                yield chunk(event.index, {"content": out.text}, logprobs=scored(out))
-            if out.completion is not None:
-                yield chunk(event.index, {}, out.completion.finish_reason)
-        if usage:
-            yield sse(responses.envelope("chat.completion.chunk", rid, model, [],
-                                         {"usage": responses.usage(prompt_tokens, generated)}))
-
-    return _response(chunks(), worker, ticket)
+    opening = [choice(i, {"role": "assistant", "content": ""}) for i in range(body.n)]
+    return _response("chat.completion.chunk", "chatcmpl", worker, ticket, http, body, model,
+                     prompt_tokens, opening, choices)
 
 
 def completion_stream(worker: Worker, ticket: Ticket, http: Request, body: CompletionRequest,
                       model: str, prompts: list[list[int]], tokenizer: Any) -> StreamingResponse:
-    rid = responses.new_id("cmpl")
-    usage = body.stream_options is not None and body.stream_options.include_usage
-    text_of = lambda i: tokenizer.decode([i])  # noqa: E731
+    def choice(index: int, text: str, finish: str | None = None, logprobs=None) -> dict:
+        return {"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish}
 
-    def chunk(index: int, text: str, finish: str | None = None, logprobs=None) -> str:
-        choice = {"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish}
-        extra = {"usage": None} if usage else None
-        return sse(responses.envelope("text_completion", rid, model, [choice], extra))
+    def choices(index: int, out: Any) -> list[dict]:
+        lp = None
+        if body.logprobs is not None and out.logprobs is not None:
+            lp = responses.completion_logprobs([out.token_id], [out.logprobs], tokenizer)
+        finish = None if out.completion is None else out.completion.finish_reason
+        return [choice(index, out.text, finish, lp)]
 
-    async def chunks() -> AsyncIterator[str]:
-        if body.echo:
-            for k in range(len(prompts) * body.n):
-                yield chunk(k, tokenizer.decode(prompts[k // body.n]))
-        generated = 0
-        async for event in generation.events(worker, ticket, http):
-            out, generated = event.output, generated + 1
-            lp = None
-            if body.logprobs is not None and out.logprobs is not None:
-                lp = responses.completion_logprobs([out.token_id], [out.logprobs], text_of)
-            finish = None if out.completion is None else out.completion.finish_reason
-            yield chunk(event.index, out.text, finish, lp)
-        if usage:
-            total = sum(len(p) for p in prompts)
-            yield sse(responses.envelope("text_completion", rid, model, [],
-                                         {"usage": responses.usage(total, generated)}))
-
-    return _response(chunks(), worker, ticket)
+    opening = [choice(k, tokenizer.decode(prompts[k // body.n]))
+               for k in range(len(prompts) * body.n)] if body.echo else []
+    return _response("text_completion", "cmpl", worker, ticket, http, body, model,
+                     sum(len(p) for p in prompts), opening, choices)
 
 
 async def completions_body(worker: Worker, http: Request, body: CompletionRequest, model: str,
@@ -113,12 +106,10 @@ async def completions_body(worker: Worker, http: Request, body: CompletionReques
     tok = loaded.tokenizer
     n = body.n
     if body.max_tokens == 0:
-        choices = [generation.Choice(k, len(prompts[k // n]), finish_reason="length")
-                   for k in range(len(jobs))]
+        choices = [generation.Choice(k, finish_reason="length") for k in range(len(jobs))]
     else:
         ticket = generation.submit(worker, jobs, body.logprobs)
-        choices = await generation.collect(worker, ticket, http,
-                                           [len(p) for p in prompts for _ in range(n)])
+        choices = await generation.collect(worker, ticket, http)
     prompt_scores: list[list] = [[None] * len(p) for p in prompts]
     if body.echo and body.logprobs is not None:
         top = body.logprobs
@@ -132,8 +123,8 @@ async def completions_body(worker: Worker, http: Request, body: CompletionReques
         text = (tok.decode(ids) if body.echo else "") + "".join(c.text)
         logprobs = None
         if body.logprobs is not None:
-            logprobs = responses.completion_logprobs(
-                ids + c.token_ids, list(scores) + c.scored, lambda i: tok.decode([i]))
+            logprobs = responses.completion_logprobs(ids + c.token_ids, list(scores) + c.scored,
+                                                     tok)
         out.append({"index": c.index, "text": text, "logprobs": logprobs,
                     "finish_reason": c.finish_reason})
     generated = sum(len(c.token_ids) for c in choices)

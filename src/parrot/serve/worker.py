@@ -146,22 +146,20 @@ class Worker:
             try:
                 outputs = self.engine.step()
             except Exception as err:  # noqa: BLE001 - a failed step must not kill the server
-                self._fail_all(f"The engine failed: {err}")
+                self._fail(list(self._jobs.values()), f"The engine failed: {err}")
                 continue
             for out in outputs:
                 self._deliver(out)
 
     def _take_commands(self, block: bool) -> None:
+        """Apply every waiting command (waiting up to 0.5 s for the first when `block`)."""
         try:
             command = self._inbox.get(timeout=0.5) if block else self._inbox.get_nowait()
+            while True:
+                self._apply(command)  # never raises: failures are reported to the job
+                command = self._inbox.get_nowait()
         except queue.Empty:
             return
-        while True:
-            self._apply(command)
-            try:
-                command = self._inbox.get_nowait()
-            except queue.Empty:
-                return
 
     def _apply(self, command: tuple) -> None:
         kind = command[0]
@@ -205,11 +203,9 @@ class Worker:
 
     def _expire(self) -> None:
         now = time.monotonic()
-        for job in [j for j in self._jobs.values() if j.deadline < now]:
-            self.engine.cancel(job.engine_id)
-            self._finish(job, Event(job.index, error="timeout"))
+        self._fail([j for j in self._jobs.values() if j.deadline < now], "timeout")
 
-    def _fail_all(self, message: str) -> None:
-        for job in list(self._jobs.values()):
+    def _fail(self, jobs: list[Job], message: str) -> None:
+        for job in jobs:
             self.engine.cancel(job.engine_id)
             self._finish(job, Event(job.index, error=message))
