@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from parrot.data.batches import SeededSampler
 from parrot.errors import ParrotError
 
 IGNORE = -100  # label of target padding: F.cross_entropy's ignore_index
@@ -144,27 +145,21 @@ def make_batch(examples: Sequence[tuple[Sequence[int], Sequence[int]]],
     return PairBatch(src, src_mask, tgt_in, labels)
 
 
-class PairSampler:
+class PairSampler(SeededSampler):
     """Random batches of pairs from a seeded generator (its state is the data position)."""
 
     def __init__(self, examples: Sequence[tuple[list[int], list[int]]], batch_size: int,
                  tokens: Seq2SeqTokens, seed: int) -> None:
         if not examples:
             raise ParrotError("There are no training pairs; give more data.")
-        self.examples, self.batch_size, self.tokens = list(examples), batch_size, tokens
+        super().__init__(batch_size, seed)
+        self.examples, self.tokens = list(examples), tokens
         # The loop counts tokens per step as batch_size * seq_len: use the mean target size.
         self.seq_len = max(1, round(sum(len(t) + 1 for _, t in examples) / len(examples)))
-        self.generator = torch.Generator().manual_seed(seed)
 
     def next(self) -> PairBatch:
         index = torch.randint(0, len(self.examples), (self.batch_size,), generator=self.generator)
         return make_batch([self.examples[i] for i in index.tolist()], self.tokens)
-
-    def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
 
 
 def fixed_pair_batches(examples: Sequence[tuple[list[int], list[int]]], batch_size: int,

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from parrot.data.batches import check_enough_tokens, gather_windows
+from parrot.data.batches import SeededSampler, check_enough_tokens, gather_windows
 from parrot.utils.atomic import atomic_path, atomic_write_json
 
 
@@ -56,25 +56,19 @@ class WindowBatch:
         return WindowBatch(self.tokens.to(device, non_blocking=non_blocking), self.windows)
 
 
-class AlignedWindowSampler:
+class AlignedWindowSampler(SeededSampler):
     """Random windows among the fixed ones starting at multiples of seq_len (resumable)."""
 
     def __init__(self, data: np.ndarray, batch_size: int, seq_len: int, seed: int) -> None:
         check_enough_tokens(len(data), seq_len, "training")
-        self.data, self.batch_size, self.seq_len = data, batch_size, seq_len
+        super().__init__(batch_size, seed)
+        self.data, self.seq_len = data, seq_len
         self.n_windows = (len(data) - 1) // seq_len
-        self.generator = torch.Generator().manual_seed(seed)
 
     def next(self) -> WindowBatch:
         windows = torch.randint(0, self.n_windows, (self.batch_size,), generator=self.generator)
         return WindowBatch(gather_windows(self.data, windows * self.seq_len, self.seq_len + 1),
                            windows)
-
-    def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
 
 
 def model_fingerprint(model: nn.Module) -> str:
