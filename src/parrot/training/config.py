@@ -44,12 +44,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _check_types(self)
         for name in ("steps", "batch_size", "grad_accum", "eval_every", "eval_iters",
-                     "checkpoint_every", "log_every"):
-            if getattr(self, name) < 1:
-                raise ParrotError(f"train.{name} must be at least 1, got {getattr(self, name)}.")
-        for name in ("seq_len", "eval_batch_size", "threads"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ParrotError(f"train.{name} must be at least 1, got {getattr(self, name)}.")
+                     "checkpoint_every", "log_every", "seq_len", "eval_batch_size", "threads"):
+            value = getattr(self, name)
+            if value is not None and value < 1:  # None: the optional ones left unset
+                raise ParrotError(f"train.{name} must be at least 1, got {value}.")
         if not 0 <= self.min_lr <= self.lr:
             raise ParrotError(f"train.min_lr must lie in [0, lr={self.lr}], got {self.min_lr}.")
         if self.warmup < 0 or self.grad_clip < 0 or self.weight_decay < 0:
@@ -136,16 +134,9 @@ def _allowed(hint: Any) -> tuple:
 def _check_types(obj: Any) -> None:
     prefix = "train" if isinstance(obj, TrainConfig) else "data"
     for name, hint in field_types(type(obj)).items():
-        value = getattr(obj, name)
-        allowed = _allowed(hint)
-        if isinstance(value, bool) and bool not in allowed:
-            ok = False
-        else:
-            ok = isinstance(value, allowed)
-        if not ok:
-            raise ParrotError(
-                f"{prefix}.{name} must be of type {_type_name(hint)}, got {value!r}."
-            )
+        value, allowed = getattr(obj, name), _allowed(hint)
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            raise ParrotError(f"{prefix}.{name} must be of type {_type_name(hint)}, got {value!r}.")
 
 
 def _type_name(hint: Any) -> str:
@@ -163,14 +154,9 @@ def parse_value(text: str, hint: Any, key: str) -> Any:
                 return True
             if text.lower() in ("false", "0", "no", "off"):
                 return False
-        elif t is int:
+        elif t in (int, float):
             try:
-                return int(text)
-            except ValueError:
-                pass
-        elif t is float:
-            try:
-                return float(text)
+                return t(text)
             except ValueError:
                 pass
         elif t is str:
