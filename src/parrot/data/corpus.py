@@ -38,10 +38,6 @@ _STRING = (
 _DOCSTRING = re.compile(rf"(?:\A|:{_LINE_END})(?:{_LINE_END})*[ \t]*({_STRING}){_LINE_END}", re.S)
 
 
-def _stdlib_dir() -> Path:
-    return Path(sysconfig.get_paths()["stdlib"])
-
-
 def _pydoc_topics(stdlib: Path) -> list[str]:
     """The language-reference topics, one document each, in sorted topic order."""
     path = stdlib / "pydoc_data" / "topics.py"
@@ -81,7 +77,7 @@ def _module_docstrings(source: str) -> str:
 
 @lru_cache(maxsize=1)
 def _embedded() -> tuple[str, ...]:
-    stdlib = _stdlib_dir()
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
     documents = _pydoc_topics(stdlib)
     for path in sorted(stdlib.rglob("*.py")):
         if _wanted(path, stdlib):
@@ -127,18 +123,23 @@ def _read_path(path: Path, text_field: str) -> Iterator[str]:
         yield from _read_file(path, text_field)
 
 
-def _read_file(path: Path, text_field: str) -> Iterator[str]:
+def read_utf8(path: Path) -> str:
+    """The text of the file `path`; ParrotError when it cannot be read or is not UTF-8."""
     try:
         raw = path.read_bytes()
     except OSError as err:
         raise ParrotError(f"Cannot read {path} ({err.strerror}); check its permissions.") from None
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as err:
         raise ParrotError(
             f"{path} is not UTF-8 text (invalid byte at offset {err.start}); "
             "convert it to UTF-8 or leave it out."
         ) from None
+
+
+def _read_file(path: Path, text_field: str) -> Iterator[str]:
+    text = read_utf8(path)
     if path.suffix == ".jsonl":
         yield from _jsonl_texts(path, text, text_field)
     else:

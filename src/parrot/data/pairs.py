@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from parrot.data.batches import SeededSampler
+from parrot.data.corpus import read_utf8
 from parrot.errors import ParrotError
 
 IGNORE = -100  # label of target padding: F.cross_entropy's ignore_index
@@ -62,12 +63,8 @@ def load_pairs(path: str | Path, source_field: str = "source",
     if not path.is_file():
         raise ParrotError(f"No pairs file at {path}; pass a .jsonl file with one "
                           f"{{{source_field!r}: ..., {target_field!r}: ...}} object per line.")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise ParrotError(f"{path} is not readable UTF-8 text ({err}).") from None
     pairs = []
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(read_utf8(path).splitlines(), start=1):
         if line.strip():
             pairs.append(_parse_line(line, f"{path} line {number}", source_field, target_field))
     if not pairs:

@@ -22,6 +22,7 @@ import torch
 
 from parrot.chat import ChatTemplate, check_messages, render_ids
 from parrot.data.batches import SeededSampler
+from parrot.data.corpus import read_utf8
 from parrot.errors import ParrotError
 
 Example = tuple[list[int], list[int]]  # (ids, mask) of one rendered conversation
@@ -57,13 +58,8 @@ def load_conversations(path: str | Path) -> list[list[dict[str, Any]]]:
     path = Path(path)
     if not path.is_file():
         raise ParrotError(f"No data file at {path}; pass a .jsonl file of conversations.")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as err:
-        raise ParrotError(f"{path} is not UTF-8 text (byte {err.start}); "
-                          "re-save it as UTF-8.") from None
     conversations = []
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(read_utf8(path).splitlines(), start=1):
         if not line.strip():
             continue
         where = f"{path}:{number}"
