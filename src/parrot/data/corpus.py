@@ -17,6 +17,7 @@ import sysconfig
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from parrot.errors import ParrotError
 
@@ -139,25 +140,24 @@ def read_utf8(path: Path) -> str:
 
 
 def _read_file(path: Path, text_field: str) -> Iterator[str]:
-    text = read_utf8(path)
-    if path.suffix == ".jsonl":
-        yield from _jsonl_texts(path, text, text_field)
-    else:
-        yield text
-
-
-def _jsonl_texts(path: Path, text: str, text_field: str) -> Iterator[str]:
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            raise ParrotError(f"{path} line {number} is not valid JSON; fix or remove it.") from None
+    if path.suffix != ".jsonl":
+        yield read_utf8(path)
+        return
+    for where, record in jsonl_records(path):
         value = record.get(text_field) if isinstance(record, dict) else None
         if not isinstance(value, str):
-            raise ParrotError(
-                f"{path} line {number} has no string field {text_field!r}; "
-                "pass the right name with --text-field."
-            )
+            raise ParrotError(f"{where} has no string field {text_field!r}; "
+                              "pass the right name with --text-field.")
         yield value
+
+
+def jsonl_records(path: Path) -> Iterator[tuple[str, Any]]:
+    """("PATH line N", the parsed JSON) for each non-blank line of the JSONL file `path`."""
+    for number, line in enumerate(read_utf8(path).splitlines(), start=1):
+        if line.strip():
+            where = f"{path} line {number}"
+            try:
+                record = json.loads(line)
+            except ValueError:
+                raise ParrotError(f"{where} is not valid JSON; fix or remove it.") from None
+            yield where, record

@@ -11,15 +11,15 @@ padding is hidden by a mask; target padding carries the label IGNORE (no loss).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from parrot.data.batches import SeededSampler
-from parrot.data.corpus import read_utf8
+from parrot.data.corpus import jsonl_records
 from parrot.errors import ParrotError
 
 IGNORE = -100  # label of target padding: F.cross_entropy's ignore_index
@@ -63,20 +63,14 @@ def load_pairs(path: str | Path, source_field: str = "source",
     if not path.is_file():
         raise ParrotError(f"No pairs file at {path}; pass a .jsonl file with one "
                           f"{{{source_field!r}: ..., {target_field!r}: ...}} object per line.")
-    pairs = []
-    for number, line in enumerate(read_utf8(path).splitlines(), start=1):
-        if line.strip():
-            pairs.append(_parse_line(line, f"{path} line {number}", source_field, target_field))
+    pairs = [_parse_record(record, where, source_field, target_field)
+             for where, record in jsonl_records(path)]
     if not pairs:
         raise ParrotError(f"{path} holds no pairs; add one JSON object per line.")
     return pairs
 
 
-def _parse_line(line: str, where: str, source_field: str, target_field: str) -> Pair:
-    try:
-        record = json.loads(line)
-    except ValueError:
-        raise ParrotError(f"{where} is not valid JSON; fix or remove it.") from None
+def _parse_record(record: Any, where: str, source_field: str, target_field: str) -> Pair:
     if not isinstance(record, dict):
         raise ParrotError(f"{where} must be a JSON object with {source_field!r} and "
                           f"{target_field!r}.")
