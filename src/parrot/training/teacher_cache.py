@@ -74,9 +74,7 @@ class AlignedWindowSampler(SeededSampler):
 def model_fingerprint(model: nn.Module) -> str:
     """sha256 of a model's config and every tensor of its state (names, shapes, bytes)."""
     digest = hashlib.sha256()
-    config = getattr(model, "config", None)
-    if config is not None and hasattr(config, "to_dict"):
-        digest.update(json.dumps(config.to_dict(), sort_keys=True).encode())
+    digest.update(json.dumps(model.config.to_dict(), sort_keys=True).encode())
     for name, tensor in model.state_dict().items():
         t = tensor.detach().cpu().contiguous()
         digest.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
@@ -131,7 +129,6 @@ class TeacherCache:
             atomic_write_json(self.dir / "meta.json",
                               {"k": k, "temperature": temperature, **meta})
         self.entries: dict[int, TopK] = {}
-        self.teacher_windows = 0  # windows the teacher ran on in this process
         for shard in sorted(self.dir.glob("shard-*.pt")):
             saved = torch.load(shard, weights_only=True)
             for row, w in enumerate(saved["windows"].tolist()):
@@ -160,4 +157,3 @@ class TeacherCache:
                         "tail": tail}, tmp)
         for row, w in enumerate(windows):
             self.entries[w] = (log_q[row], ids[row], tail[row])
-        self.teacher_windows += len(windows)
