@@ -116,12 +116,11 @@ def load_texts(paths: Sequence[str | Path] | None, text_field: str = "text") -> 
 def _read_path(path: Path, text_field: str) -> Iterator[str]:
     if not path.exists():
         raise ParrotError(f"The data path {path} does not exist; check the spelling.")
+    files = [path]
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
-        for file in files:
-            yield from _read_file(file, text_field)
-    else:
-        yield from _read_file(path, text_field)
+    for file in files:
+        yield from _read_file(file, text_field)
 
 
 def read_utf8(path: Path) -> str:
