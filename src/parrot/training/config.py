@@ -121,8 +121,6 @@ def _allowed(hint: Any) -> tuple:
         return tuple(t for a in typing.get_args(hint) for t in _allowed(a))
     if origin is Literal:
         return tuple({type(a) for a in typing.get_args(hint)})
-    if hint is type(None):
-        return (type(None),)
     if hint is float:
         return (float, int)
     return (hint,)
