@@ -119,9 +119,8 @@ def make_distill_objective(teacher: nn.Module, cfg: DistillConfig, cache: Any = 
 
 def same_tokenizer(a: Any, b: Any) -> bool:
     """Same vocabulary: equal size and equal bytes for every id."""
-    if a.vocab_size != b.vocab_size:
-        return False
-    return all(a.token_bytes(i) == b.token_bytes(i) for i in range(a.vocab_size))
+    return a.vocab_size == b.vocab_size and all(
+        a.token_bytes(i) == b.token_bytes(i) for i in range(a.vocab_size))
 
 
 # What a distillation run trains with unless --set changes it (train.seq_len: the window,
@@ -191,7 +190,7 @@ def build_distill(saved: dict[str, Any] | None, out: Path, teacher: str | Path, 
 
 def _student_section(student: str) -> dict[str, Any]:
     """{"model": the preset's config} for a preset student ({} for a run directory)."""
-    if Path(student).is_dir() and is_run_dir(student):
+    if is_run_dir(student):
         return {}
     if student not in PRESETS:
         raise ParrotError(f"--student {student!r} is neither a run directory nor a model "
