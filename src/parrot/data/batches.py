@@ -1,6 +1,6 @@
-"""Random training windows from a token array, reproducible and resumable.
+"""Seeded samplers, reproducible and resumable: random token windows (examples: sft.py, pairs.py).
 
-Each draw picks `batch_size` start offsets with a seeded `torch.Generator` and returns
+Each window draw picks `batch_size` start offsets with a seeded `torch.Generator` and returns
 windows of `seq_len + 1` ids (inputs and shifted targets). The generator state is the whole
 data position, so a checkpoint that stores `state_dict()` resumes the exact same stream.
 
@@ -31,7 +31,21 @@ def gather_windows(data: np.ndarray, offsets: torch.Tensor, length: int) -> torc
     return torch.from_numpy(np.asarray(data[index], dtype=np.int64))
 
 
-class WindowSampler:
+class SeededSampler:
+    """A sampler whose seeded generator is its whole data position (see the module docstring)."""
+
+    def __init__(self, batch_size: int, seed: int) -> None:
+        self.batch_size = batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+
+
+class WindowSampler(SeededSampler):
     """Draws (batch_size // world_size, seq_len + 1) windows for this rank."""
 
     def __init__(
@@ -48,9 +62,9 @@ class WindowSampler:
             raise ParrotError(
                 f"train.batch_size={batch_size} must be divisible by the {world_size} processes."
             )
-        self.data, self.batch_size, self.seq_len = data, batch_size, seq_len
+        super().__init__(batch_size, seed)
+        self.data, self.seq_len = data, seq_len
         self.rank, self.world_size = rank, world_size
-        self.generator = torch.Generator().manual_seed(seed)
 
     def next(self) -> torch.Tensor:
         """The next global batch's rows belonging to this rank."""
@@ -59,12 +73,6 @@ class WindowSampler:
         per_rank = self.batch_size // self.world_size
         mine = offsets[self.rank * per_rank : (self.rank + 1) * per_rank]
         return gather_windows(self.data, mine, self.seq_len + 1)
-
-    def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
 
 
 def fixed_batches(

@@ -17,6 +17,7 @@ import sysconfig
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from parrot.errors import ParrotError
 
@@ -36,10 +37,6 @@ _STRING = (
     r"|'(?:[^'\\\n]|\\.)*')"
 )
 _DOCSTRING = re.compile(rf"(?:\A|:{_LINE_END})(?:{_LINE_END})*[ \t]*({_STRING}){_LINE_END}", re.S)
-
-
-def _stdlib_dir() -> Path:
-    return Path(sysconfig.get_paths()["stdlib"])
 
 
 def _pydoc_topics(stdlib: Path) -> list[str]:
@@ -81,7 +78,7 @@ def _module_docstrings(source: str) -> str:
 
 @lru_cache(maxsize=1)
 def _embedded() -> tuple[str, ...]:
-    stdlib = _stdlib_dir()
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
     documents = _pydoc_topics(stdlib)
     for path in sorted(stdlib.rglob("*.py")):
         if _wanted(path, stdlib):
@@ -119,44 +116,47 @@ def load_texts(paths: Sequence[str | Path] | None, text_field: str = "text") -> 
 def _read_path(path: Path, text_field: str) -> Iterator[str]:
     if not path.exists():
         raise ParrotError(f"The data path {path} does not exist; check the spelling.")
+    files = [path]
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
-        for file in files:
-            yield from _read_file(file, text_field)
-    else:
-        yield from _read_file(path, text_field)
+    for file in files:
+        yield from _read_file(file, text_field)
 
 
-def _read_file(path: Path, text_field: str) -> Iterator[str]:
+def read_utf8(path: Path) -> str:
+    """The text of the file `path`; ParrotError when it cannot be read or is not UTF-8."""
     try:
         raw = path.read_bytes()
     except OSError as err:
         raise ParrotError(f"Cannot read {path} ({err.strerror}); check its permissions.") from None
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as err:
         raise ParrotError(
             f"{path} is not UTF-8 text (invalid byte at offset {err.start}); "
             "convert it to UTF-8 or leave it out."
         ) from None
-    if path.suffix == ".jsonl":
-        yield from _jsonl_texts(path, text, text_field)
-    else:
-        yield text
 
 
-def _jsonl_texts(path: Path, text: str, text_field: str) -> Iterator[str]:
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            raise ParrotError(f"{path} line {number} is not valid JSON; fix or remove it.") from None
+def _read_file(path: Path, text_field: str) -> Iterator[str]:
+    if path.suffix != ".jsonl":
+        yield read_utf8(path)
+        return
+    for where, record in jsonl_records(path):
         value = record.get(text_field) if isinstance(record, dict) else None
         if not isinstance(value, str):
-            raise ParrotError(
-                f"{path} line {number} has no string field {text_field!r}; "
-                "pass the right name with --text-field."
-            )
+            raise ParrotError(f"{where} has no string field {text_field!r}; "
+                              "pass the right name with --text-field.")
         yield value
+
+
+def jsonl_records(path: Path) -> Iterator[tuple[str, Any]]:
+    """("PATH line N", the parsed JSON) for each non-blank line of the JSONL file `path`."""
+    for number, line in enumerate(read_utf8(path).splitlines(), start=1):
+        if line.strip():
+            where = f"{path} line {number}"
+            try:
+                record = json.loads(line)
+            except ValueError:
+                raise ParrotError(f"{where} is not valid JSON; fix or remove it.") from None
+            yield where, record

@@ -11,13 +11,15 @@ padding is hidden by a mask; target padding carries the label IGNORE (no loss).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from parrot.data.batches import SeededSampler
+from parrot.data.corpus import jsonl_records
 from parrot.errors import ParrotError
 
 IGNORE = -100  # label of target padding: F.cross_entropy's ignore_index
@@ -61,24 +63,14 @@ def load_pairs(path: str | Path, source_field: str = "source",
     if not path.is_file():
         raise ParrotError(f"No pairs file at {path}; pass a .jsonl file with one "
                           f"{{{source_field!r}: ..., {target_field!r}: ...}} object per line.")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise ParrotError(f"{path} is not readable UTF-8 text ({err}).") from None
-    pairs = []
-    for number, line in enumerate(lines, start=1):
-        if line.strip():
-            pairs.append(_parse_line(line, f"{path} line {number}", source_field, target_field))
+    pairs = [_parse_record(record, where, source_field, target_field)
+             for where, record in jsonl_records(path)]
     if not pairs:
         raise ParrotError(f"{path} holds no pairs; add one JSON object per line.")
     return pairs
 
 
-def _parse_line(line: str, where: str, source_field: str, target_field: str) -> Pair:
-    try:
-        record = json.loads(line)
-    except ValueError:
-        raise ParrotError(f"{where} is not valid JSON; fix or remove it.") from None
+def _parse_record(record: Any, where: str, source_field: str, target_field: str) -> Pair:
     if not isinstance(record, dict):
         raise ParrotError(f"{where} must be a JSON object with {source_field!r} and "
                           f"{target_field!r}.")
@@ -144,27 +136,21 @@ def make_batch(examples: Sequence[tuple[Sequence[int], Sequence[int]]],
     return PairBatch(src, src_mask, tgt_in, labels)
 
 
-class PairSampler:
+class PairSampler(SeededSampler):
     """Random batches of pairs from a seeded generator (its state is the data position)."""
 
     def __init__(self, examples: Sequence[tuple[list[int], list[int]]], batch_size: int,
                  tokens: Seq2SeqTokens, seed: int) -> None:
         if not examples:
             raise ParrotError("There are no training pairs; give more data.")
-        self.examples, self.batch_size, self.tokens = list(examples), batch_size, tokens
+        super().__init__(batch_size, seed)
+        self.examples, self.tokens = list(examples), tokens
         # The loop counts tokens per step as batch_size * seq_len: use the mean target size.
         self.seq_len = max(1, round(sum(len(t) + 1 for _, t in examples) / len(examples)))
-        self.generator = torch.Generator().manual_seed(seed)
 
     def next(self) -> PairBatch:
         index = torch.randint(0, len(self.examples), (self.batch_size,), generator=self.generator)
         return make_batch([self.examples[i] for i in index.tolist()], self.tokens)
-
-    def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
 
 
 def fixed_pair_batches(examples: Sequence[tuple[list[int], list[int]]], batch_size: int,

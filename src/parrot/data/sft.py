@@ -21,6 +21,8 @@ from typing import Any
 import torch
 
 from parrot.chat import ChatTemplate, check_messages, render_ids
+from parrot.data.batches import SeededSampler
+from parrot.data.corpus import read_utf8
 from parrot.errors import ParrotError
 
 Example = tuple[list[int], list[int]]  # (ids, mask) of one rendered conversation
@@ -56,13 +58,8 @@ def load_conversations(path: str | Path) -> list[list[dict[str, Any]]]:
     path = Path(path)
     if not path.is_file():
         raise ParrotError(f"No data file at {path}; pass a .jsonl file of conversations.")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as err:
-        raise ParrotError(f"{path} is not UTF-8 text (byte {err.start}); "
-                          "re-save it as UTF-8.") from None
     conversations = []
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(read_utf8(path).splitlines(), start=1):
         if not line.strip():
             continue
         where = f"{path}:{number}"
@@ -115,23 +112,17 @@ def collate(examples: Sequence[Example], pad_id: int = 0) -> SFTBatch:
     return SFTBatch(tokens, mask[:, 1:])
 
 
-class SFTSampler:
+class SFTSampler(SeededSampler):
     """Random batches of examples from a seeded generator (resumable like WindowSampler)."""
 
     def __init__(self, examples: list[Example], batch_size: int, seed: int) -> None:
-        self.examples, self.batch_size = examples, batch_size
+        super().__init__(batch_size, seed)
+        self.examples = examples
         self.seq_len = max(len(ids) for ids, _ in examples) - 1  # for tokens/s accounting
-        self.generator = torch.Generator().manual_seed(seed)
 
     def next(self) -> SFTBatch:
         picks = torch.randint(0, len(self.examples), (self.batch_size,), generator=self.generator)
         return collate([self.examples[i] for i in picks.tolist()])
-
-    def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
 
 
 def fixed_sft_batches(examples: list[Example], batch_size: int) -> list[SFTBatch]:

@@ -46,12 +46,8 @@ def encode_documents(
     texts: Sequence[str], encode: Callable[[str], list[int]], separator: int | None, dtype: np.dtype
 ) -> np.ndarray:
     """Token ids of every text, in order, with `separator` (e.g. EOS) after each one if given."""
-    parts = []
-    for text in texts:
-        ids = encode(text)
-        if separator is not None:
-            ids = [*ids, separator]
-        parts.append(np.asarray(ids, dtype=dtype))
+    tail = [] if separator is None else [separator]
+    parts = [np.asarray([*encode(text), *tail], dtype=dtype) for text in texts]
     return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
 
 

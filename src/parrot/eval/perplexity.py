@@ -9,6 +9,7 @@ compute and gives each prediction more context.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -75,12 +76,9 @@ def token_nlls(
 def _batches(spans: list[tuple[int, int, int]], size: int) -> list[list[tuple[int, int, int]]]:
     """Consecutive runs of spans with the same window length, at most `size` per run."""
     groups: list[list[tuple[int, int, int]]] = []
-    for span in spans:
-        last = groups[-1] if groups else None
-        if last and len(last) < size and last[0][1] - last[0][0] == span[1] - span[0]:
-            last.append(span)
-        else:
-            groups.append([span])
+    for _, same in itertools.groupby(spans, key=lambda span: span[1] - span[0]):
+        same = list(same)
+        groups += [same[i : i + size] for i in range(0, len(same), size)]
     return groups
 
 

@@ -64,11 +64,9 @@ def save_checkpoint(
 def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
     """Restore model and optimizer in place; return the rest (step, sampler, rng, extra).
 
-    The caller restores the RNG state last, after anything that may still draw numbers.
+    The caller has checked that the checkpoint exists, and restores the RNG state last,
+    after anything that may still draw numbers.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ParrotError(f"No checkpoint at {path}; start the run without --resume.")
     state = torch.load(path, map_location="cpu", weights_only=False)
     missing, unexpected = model.load_state_dict(state["model"], strict=False)
     if unexpected or set(missing) - _frozen_names(model):

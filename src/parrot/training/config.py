@@ -8,16 +8,39 @@ import types
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from parrot.errors import ParrotError
 
 
+class Section:
+    """What TrainConfig and DataSpec share; `section` names one in config.json and messages."""
+
+    section = ""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Self:
+        """Build from `d`, with a ParrotError naming any unknown key."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ParrotError(f"Unknown {cls.section} config key {unknown[0]!r}; "
+                              f"valid keys: {', '.join(sorted(names))}.")
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> Self:
+        return dataclasses.replace(self, **changes)
+
+
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Section):
     """How to optimise. `batch_size` is the global number of windows per micro-step
     (split across data-parallel ranks); one optimizer step sees batch_size * grad_accum windows."""
 
+    section = "train"
     steps: int = 2000
     batch_size: int = 12
     grad_accum: int = 1
@@ -44,12 +67,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _check_types(self)
         for name in ("steps", "batch_size", "grad_accum", "eval_every", "eval_iters",
-                     "checkpoint_every", "log_every"):
-            if getattr(self, name) < 1:
-                raise ParrotError(f"train.{name} must be at least 1, got {getattr(self, name)}.")
-        for name in ("seq_len", "eval_batch_size", "threads"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ParrotError(f"train.{name} must be at least 1, got {getattr(self, name)}.")
+                     "checkpoint_every", "log_every", "seq_len", "eval_batch_size", "threads"):
+            value = getattr(self, name)
+            if value is not None and value < 1:  # None: the optional ones left unset
+                raise ParrotError(f"train.{name} must be at least 1, got {value}.")
         if not 0 <= self.min_lr <= self.lr:
             raise ParrotError(f"train.min_lr must lie in [0, lr={self.lr}], got {self.min_lr}.")
         if self.warmup < 0 or self.grad_clip < 0 or self.weight_decay < 0:
@@ -57,25 +78,17 @@ class TrainConfig:
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise ParrotError("train.beta1 and train.beta2 must lie in [0, 1).")
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        return from_dict(cls, d, "train")
-
-    def replace(self, **changes: Any) -> TrainConfig:
-        return dataclasses.replace(self, **changes)
-
 
 @dataclass(frozen=True)
-class DataSpec:
+class DataSpec(Section):
     """Where the text comes from and how it becomes train/validation token ids.
 
     tokenizer: "bytes" (256 byte ids, no training) or "bpe" (trained on the train split).
     split: "documents" (the last val_fraction of documents is validation) or "chars" (the
     last val_fraction of the concatenated characters: the customary tinyshakespeare split).
     """
+
+    section = "data"
 
     tokenizer: Literal["bytes", "bpe"] = "bpe"
     vocab_size: int = 512
@@ -94,24 +107,6 @@ class DataSpec:
         if self.vocab_size < 256:
             raise ParrotError(f"data.vocab_size must be at least 256, got {self.vocab_size}.")
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> DataSpec:
-        return from_dict(cls, d, "data")
-
-
-def from_dict(cls: type, d: dict, prefix: str) -> Any:
-    """Build dataclass `cls` from `d`, with a ParrotError naming any unknown key."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise ParrotError(
-            f"Unknown {prefix} config key {unknown[0]!r}; valid keys: {', '.join(sorted(names))}."
-        )
-    return cls(**d)
-
 
 def field_types(cls: type) -> dict[str, Any]:
     """Resolved type hints of a dataclass's fields."""
@@ -126,26 +121,16 @@ def _allowed(hint: Any) -> tuple:
         return tuple(t for a in typing.get_args(hint) for t in _allowed(a))
     if origin is Literal:
         return tuple({type(a) for a in typing.get_args(hint)})
-    if hint is type(None):
-        return (type(None),)
     if hint is float:
         return (float, int)
     return (hint,)
 
 
 def _check_types(obj: Any) -> None:
-    prefix = "train" if isinstance(obj, TrainConfig) else "data"
     for name, hint in field_types(type(obj)).items():
-        value = getattr(obj, name)
-        allowed = _allowed(hint)
-        if isinstance(value, bool) and bool not in allowed:
-            ok = False
-        else:
-            ok = isinstance(value, allowed)
-        if not ok:
-            raise ParrotError(
-                f"{prefix}.{name} must be of type {_type_name(hint)}, got {value!r}."
-            )
+        value, allowed = getattr(obj, name), _allowed(hint)
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            raise ParrotError(f"{obj.section}.{name} must be of type {_type_name(hint)}, got {value!r}.")
 
 
 def _type_name(hint: Any) -> str:
@@ -163,14 +148,9 @@ def parse_value(text: str, hint: Any, key: str) -> Any:
                 return True
             if text.lower() in ("false", "0", "no", "off"):
                 return False
-        elif t is int:
+        elif t in (int, float):
             try:
-                return int(text)
-            except ValueError:
-                pass
-        elif t is float:
-            try:
-                return float(text)
+                return t(text)
             except ValueError:
                 pass
         elif t is str:

@@ -41,6 +41,7 @@ from parrot.hub.resolve import resolve_model
 from parrot.model import ModelConfig, Transformer
 from parrot.model.presets import PRESETS, get_preset
 from parrot.rundir import RunDir, is_run_dir
+from parrot.training import teacher_cache as tc
 from parrot.training.config import TrainConfig, override
 from parrot.training.loop import Hook
 from parrot.training.objectives import next_token, next_token_loss
@@ -87,53 +88,39 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     return alpha * soft + (1 - alpha) * hard, soft, hard
 
 
-def make_distill_objective(teacher: nn.Module, cfg: DistillConfig):
-    """objective(student, windows) for the training loop; windows (B, T+1)."""
+def make_distill_objective(teacher: nn.Module, cfg: DistillConfig, cache: Any = None):
+    """objective(student, batch) for the training loop: batch holds windows (B, T+1).
+
+    Without a cache the batch is the windows and the teacher runs on them; with a
+    TeacherCache it is a WindowBatch and the soft term is T^2 * KL~, the top-k + tail-bucket
+    KL of the teacher's cached top-k logits.
+    """
     teacher.eval().requires_grad_(False)
 
-    def distill_objective(student: nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        inputs, targets = batch[:, :-1], batch[:, 1:]
+    def distill_objective(student: nn.Module, batch: Any) -> tuple[torch.Tensor, dict]:
+        tokens = batch if cache is None else batch.tokens
+        inputs, targets = tokens[:, :-1], tokens[:, 1:]
         logits = student(inputs)                                   # (B, T, V)
-        if cfg.alpha == 0:  # hard labels only: no teacher forward needed
-            loss = next_token_loss(logits, targets)
-            return loss, {"loss": loss.detach(), "hard": loss.detach()}
-        with torch.no_grad():
-            teacher_logits = teacher(inputs)                       # (B, T, V)
-        loss, soft, hard = distillation_loss(logits, teacher_logits, targets,
-                                             cfg.temperature, cfg.alpha)
+        hard = next_token_loss(logits, targets)
+        if cfg.alpha == 0:  # hard labels only: no teacher needed
+            return hard, {"loss": hard.detach(), "hard": hard.detach()}
+        if cache is None:
+            with torch.no_grad():
+                teacher_logits = teacher(inputs)                   # (B, T, V)
+            kl = soft_kl(logits, teacher_logits, cfg.temperature)
+        else:
+            kl = tc.top_k_kl(logits, *cache.fetch(batch.windows, inputs, teacher), cfg.temperature)
+        soft = cfg.temperature**2 * kl
+        loss = cfg.alpha * soft + (1 - cfg.alpha) * hard
         return loss, {"loss": loss.detach(), "soft": soft.detach(), "hard": hard.detach()}
 
     return distill_objective
 
 
-def make_cached_objective(teacher: nn.Module, cache: Any, cfg: DistillConfig):
-    """objective(student, WindowBatch) with the teacher's top-k logits from `cache`.
-
-    loss = alpha * T^2 * KL~ + (1 - alpha) * CE, KL~ the top-k + tail-bucket KL.
-    """
-    from parrot.training.teacher_cache import top_k_kl
-
-    teacher.eval().requires_grad_(False)
-
-    def cached_objective(student: nn.Module, batch: Any) -> tuple[torch.Tensor, dict]:
-        inputs, targets = batch.tokens[:, :-1], batch.tokens[:, 1:]
-        logits = student(inputs)                                   # (B, T, V)
-        hard = next_token_loss(logits, targets)
-        if cfg.alpha == 0:
-            return hard, {"loss": hard.detach(), "hard": hard.detach()}
-        log_q, ids, log_tail = cache.fetch(batch.windows, inputs, teacher)
-        soft = cfg.temperature**2 * top_k_kl(logits, log_q, ids, log_tail, cfg.temperature)
-        loss = cfg.alpha * soft + (1 - cfg.alpha) * hard
-        return loss, {"loss": loss.detach(), "soft": soft.detach(), "hard": hard.detach()}
-
-    return cached_objective
-
-
 def same_tokenizer(a: Any, b: Any) -> bool:
     """Same vocabulary: equal size and equal bytes for every id."""
-    if a.vocab_size != b.vocab_size:
-        return False
-    return all(a.token_bytes(i) == b.token_bytes(i) for i in range(a.vocab_size))
+    return a.vocab_size == b.vocab_size and all(
+        a.token_bytes(i) == b.token_bytes(i) for i in range(a.vocab_size))
 
 
 # What a distillation run trains with unless --set changes it (train.seq_len: the window,
@@ -203,7 +190,7 @@ def build_distill(saved: dict[str, Any] | None, out: Path, teacher: str | Path, 
 
 def _student_section(student: str) -> dict[str, Any]:
     """{"model": the preset's config} for a preset student ({} for a run directory)."""
-    if Path(student).is_dir() and is_run_dir(student):
+    if is_run_dir(student):
         return {}
     if student not in PRESETS:
         raise ParrotError(f"--student {student!r} is neither a run directory nor a model "
@@ -241,8 +228,6 @@ def _sampler_and_objective(teacher: nn.Module, train_ids: Any, seq_len: int,
                            cfg: DistillConfig, train: TrainConfig,
                            teacher_cache: str | Path | None):
     """Random windows and on-the-fly teacher, or aligned windows and the teacher cache."""
-    from parrot.training import teacher_cache as tc
-
     if teacher_cache is None:
         return (WindowSampler(train_ids, train.batch_size, seq_len, train.seed),
                 make_distill_objective(teacher, cfg))
@@ -251,8 +236,8 @@ def _sampler_and_objective(teacher: nn.Module, train_ids: Any, seq_len: int,
     cache = tc.TeacherCache(teacher_cache, key, cfg.top_k, cfg.temperature,
                             {"seq_len": seq_len})
     sampler = tc.AlignedWindowSampler(train_ids, train.batch_size, seq_len, train.seed)
-    return sampler, make_cached_objective(teacher, cache, cfg)
+    return sampler, make_distill_objective(teacher, cfg, cache)
 
 
 __all__ = ["DISTILL_TRAIN", "DistillConfig", "distill", "distillation_loss",
-           "make_cached_objective", "make_distill_objective", "same_tokenizer", "soft_kl"]
+           "make_distill_objective", "same_tokenizer", "soft_kl"]

@@ -87,9 +87,6 @@ class FinetuneConfig:
         if not 0 <= self.val_fraction < 1:
             raise ParrotError(f"--val-fraction must lie in [0, 1), got {self.val_fraction}.")
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 def prepare_model(model: nn.Module, cfg: FinetuneConfig) -> nn.Module:
     """The module to train: the model itself (full), wrapped Linears (LoRA) or a prompt."""
@@ -189,7 +186,7 @@ def resumed_settings(saved: dict[str, Any], base_spec: str,
 def run_config(cfg: FinetuneConfig, train: TrainConfig, base: str, template: str,
                data: str | Path, trained: nn.Module) -> dict[str, Any]:
     """config.json: a full fine-tune is a complete run directory (it has a model section)."""
-    config: dict[str, Any] = {"finetune": {**cfg.to_dict(), "base": base, "template": template,
+    config: dict[str, Any] = {"finetune": {**dataclasses.asdict(cfg), "base": base, "template": template,
                                            "data": str(Path(data).resolve())},
                               "train": train.to_dict()}
     if cfg.method == "full":

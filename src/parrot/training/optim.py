@@ -20,11 +20,10 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     embedding_ids = {
         id(p) for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters()
     }
-    decay, no_decay, seen = [], [], set()
-    for p in model.parameters():
-        if not p.requires_grad or id(p) in seen:
+    decay, no_decay = [], []
+    for p in model.parameters():  # a tensor shared by tying comes once
+        if not p.requires_grad:
             continue
-        seen.add(id(p))
         if p.dim() >= 2 and id(p) not in embedding_ids:
             decay.append(p)
         else:

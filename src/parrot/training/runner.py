@@ -86,7 +86,7 @@ def prepare_run(
     if spec.needs_path and not data:
         raise ParrotError(f"Preset {preset} needs its text file: pass --data PATH "
                           "(e.g. --data ../shared/data/tinyshakespeare.txt).")
-    check_context(model_cfg, train_cfg)  # before the slow part: tokenizer training
+    seq_len = check_context(model_cfg, train_cfg)  # before the slow part: tokenizer training
     check_objective(model_cfg, train_cfg)
     texts = load_texts(list(data) if data else None, text_field=text_field)
     train_texts, val_texts = split_texts(texts, spec.val_fraction, spec.split)
@@ -94,7 +94,6 @@ def prepare_run(
     tokenizer = build_tokenizer(spec, train_texts, tokenizer_path, (EOS, *extra))
     objective_for(train_cfg.objective, tokenizer)  # e.g. mlm without [MASK]: fail early
     model_cfg = model_cfg.replace(vocab_size=tokenizer.vocab_size)
-    seq_len = check_context(model_cfg, train_cfg)
     encode = _encoder(tokenizer, spec, train_texts[0] if train_texts else "")
     train_ids, val_ids = build_shards(train_texts, val_texts, encode, tokenizer.vocab_size,
                                       RunDir(out).data, separator=tokenizer.eos_id)

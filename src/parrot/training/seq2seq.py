@@ -67,9 +67,6 @@ class PairsSpec:
         if not 0 < self.val_fraction < 1:
             raise ParrotError(f"data.val_fraction must lie in (0, 1), got {self.val_fraction}.")
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
 
 # GPT-2's split with one digit per chunk (as Llama 2 and SmolLM2 do): merges never glue
 # digits together, so a number is written digit by digit whatever the vocabulary learned.
@@ -137,7 +134,7 @@ def build_pairs(saved: dict | None, out: Path, preset: str, data: str | Path,
     seed_everything(train_cfg.seed)
     model = build_model(model_cfg)
     config = {"preset": preset, "model": model_cfg.to_dict(), "train": train_cfg.to_dict(),
-              "data": spec.to_dict(), "pairs": data, "seq2seq": dataclasses.asdict(tokens)}
+              "data": dataclasses.asdict(spec), "pairs": data, "seq2seq": dataclasses.asdict(tokens)}
 
     def finish(trained: nn.Module) -> dict:
         return {"val_exact_match": exact_match(trained, tokenizer, [p.source for p in val_set],

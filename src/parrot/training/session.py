@@ -201,6 +201,6 @@ def model_spec(model: str | Path) -> str:
 
 
 def _parameter_counts(model: nn.Module) -> dict[str, int]:
-    unique = {id(p): p for p in model.parameters()}.values()  # tied tensors counted once
-    return {"trainable_parameters": sum(p.numel() for p in unique if p.requires_grad),
-            "total_parameters": sum(p.numel() for p in unique)}
+    params = list(model.parameters())  # a tensor shared by tying comes once
+    return {"trainable_parameters": sum(p.numel() for p in params if p.requires_grad),
+            "total_parameters": sum(p.numel() for p in params)}

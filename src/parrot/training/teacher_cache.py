@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from parrot.data.batches import check_enough_tokens, gather_windows
+from parrot.data.batches import SeededSampler, check_enough_tokens, gather_windows
 from parrot.utils.atomic import atomic_path, atomic_write_json
 
 
@@ -56,33 +56,25 @@ class WindowBatch:
         return WindowBatch(self.tokens.to(device, non_blocking=non_blocking), self.windows)
 
 
-class AlignedWindowSampler:
+class AlignedWindowSampler(SeededSampler):
     """Random windows among the fixed ones starting at multiples of seq_len (resumable)."""
 
     def __init__(self, data: np.ndarray, batch_size: int, seq_len: int, seed: int) -> None:
         check_enough_tokens(len(data), seq_len, "training")
-        self.data, self.batch_size, self.seq_len = data, batch_size, seq_len
+        super().__init__(batch_size, seed)
+        self.data, self.seq_len = data, seq_len
         self.n_windows = (len(data) - 1) // seq_len
-        self.generator = torch.Generator().manual_seed(seed)
 
     def next(self) -> WindowBatch:
         windows = torch.randint(0, self.n_windows, (self.batch_size,), generator=self.generator)
         return WindowBatch(gather_windows(self.data, windows * self.seq_len, self.seq_len + 1),
                            windows)
 
-    def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
-
 
 def model_fingerprint(model: nn.Module) -> str:
     """sha256 of a model's config and every tensor of its state (names, shapes, bytes)."""
     digest = hashlib.sha256()
-    config = getattr(model, "config", None)
-    if config is not None and hasattr(config, "to_dict"):
-        digest.update(json.dumps(config.to_dict(), sort_keys=True).encode())
+    digest.update(json.dumps(model.config.to_dict(), sort_keys=True).encode())
     for name, tensor in model.state_dict().items():
         t = tensor.detach().cpu().contiguous()
         digest.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
@@ -137,7 +129,6 @@ class TeacherCache:
             atomic_write_json(self.dir / "meta.json",
                               {"k": k, "temperature": temperature, **meta})
         self.entries: dict[int, TopK] = {}
-        self.teacher_windows = 0  # windows the teacher ran on in this process
         for shard in sorted(self.dir.glob("shard-*.pt")):
             saved = torch.load(shard, weights_only=True)
             for row, w in enumerate(saved["windows"].tolist()):
@@ -166,4 +157,3 @@ class TeacherCache:
                         "tail": tail}, tmp)
         for row, w in enumerate(windows):
             self.entries[w] = (log_q[row], ids[row], tail[row])
-        self.teacher_windows += len(windows)
