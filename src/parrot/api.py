@@ -277,7 +277,7 @@ def finetune(model: str | Path, data: str | Path, out: str | Path, *, method: st
     method_settings, train_settings = _split(settings, FinetuneConfig)
     return run(model, data, out, FinetuneConfig(method=method, **method_settings),
                settings_to_overrides(train_settings, overrides), resume, hooks,
-               show_progress=show_progress)
+               show_progress=show_progress, home=home())
 
 
 def distill(teacher: str | Path, student: str | Path, out: str | Path, *,
@@ -293,7 +293,8 @@ def distill(teacher: str | Path, student: str | Path, out: str | Path, *,
     method_settings, train_settings = _split(settings, DistillConfig)
     return run(teacher, str(student), out, data=data, cfg=DistillConfig(**method_settings),
                overrides=settings_to_overrides(train_settings, overrides), resume=resume,
-               teacher_cache=teacher_cache, hooks=hooks, show_progress=show_progress)
+               teacher_cache=teacher_cache, hooks=hooks, show_progress=show_progress,
+               home=home())
 
 
 def seq2seq_train(data: str | Path, out: str | Path, *, preset: str = "seq2seq-tiny",
@@ -313,7 +314,7 @@ def merge(run_dir: str | Path, out: str | Path) -> Path:
     """Fold a LoRA run's adapter into its base and write a plain run directory."""
     from parrot.training.finetune import merge_run
 
-    return merge_run(run_dir, out)
+    return merge_run(run_dir, out, home())
 
 
 def _split(settings: dict[str, Any], config_class: type) -> tuple[dict, dict]:

@@ -59,8 +59,8 @@ def counting_teacher(monkeypatch) -> dict:
     """Count the teacher's forward calls (the teacher is the model resolve_model returns)."""
     calls, real = {"n": 0}, distill_module.resolve_model
 
-    def resolve(spec, device="cpu"):
-        model, tokenizer, info = real(spec, device)
+    def resolve(spec, device="cpu", **options):
+        model, tokenizer, info = real(spec, device, **options)
         model.register_forward_pre_hook(lambda *_: calls.__setitem__("n", calls["n"] + 1))
         return model, tokenizer, info
 

@@ -55,7 +55,7 @@ def _resolve(spec: str | Path, device: str | torch.device, home: str | Path | No
                               "model folder or a pulled model name.")
         return load_gguf(path, device)
     if path.is_dir():
-        return _load_dir(path, device)
+        return _load_dir(path, device, home)
     stored = local_path(str(spec), home)
     if stored is None and str(spec) in REGISTRY:
         if not pull_missing:
@@ -70,9 +70,11 @@ def _resolve(spec: str | Path, device: str | torch.device, home: str | Path | No
                                           "name": str(spec)})
 
 
-def _load_dir(path: Path, device: str | torch.device) -> tuple[Transformer, Tokenizer, ModelInfo]:
+def _load_dir(path: Path, device: str | torch.device, home: str | Path | None
+              ) -> tuple[Transformer, Tokenizer, ModelInfo]:
     if is_adapter_dir(path):  # a LoRA run: its base (any MODEL), then the adapter on top
-        model, tokenizer, info = resolve_model(read_adapter_config(path)["base"], device)
+        base = read_adapter_config(path)["base"]
+        model, tokenizer, info = resolve_model(base, device, home=home)
         return load_adapter(model, path).eval(), tokenizer, info
     if is_run_dir(path):
         model, tokenizer, config = load_model(path, device=device)

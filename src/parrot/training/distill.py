@@ -133,7 +133,7 @@ def distill(teacher: str | Path, student: str, out: str | Path,
             data: Sequence[str | Path] | None = None, cfg: DistillConfig = DistillConfig(),
             overrides: Sequence[str] = (), resume: bool = False,
             teacher_cache: str | Path | None = None, hooks: Sequence[Hook] = (),
-            show_progress: bool = True) -> TrainResult:
+            show_progress: bool = True, home: str | Path | None = None) -> TrainResult:
     """Train `student` on `teacher`'s soft targets over `data` (default: embedded corpus).
 
     student: a model preset (fresh weights; `model.FIELD=VALUE` overrides apply) or a run
@@ -143,14 +143,15 @@ def distill(teacher: str | Path, student: str, out: str | Path,
     hard-label next-token loss on the held-out windows.
     """
     build = partial(build_distill, out=Path(out), teacher=teacher, student=student, data=data,
-                    cfg=cfg, overrides=overrides, teacher_cache=teacher_cache)
+                    cfg=cfg, overrides=overrides, teacher_cache=teacher_cache, home=home)
     return run_training(Job(Path(out), build, resume, overrides=overrides, hooks=hooks,
                             show_progress=show_progress))
 
 
 def build_distill(saved: dict[str, Any] | None, out: Path, teacher: str | Path, student: str,
                   data: Sequence[str | Path] | None, cfg: DistillConfig,
-                  overrides: Sequence[str], teacher_cache: str | Path | None) -> Run:
+                  overrides: Sequence[str], teacher_cache: str | Path | None,
+                  home: str | Path | None = None) -> Run:
     """The Run: a student, windows of the tokenized text, the distillation objective.
 
     A resumed run rebuilds its student from config.json (its weights then come from the
@@ -163,7 +164,7 @@ def build_distill(saved: dict[str, Any] | None, out: Path, teacher: str | Path, 
         texts = load_texts(list(data) if data else None)  # fails before the models load
         sections = override({"train": DISTILL_TRAIN, **_student_section(student)}, overrides)
         train = sections["train"]
-    teacher_model, tokenizer, _ = resolve_model(teacher, train.device)
+    teacher_model, tokenizer, _ = resolve_model(teacher, train.device, home=home)
     seed_everything(train.seed)
     if saved is not None:
         student_model = Transformer(ModelConfig.from_dict(saved["model"]))

@@ -132,8 +132,9 @@ FINETUNE_TRAIN = TrainConfig(steps=100, batch_size=4, lr=1e-3, min_lr=1e-4, warm
 def finetune(model: str | Path, data: str | Path, out: str | Path,
              cfg: FinetuneConfig = FinetuneConfig(), overrides: Sequence[str] = (),
              resume: bool = False, hooks: Sequence[Hook] = (),
-             show_progress: bool = True) -> TrainResult:
-    """Fine-tune MODEL on the conversations in `data` into run directory `out`.
+             show_progress: bool = True, home: str | Path | None = None) -> TrainResult:
+    """Fine-tune MODEL on the conversations in `data` into run directory `out` (a pulled
+    MODEL is looked up under `home`).
 
     overrides: `train.FIELD=VALUE` strings on FINETUNE_TRAIN. resume=True continues the
     run in `out` from its last checkpoint with the settings saved in its config.json
@@ -141,20 +142,22 @@ def finetune(model: str | Path, data: str | Path, out: str | Path,
     result.metrics holds val_loss_before (the base's), trainable_parameters and
     total_parameters.
     """
-    build = partial(build_finetune, spec=model_spec(model), data=data, cfg=cfg, overrides=overrides)
+    build = partial(build_finetune, spec=model_spec(model), data=data, cfg=cfg,
+                    overrides=overrides, home=home)
     return run_training(Job(Path(out), build, resume, overrides=overrides, hooks=hooks,
                             show_progress=show_progress))
 
 
 def build_finetune(saved: dict[str, Any] | None, spec: str, data: str | Path,
-                   cfg: FinetuneConfig, overrides: Sequence[str]) -> Run:
+                   cfg: FinetuneConfig, overrides: Sequence[str],
+                   home: str | Path | None = None) -> Run:
     """The Run: base (any MODEL) + adapter, SFT batches of the rendered conversations."""
     if saved is not None:
         cfg, train, data = resumed_settings(saved, spec, data)
     else:
         train = override({"train": FINETUNE_TRAIN}, overrides)["train"]
     conversations = load_conversations(data)  # bad data fails before the model loads
-    base, tokenizer, info = resolve_model(spec, train.device)
+    base, tokenizer, info = resolve_model(spec, train.device, home=home)
     template = cfg.template or getattr(info, "chat_template", None) or "chatml"
     max_len = min(cfg.max_len, base.config.context_length - (
         cfg.prompt_tokens if cfg.method == "soft-prompt" else 0) - 1)
@@ -210,7 +213,7 @@ def sft_loss(model: nn.Module, tokenizer: Any, template: str, data: str | Path,
     return total / max(count, 1.0)
 
 
-def merge_run(run_dir: str | Path, out: str | Path) -> Path:
+def merge_run(run_dir: str | Path, out: str | Path, home: str | Path | None = None) -> Path:
     """Fold a LoRA run's adapter into its base; write a plain run directory to `out`."""
     run_dir, out = Path(run_dir), Path(out)
     if not is_adapter_dir(run_dir):
@@ -222,7 +225,7 @@ def merge_run(run_dir: str | Path, out: str | Path) -> Path:
                           "adapters fold into the weights (a soft prompt stays an input).")
     if (out / "config.json").exists():
         raise ParrotError(f"{out} already holds a run; choose another --out.")
-    model, tokenizer, _ = resolve_model(run_dir)
+    model, tokenizer, _ = resolve_model(run_dir, home=home)
     merge_lora(model)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer.save(out)
