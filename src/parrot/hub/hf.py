@@ -22,6 +22,7 @@ from parrot.hub.hf_bart import export_bart, load_bart
 from parrot.hub.hf_bert import export_bert, load_bert
 from parrot.hub.hf_common import (
     config_from_hf,
+    export_state,
     finish_loading,
     read_json,
     read_safetensors,
@@ -29,16 +30,18 @@ from parrot.hub.hf_common import (
     tokenizer_config,
     write_folder,
 )
-from parrot.hub.hf_gemma3 import (
-    gemma3_from_canonical,
-    gemma3_from_hf,
-    gemma3_to_canonical,
-    gemma3_to_hf,
-    is_gemma3,
-)
+from parrot.hub.hf_gemma3 import gemma3_from_hf, gemma3_to_hf, is_gemma3
 from parrot.hub.hf_moe import FAMILIES as MOE_FAMILIES
 from parrot.hub.hf_moe import export_moe, load_moe
-from parrot.hub.naming import HF_GEMMA3, HF_GPT2, HF_LLAMA, invert, rename_all
+from parrot.hub.naming import (
+    HF_GEMMA3,
+    HF_GPT2,
+    HF_LLAMA,
+    gemma_norms_from_canonical,
+    gemma_norms_to_canonical,
+    invert,
+    rename_all,
+)
 from parrot.model import ModelConfig, Transformer
 from parrot.tokenizer import Tokenizer
 
@@ -139,7 +142,7 @@ def is_gpt2(cfg: ModelConfig) -> bool:
                                                                             "relu")
 
 
-def split_gpt2(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
+def split_gpt2(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """GPT-2's Conv1D weights are (in, out): transpose; the fused qkv splits into q, k, v."""
     out = {}
     for name, w in state.items():
@@ -155,7 +158,7 @@ def split_gpt2(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, to
     return out
 
 
-def fuse_gpt2(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
+def fuse_gpt2(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The inverse of `split_gpt2`."""
     out = {}
     for name, w in state.items():
@@ -173,19 +176,19 @@ def fuse_gpt2(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, tor
     return out
 
 
-def _identity(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
+def _identity(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return state
 
 
-Transform = Callable[[dict[str, torch.Tensor], ModelConfig], dict[str, torch.Tensor]]
+Transform = Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 # model_type → (config from HF, config to HF, name table, to canonical, from canonical)
 FAMILIES: dict[str, tuple[Callable, Callable, dict[str, str], Transform, Transform]] = {
     "llama": (llama_from_hf, llama_to_hf, HF_LLAMA, _identity, _identity),
     "mistral": (llama_from_hf, llama_to_hf, HF_LLAMA, _identity, _identity),
     "qwen2": (qwen2_from_hf, qwen2_to_hf, HF_LLAMA, _identity, _identity),
     "gpt2": (gpt2_from_hf, gpt2_to_hf, HF_GPT2, split_gpt2, fuse_gpt2),
-    "gemma3_text": (gemma3_from_hf, gemma3_to_hf, HF_GEMMA3, gemma3_to_canonical,
-                    gemma3_from_canonical),
+    "gemma3_text": (gemma3_from_hf, gemma3_to_hf, HF_GEMMA3, gemma_norms_to_canonical,
+                    gemma_norms_from_canonical),
 }
 
 
@@ -217,7 +220,7 @@ def load_hf(path: str | Path, device: str | torch.device = "cpu"
     if family == "gpt2":  # a bare GPT2Model is saved without the "transformer." prefix
         tensors = {k if k.startswith(("transformer.", "lm_head")) else f"transformer.{k}": v
                    for k, v in tensors.items()}
-    state = to_canonical(rename_all(tensors, table, str(root)), cfg)
+    state = to_canonical(rename_all(tensors, table, str(root)))
     return finish_loading(cfg, state, root, family, device)
 
 
@@ -238,9 +241,6 @@ def export_hf(model: Transformer, tokenizer: Tokenizer, out: str | Path,
                           "exports (Llama: RoPE+RMSNorm+SwiGLU; GPT-2: learned+LayerNorm+GELU; "
                           "Gemma 3: sandwich norms+QK-norm+GeGLU).")
     _, to_hf, table, _, from_canonical = FAMILIES[family]
-    state = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
-    if cfg.tie_embeddings:
-        state.pop("lm_head.weight")
-    state = rename_all(from_canonical(state, cfg), invert(table), "the model")
+    state = rename_all(from_canonical(export_state(model)), invert(table), "the model")
     return write_folder(out, {**to_hf(cfg), **special_ids(tokenizer)}, state, tokenizer,
                         tokenizer_config(tokenizer, meta))

@@ -20,7 +20,7 @@ import torch
 
 from parrot.errors import ParrotError
 from parrot.hub.gguf_model import ModelInfo
-from parrot.hub.hf_common import config_from_hf, read_safetensors, write_folder
+from parrot.hub.hf_common import config_from_hf, export_state, read_safetensors, write_folder
 from parrot.hub.naming import invert, rename_all
 from parrot.model import EncoderDecoder, ModelConfig
 from parrot.tokenizer import Tokenizer
@@ -211,8 +211,7 @@ def export_bart(model: EncoderDecoder, tokenizer: Tokenizer, out: str | Path,
     cfg = model.config
     ids = {**default_special_ids(tokenizer), **(special_ids or {})}
     hf_config = bart_to_hf(cfg, ids)
-    state = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
-    state = {k: v.contiguous() for k, v in bart_from_canonical(state, cfg).items()}
+    state = {k: v.contiguous() for k, v in bart_from_canonical(export_state(model), cfg).items()}
     return write_folder(out, hf_config, state, tokenizer)
 
 

@@ -20,7 +20,7 @@ import torch
 
 from parrot.errors import ParrotError
 from parrot.hub.gguf_model import ModelInfo, _instantiate
-from parrot.hub.hf_common import config_from_hf, read_safetensors, write_folder
+from parrot.hub.hf_common import config_from_hf, export_state, read_safetensors, write_folder
 from parrot.hub.naming import invert, rename_all
 from parrot.model import ModelConfig, Transformer
 from parrot.tokenizer import Tokenizer, WordPieceTokenizer, load_tokenizer
@@ -118,12 +118,6 @@ def prepare_bert(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def bert_to_canonical(state: dict[str, torch.Tensor], cfg: ModelConfig
-                      ) -> dict[str, torch.Tensor]:
-    """Renamed BERT weights need no transform (BERT stores nn.Linear (out, in) weights)."""
-    return state
-
-
 def load_bert(root: Path, config: dict[str, Any], device: str | torch.device = "cpu"
               ) -> tuple[Transformer, Tokenizer | WordPieceTokenizer, ModelInfo]:
     """A Hugging Face BERT folder → (fp32 Transformer in eval mode, tokenizer, info)."""
@@ -168,10 +162,7 @@ def export_bert(model: Transformer, tokenizer: Tokenizer | WordPieceTokenizer,
         raise ParrotError("This encoder does not have BERT's shape (learned positions, token "
                           "types, embedding norm, post-norm LayerNorm blocks); it cannot be "
                           "exported as a Hugging Face BERT.")
-    state = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
-    if cfg.tie_embeddings:
-        state.pop("lm_head.weight", None)
-    state = rename_all(state, invert(HF_BERT), "the model")
+    state = rename_all(export_state(model), invert(HF_BERT), "the model")
     if cfg.output_head:  # BertForMaskedLM keeps the encoder under "bert."
         state = {k if k.startswith("cls.") else f"bert.{k}": v for k, v in state.items()}
     specials = {"pad_token_id": tokenizer.special_tokens.get("[PAD]", 0)}

@@ -85,6 +85,14 @@ def tokenizer_config(tokenizer: Tokenizer, meta: ModelInfo | None) -> dict[str, 
     return config
 
 
+def export_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The model's fp32 CPU tensors for writing, without a head tied to the embedding."""
+    state = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
+    if model.config.tie_embeddings:
+        state.pop("lm_head.weight", None)
+    return state
+
+
 def write_folder(out: str | Path, hf_config: dict[str, Any], state: dict[str, torch.Tensor],
                  tokenizer: Any, tok_config: dict[str, Any] | None = None) -> Path:
     """Write config.json, model.safetensors, the tokenizer and (if given)

@@ -1,7 +1,8 @@
 """Foreign tensor names ↔ parrot's canonical names, one pure table per format family.
 
 Canonical names are the `Transformer` state-dict keys (`blocks.{i}.attn.q_proj.weight`).
-A table maps a foreign pattern to a canonical one; `{i}` stands for the layer index.
+A table maps a foreign pattern to a canonical one; `{i}` stands for the layer index (and,
+in the mixture-of-experts tables of `hf_moe.py`, `{e}` for the expert index).
 Tensor transforms that go with a renaming (llama.cpp's RoPE row order, GPT-2's fused and
 transposed projections, Gemma's norm offset) are separate pure functions, each with its
 inverse, so that `to_canonical(from_canonical(x)) == x` holds and is tested for every family.
@@ -112,12 +113,15 @@ HF_GPT2: dict[str, str] = {
 
 @lru_cache(maxsize=16)
 def _compiled(table_items: tuple[tuple[str, str], ...]) -> list[tuple[re.Pattern, str]]:
-    return [(re.compile(re.escape(src).replace(r"\{i\}", r"(\d+)") + "$"), dst)
-            for src, dst in table_items]
+    def compile_one(src: str) -> re.Pattern:
+        text = re.escape(src).replace(r"\{i\}", r"(?P<i>\d+)").replace(r"\{e\}", r"(?P<e>\d+)")
+        return re.compile(text + "$")
+    return [(compile_one(src), dst) for src, dst in table_items]
 
 
 def rename(name: str, table: dict[str, str]) -> str | None:
-    """`name` mapped through `table` (patterns with `{i}`), or None when no entry matches.
+    """`name` mapped through `table` (patterns with `{i}`, and `{e}` for experts), or None
+    when no entry matches.
 
     >>> rename("blk.3.attn_q.weight", GGUF_LLAMA)
     'blocks.3.attn.q_proj.weight'
@@ -125,7 +129,7 @@ def rename(name: str, table: dict[str, str]) -> str | None:
     for pattern, target in _compiled(tuple(table.items())):
         match = pattern.match(name)
         if match:
-            return target.replace("{i}", match.group(1)) if match.groups() else target
+            return target.format(**match.groupdict())
     return None
 
 
