@@ -21,6 +21,7 @@ from typing import Any
 
 from parrot.errors import ParrotError
 from parrot.tokenizer import PATTERNS, SentencePieceParts, Tokenizer, TokenizerParts
+from parrot.tokenizer.hf_json import read_merge
 from parrot.tokenizer.io import str_to_bytes
 
 TOKEN_NORMAL, TOKEN_UNKNOWN, TOKEN_CONTROL, TOKEN_USER, TOKEN_UNUSED, TOKEN_BYTE = 1, 2, 3, 4, 5, 6
@@ -95,12 +96,7 @@ def tokenizer_parts(metadata: dict[str, Any], pattern: str, where: str) -> Token
     token_bytes = [tok.encode("utf-8") if tok in specials and specials[tok] == i
                    else str_to_bytes(tok, where) for i, tok in enumerate(tokens)]
     id_of = {tok: i for i, tok in enumerate(tokens) if tok not in specials}
-    merges = []
-    for text in merges_text:
-        left, _, right = text.partition(" ")
-        if left not in id_of or right not in id_of or left + right not in id_of:
-            raise ParrotError(f"{where} has merge {text!r} whose tokens are missing.")
-        merges.append((id_of[left], id_of[right]))
+    merges = [read_merge(text, id_of, where) for text in merges_text]
     return TokenizerParts(token_bytes, merges, pattern, specials)
 
 

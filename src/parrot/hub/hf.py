@@ -24,6 +24,8 @@ from parrot.hub.hf_common import (
     config_from_hf,
     export_state,
     finish_loading,
+    llama_layout_from_hf,
+    llama_layout_to_hf,
     read_json,
     read_safetensors,
     special_ids,
@@ -54,31 +56,13 @@ def llama_from_hf(c: dict[str, Any]) -> ModelConfig:
     if c.get("hidden_act", "silu") != "silu" or c.get("rope_scaling") or c.get("attention_bias"):
         raise ParrotError("This Llama-family config uses a variant (activation, RoPE scaling "
                           "or attention bias) that parrot does not map yet.")
-    n_heads = c["num_attention_heads"]
-    head_dim = c.get("head_dim") or c["hidden_size"] // n_heads
-    return ModelConfig(
-        vocab_size=c["vocab_size"], context_length=c.get("max_position_embeddings", 2048),
-        d_model=c["hidden_size"], n_layers=c["num_hidden_layers"], n_heads=n_heads,
-        n_kv_heads=c.get("num_key_value_heads") or n_heads,
-        head_dim=None if head_dim * n_heads == c["hidden_size"] else head_dim,
-        d_ff=c["intermediate_size"], positions="rope",
-        rope_theta=float(c.get("rope_theta", (c.get("rope_parameters") or {}).get(
-            "rope_theta", 10000.0))),
-        norm="rmsnorm", norm_eps=float(c.get("rms_norm_eps", 1e-6)), mlp="swiglu", bias=False,
-        tie_embeddings=bool(c.get("tie_word_embeddings", False)),
-    )
+    return llama_layout_from_hf(c, d_ff=c["intermediate_size"])
 
 
 def llama_to_hf(cfg: ModelConfig) -> dict[str, Any]:
     return {
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama",
-        "vocab_size": cfg.vocab_size, "hidden_size": cfg.d_model,
-        "num_hidden_layers": cfg.n_layers, "num_attention_heads": cfg.n_heads,
-        "num_key_value_heads": cfg.kv_heads, "head_dim": cfg.head_size,
-        "intermediate_size": cfg.ff_size, "max_position_embeddings": cfg.context_length,
-        "rope_theta": cfg.rope_theta, "rms_norm_eps": cfg.norm_eps, "hidden_act": "silu",
-        "attention_bias": False, "mlp_bias": False, "tie_word_embeddings": cfg.tie_embeddings,
-        "torch_dtype": "float32",
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama", **llama_layout_to_hf(cfg),
+        "intermediate_size": cfg.ff_size, "attention_bias": False, "mlp_bias": False,
     }
 
 

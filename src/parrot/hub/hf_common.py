@@ -51,6 +51,38 @@ def config_from_hf(from_hf: Callable[..., ModelConfig], config: dict[str, Any], 
         raise ParrotError(f"{root / 'config.json'} lacks the key {err.args[0]!r}.") from None
 
 
+def llama_layout_from_hf(c: dict[str, Any], default_theta: float = 10000.0,
+                         **fields: Any) -> ModelConfig:
+    """The ModelConfig of a Llama-layout config.json (RoPE, RMSNorm, SwiGLU, no biases),
+    shared by Llama, Qwen2 and the mixtures of experts; `fields` override or add fields."""
+    n_heads, d = c["num_attention_heads"], c["hidden_size"]
+    head_dim = c.get("head_dim") or d // n_heads
+    theta = c.get("rope_theta") or (c.get("rope_parameters") or {}).get("rope_theta",
+                                                                          default_theta)
+    layout = dict(
+        vocab_size=c["vocab_size"], context_length=c.get("max_position_embeddings", 2048),
+        d_model=d, n_layers=c["num_hidden_layers"], n_heads=n_heads,
+        n_kv_heads=c.get("num_key_value_heads") or n_heads,
+        head_dim=None if head_dim * n_heads == d else head_dim,
+        d_ff=c.get("intermediate_size"), positions="rope", rope_theta=float(theta),
+        norm="rmsnorm", norm_eps=float(c.get("rms_norm_eps", 1e-6)), mlp="swiglu",
+        bias=False, tie_embeddings=bool(c.get("tie_word_embeddings", False)),
+    )
+    return ModelConfig(**{**layout, **fields})
+
+
+def llama_layout_to_hf(cfg: ModelConfig) -> dict[str, Any]:
+    """The config.json keys `llama_layout_from_hf` reads, for `cfg`."""
+    return {
+        "vocab_size": cfg.vocab_size, "hidden_size": cfg.d_model,
+        "num_hidden_layers": cfg.n_layers, "num_attention_heads": cfg.n_heads,
+        "num_key_value_heads": cfg.kv_heads, "head_dim": cfg.head_size,
+        "max_position_embeddings": cfg.context_length, "rope_theta": cfg.rope_theta,
+        "rms_norm_eps": cfg.norm_eps, "hidden_act": "silu",
+        "tie_word_embeddings": cfg.tie_embeddings, "torch_dtype": "float32",
+    }
+
+
 def finish_loading(cfg: ModelConfig, state: dict[str, torch.Tensor], root: Path, family: str,
                    device: str | torch.device) -> tuple[Transformer, Tokenizer, ModelInfo]:
     """(model, tokenizer, info) from a folder's canonical state dict: ties the head to the

@@ -24,6 +24,8 @@ from parrot.hub.hf_common import (
     config_from_hf,
     export_state,
     finish_loading,
+    llama_layout_from_hf,
+    llama_layout_to_hf,
     read_safetensors,
     special_ids,
     tokenizer_config,
@@ -58,11 +60,6 @@ HF_QWEN2_MOE: dict[str, str] = {
 
 
 # --- configs --------------------------------------------------------------------------
-def _rope_theta(c: dict[str, Any], default: float) -> float:
-    return float(c.get("rope_theta") or (c.get("rope_parameters") or {}).get("rope_theta",
-                                                                             default))
-
-
 def _base(c: dict[str, Any], qkv_bias: bool, default_theta: float) -> ModelConfig:
     """The attention side shared by both families (Llama layout)."""
     if c.get("hidden_act", "silu") != "silu":
@@ -71,18 +68,7 @@ def _base(c: dict[str, Any], qkv_bias: bool, default_theta: float) -> ModelConfi
     scaling = c.get("rope_scaling") or c.get("rope_parameters") or {}
     if scaling.get("rope_type", "default") != "default":
         raise ParrotError("This config uses RoPE scaling, which parrot does not map yet.")
-    n_heads, d = c["num_attention_heads"], c["hidden_size"]
-    head_dim = c.get("head_dim") or d // n_heads
-    return ModelConfig(
-        vocab_size=c["vocab_size"], context_length=c.get("max_position_embeddings", 2048),
-        d_model=d, n_layers=c["num_hidden_layers"], n_heads=n_heads,
-        n_kv_heads=c.get("num_key_value_heads") or n_heads,
-        head_dim=None if head_dim * n_heads == d else head_dim,
-        d_ff=c.get("intermediate_size"), positions="rope",
-        rope_theta=_rope_theta(c, default_theta), norm="rmsnorm",
-        norm_eps=float(c.get("rms_norm_eps", 1e-6)), mlp="swiglu", bias=False,
-        qkv_bias=qkv_bias, tie_embeddings=bool(c.get("tie_word_embeddings", False)),
-    )
+    return llama_layout_from_hf(c, default_theta, qkv_bias=qkv_bias)
 
 
 def mixtral_from_hf(c: dict[str, Any]) -> ModelConfig:
@@ -112,15 +98,10 @@ def qwen2_moe_from_hf(c: dict[str, Any]) -> ModelConfig:
 
 def _common_to_hf(cfg: ModelConfig) -> dict[str, Any]:
     return {
-        "vocab_size": cfg.vocab_size, "hidden_size": cfg.d_model,
-        "num_hidden_layers": cfg.n_layers, "num_attention_heads": cfg.n_heads,
-        "num_key_value_heads": cfg.kv_heads, "head_dim": cfg.head_size,
-        "max_position_embeddings": cfg.context_length, "rope_theta": cfg.rope_theta,
+        **llama_layout_to_hf(cfg),
         "rope_parameters": {"rope_type": "default", "rope_theta": cfg.rope_theta},
-        "rms_norm_eps": cfg.norm_eps, "hidden_act": "silu",
-        "tie_word_embeddings": cfg.tie_embeddings, "num_experts_per_tok": cfg.experts_per_token,
-        "router_aux_loss_coef": cfg.moe_aux_coef, "output_router_logits": False,
-        "torch_dtype": "float32",
+        "num_experts_per_tok": cfg.experts_per_token, "router_aux_loss_coef": cfg.moe_aux_coef,
+        "output_router_logits": False,
     }
 
 
