@@ -126,6 +126,12 @@ def is_gpt2(cfg: ModelConfig) -> bool:
                                                                             "relu")
 
 
+def _transpose_conv1d(name: str, w: torch.Tensor) -> torch.Tensor:
+    """GPT-2's Conv1D weights are (in, out): transposed either way, other tensors kept."""
+    conv1d = name.endswith(("o_proj.weight", "up_proj.weight", "down_proj.weight"))
+    return w.t().contiguous() if conv1d else w
+
+
 def split_gpt2(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """GPT-2's Conv1D weights are (in, out): transpose; the fused qkv splits into q, k, v."""
     out = {}
@@ -135,10 +141,8 @@ def split_gpt2(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             w = w.t() if kind == "weight" else w
             for part, chunk in zip(("q_proj", "k_proj", "v_proj"), w.chunk(3, dim=0), strict=True):
                 out[f"{prefix}.attn.{part}.{kind}"] = chunk.contiguous()
-        elif name.endswith(("o_proj.weight", "up_proj.weight", "down_proj.weight")):
-            out[name] = w.t().contiguous()
         else:
-            out[name] = w
+            out[name] = _transpose_conv1d(name, w)
     return out
 
 
@@ -151,12 +155,8 @@ def fuse_gpt2(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             parts = [state[f"{prefix}.attn.{p}.{kind}"] for p in ("q_proj", "k_proj", "v_proj")]
             fused = torch.cat(parts, dim=0)
             out[f"{prefix}.attn.qkv.{kind}"] = (fused.t() if kind == "weight" else fused).contiguous()
-        elif ".attn.k_proj." in name or ".attn.v_proj." in name:
-            continue
-        elif name.endswith(("o_proj.weight", "up_proj.weight", "down_proj.weight")):
-            out[name] = w.t().contiguous()
-        else:
-            out[name] = w
+        elif ".attn.k_proj." not in name and ".attn.v_proj." not in name:
+            out[name] = _transpose_conv1d(name, w)
     return out
 
 

@@ -182,22 +182,16 @@ def special_ids_from_hf(c: dict[str, Any]) -> dict[str, int]:
     return {k: int(c[k]) for k in keys if isinstance(c.get(k), int)}
 
 
-def load_bart_folder(root: Path, config: dict[str, Any],
-                     tensors: dict[str, torch.Tensor]) -> tuple[EncoderDecoder, dict[str, int]]:
-    """Config and tensors of a BART folder → (model, special ids)."""
-    cfg = config_from_hf(bart_from_hf, config, root)
-    state = bart_to_canonical({k: v.float() for k, v in tensors.items()}, cfg, str(root))
-    return instantiate_bart(cfg, state, str(root)), special_ids_from_hf(config)
-
-
 def load_bart(root: Path, config: dict[str, Any], device: str | torch.device = "cpu"
               ) -> tuple[EncoderDecoder, Tokenizer, ModelInfo]:
     """A BART folder → (fp32 EncoderDecoder in eval mode, tokenizer, info).
 
     info.extra holds the special ids (decoder_start_token_id, pad_token_id, ...).
     """
-    tensors = read_safetensors(root)
-    model, ids = load_bart_folder(root, config, tensors)
+    cfg = config_from_hf(bart_from_hf, config, root)
+    tensors = {k: v.float() for k, v in read_safetensors(root).items()}
+    model = instantiate_bart(cfg, bart_to_canonical(tensors, cfg, str(root)), str(root))
+    ids = special_ids_from_hf(config)
     tokenizer = Tokenizer.load(root)
     eos = ids.get("eos_token_id", tokenizer.eos_id)
     info = ModelInfo("hf", root, root.name, "bart", eos_ids=() if eos is None else (eos,),

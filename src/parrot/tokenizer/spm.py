@@ -361,11 +361,7 @@ class SentencePieceEncoder:
         assert self._ranks is not None
         if self.parts.ignore_merges and text in self._piece_id:
             return [self._piece_id[text]]
-        ids: list[int] = []
-        for char in text:
-            found = self._piece_id.get(char)
-            ids.extend([found] if found is not None else self._fallback(char))
-        return fuse_by_rank(ids, self._ranks)
+        return fuse_by_rank(self._symbols_to_ids(list(text)), self._ranks)
 
     def _fallback(self, symbol: str) -> list[int]:
         """A symbol that is no piece: one "<0xXX>" piece per UTF-8 byte, else the unknown id."""

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 from parrot.errors import ParrotError
@@ -170,10 +169,6 @@ class WordPieceTokenizer:
     @property
     def pad_id(self) -> int | None:
         return self.parts.special_tokens.get("[PAD]")
-
-    def with_options(self, **changes: object) -> WordPieceTokenizer:
-        """A copy with some normalization switches changed (e.g. lowercase=False)."""
-        return WordPieceTokenizer(replace(self.parts, **changes))
 
     # --- encoding -----------------------------------------------------------------------
     def encode(self, text: str, allowed_special: str | set[str] = "none") -> list[int]:
