@@ -109,8 +109,6 @@ def state_dict(g: GGUFFile, cfg: ModelConfig, table: dict[str, str],
         q, k = f"blocks.{i}.attn.q_proj.weight", f"blocks.{i}.attn.k_proj.weight"
         state[q] = unpermute_rope(state[q], cfg.n_heads)
         state[k] = unpermute_rope(state[k], cfg.kv_heads)
-    if cfg.tie_embeddings:
-        state["lm_head.weight"] = state["tok_emb.weight"]
     return state
 
 
@@ -151,7 +149,10 @@ def _build_model(g: GGUFFile) -> Transformer:
 
 
 def _instantiate(cfg: ModelConfig, state: dict[str, torch.Tensor], where: str) -> Transformer:
-    """A Transformer with `state` loaded strictly (shapes and names must all match)."""
+    """A Transformer with `state` loaded strictly (shapes and names must all match); a tied
+    head is taken from the embedding."""
+    if cfg.tie_embeddings:
+        state = {**state, "lm_head.weight": state["tok_emb.weight"]}
     with torch.device("meta"):
         model = Transformer(cfg)
     try:

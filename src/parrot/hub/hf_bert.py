@@ -125,8 +125,6 @@ def load_bert(root: Path, config: dict[str, Any], device: str | torch.device = "
     cfg = config_from_hf(bert_from_hf, config, root, mlm_head=has_mlm_head(tensors))
     state = rename_all({k: v.float() for k, v in prepare_bert(tensors).items()}, HF_BERT,
                        str(root))
-    if cfg.tie_embeddings:
-        state["lm_head.weight"] = state["tok_emb.weight"]
     model = _instantiate(cfg, state, str(root)).to(device)
     tokenizer = load_tokenizer(root)
     info = ModelInfo("hf", root, root.name, "bert", extra={"mlm_head": cfg.output_head,

@@ -7,7 +7,6 @@ the common tail of a load, and writing a folder.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,15 +17,13 @@ from parrot.errors import ParrotError
 from parrot.hub.gguf_model import ModelInfo, _instantiate
 from parrot.model import ModelConfig, Transformer
 from parrot.tokenizer import Tokenizer
+from parrot.tokenizer.hf_json import read_json_file
 from parrot.utils.atomic import atomic_path, atomic_write_json
 
 
 def read_json(path: Path) -> dict[str, Any]:
     """The JSON object in `path`; ParrotError if it is unreadable or not an object."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise ParrotError(f"{path} is not readable JSON ({err}).") from None
+    data = read_json_file(path, "JSON file")
     if not isinstance(data, dict):
         raise ParrotError(f"{path} must hold a JSON object.")
     return data
@@ -87,8 +84,6 @@ def finish_loading(cfg: ModelConfig, state: dict[str, torch.Tensor], root: Path,
                    device: str | torch.device) -> tuple[Transformer, Tokenizer, ModelInfo]:
     """(model, tokenizer, info) from a folder's canonical state dict: ties the head to the
     embedding if the config says so, and reads the tokenizer and chat template."""
-    if cfg.tie_embeddings:
-        state["lm_head.weight"] = state["tok_emb.weight"]
     model = _instantiate(cfg, state, str(root)).to(device)
     tokenizer = Tokenizer.load(root)
     config_path = root / "tokenizer_config.json"
