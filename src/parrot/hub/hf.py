@@ -176,6 +176,12 @@ FAMILIES: dict[str, tuple[Callable, Callable, dict[str, str], Transform, Transfo
 }
 
 
+# Families with a module of their own: BART (an encoder-decoder, hf_bart.py), BERT
+# (encoder-only, with or without its MLM head, hf_bert.py), mixtures of experts (hf_moe.py).
+OWN_LOADERS: dict[str, Callable] = {"bart": load_bart, "bert": load_bert,
+                                    **{family: load_moe for family in MOE_FAMILIES}}
+
+
 def is_hf_dir(path: str | Path) -> bool:
     path = Path(path)
     return (path / "config.json").is_file() and any(path.glob("*.safetensors"))
@@ -187,16 +193,11 @@ def load_hf(path: str | Path, device: str | torch.device = "cpu"
     root = Path(path)
     config = read_json(root / "config.json")
     family = config.get("model_type")
-    if family == "bart":  # an encoder-decoder: its own converter (hub/hf_bart.py)
-        return load_bart(root, config, device)
-    if family == "bert":  # encoder-only, with or without its MLM head (hub/hf_bert.py)
-        return load_bert(root, config, device)
-    if family in MOE_FAMILIES:  # mixture of experts (hub/hf_moe.py)
-        return load_moe(root, config, device)
+    if family in OWN_LOADERS:
+        return OWN_LOADERS[family](root, config, device)
     if family not in FAMILIES:
         raise ParrotError(f"{root} holds a {family!r} model; parrot reads Hugging Face "
-                          f"folders of: {', '.join(FAMILIES)}, bart, bert, "
-                          f"{', '.join(MOE_FAMILIES)}.")
+                          f"folders of: {', '.join([*FAMILIES, *OWN_LOADERS])}.")
     from_hf, _, table, to_canonical, _ = FAMILIES[family]
     cfg = config_from_hf(from_hf, config, root)
     tensors = {k: v.float() for k, v in read_safetensors(root).items()
