@@ -58,7 +58,7 @@ _DROPPED_NAMES = ("embeddings.position_ids", "cls.predictions.decoder.bias")
 
 def has_mlm_head(tensors: dict[str, Any]) -> bool:
     """Whether the checkpoint has BERT's masked-LM prediction head."""
-    return any(_strip(name).startswith("cls.predictions.") for name in tensors)
+    return any(name.removeprefix("bert.").startswith("cls.predictions.") for name in tensors)
 
 
 def bert_from_hf(c: dict[str, Any], mlm_head: bool = True) -> ModelConfig:
@@ -103,15 +103,11 @@ def is_bert(cfg: ModelConfig) -> bool:
         cfg.type_vocab_size > 0 and cfg.mlp in ("gelu", "gelu_tanh", "relu")
 
 
-def _strip(name: str) -> str:
-    return name.removeprefix("bert.")
-
-
 def prepare_bert(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Drop the "bert." prefix and the tensors parrot's model does not have."""
     out = {}
     for name, tensor in tensors.items():
-        name = _strip(name)
+        name = name.removeprefix("bert.")
         if name.startswith(_DROPPED_PREFIXES) or name in _DROPPED_NAMES:
             continue
         out[name] = tensor
