@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -18,8 +18,10 @@ from parrot.errors import ParrotError
 from parrot.hub.gguf import GGUFFile, check_supported, read_gguf
 from parrot.hub.gguf_tokenizer import GGUFTokenizerInfo, tokenizer_from_gguf
 from parrot.hub.naming import GGUF_GEMMA3, GGUF_LLAMA, rename_all, unpermute_rope
-from parrot.model import ModelConfig, Transformer
+from parrot.model import EncoderDecoder, ModelConfig, Transformer
 from parrot.tokenizer import Tokenizer
+
+Model = TypeVar("Model", Transformer, EncoderDecoder)
 
 
 @dataclass(frozen=True)
@@ -145,16 +147,17 @@ def _open_supported(path: str | Path) -> GGUFFile:
 def _build_model(g: GGUFFile) -> Transformer:
     build_config, table, rope_permuted = ARCHITECTURES[g.architecture]
     cfg = build_config(g)
-    return _instantiate(cfg, state_dict(g, cfg, table, rope_permuted), g.path.name)
+    return instantiate(cfg, state_dict(g, cfg, table, rope_permuted), g.path.name)
 
 
-def _instantiate(cfg: ModelConfig, state: dict[str, torch.Tensor], where: str) -> Transformer:
-    """A Transformer with `state` loaded strictly (shapes and names must all match); a tied
-    head is taken from the embedding."""
+def instantiate(cfg: ModelConfig, state: dict[str, torch.Tensor], where: str,
+                model_class: type[Model] = Transformer) -> Model:
+    """A `model_class` (Transformer or EncoderDecoder) with `state` loaded strictly (shapes
+    and names must all match), in eval mode; a tied head is taken from the embedding."""
     if cfg.tie_embeddings:
         state = {**state, "lm_head.weight": state["tok_emb.weight"]}
     with torch.device("meta"):
-        model = Transformer(cfg)
+        model = model_class(cfg)
     try:
         model.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as err:
@@ -167,10 +170,10 @@ def _instantiate(cfg: ModelConfig, state: dict[str, torch.Tensor], where: str) -
     return model.eval()
 
 
-def _materialize_buffers(model: Transformer) -> None:
+def _materialize_buffers(model: Transformer | EncoderDecoder) -> None:
     """Non-persistent buffers (position tables) created on the meta device are rebuilt."""
     if any(b.is_meta for b in model.buffers()):
-        fresh = Transformer(model.config)
+        fresh = type(model)(model.config)
         for name, buffer in fresh.named_buffers():
             module_name, _, attr = name.rpartition(".")
             module = model.get_submodule(module_name) if module_name else model

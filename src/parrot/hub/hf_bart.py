@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from parrot.errors import ParrotError
-from parrot.hub.gguf_model import ModelInfo
+from parrot.hub.gguf_model import ModelInfo, instantiate
 from parrot.hub.hf_common import config_from_hf, export_state, read_safetensors, write_folder
 from parrot.hub.naming import invert, rename_all
 from parrot.model import EncoderDecoder, ModelConfig
@@ -163,19 +163,6 @@ def bart_from_canonical(state: dict[str, torch.Tensor],
     return tensors
 
 
-def instantiate_bart(cfg: ModelConfig, state: dict[str, torch.Tensor],
-                     where: str) -> EncoderDecoder:
-    """An EncoderDecoder with `state` loaded strictly, in eval mode."""
-    model = EncoderDecoder(cfg)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        first = str(err).strip().splitlines()[-1].strip()
-        raise ParrotError(f"The weights in {where} do not fit the BART model they describe "
-                          f"({first}).") from None
-    return model.eval()
-
-
 def special_ids_from_hf(c: dict[str, Any]) -> dict[str, int]:
     """The token ids generation needs: pad, bos, eos and the decoder's start token."""
     keys = ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id")
@@ -190,7 +177,8 @@ def load_bart(root: Path, config: dict[str, Any], device: str | torch.device = "
     """
     cfg = config_from_hf(bart_from_hf, config, root)
     tensors = {k: v.float() for k, v in read_safetensors(root).items()}
-    model = instantiate_bart(cfg, bart_to_canonical(tensors, cfg, str(root)), str(root))
+    model = instantiate(cfg, bart_to_canonical(tensors, cfg, str(root)), str(root),
+                        EncoderDecoder)
     ids = special_ids_from_hf(config)
     tokenizer = Tokenizer.load(root)
     eos = ids.get("eos_token_id", tokenizer.eos_id)

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from parrot.errors import ParrotError
-from parrot.hub.gguf_model import ModelInfo, _instantiate
+from parrot.hub.gguf_model import ModelInfo, instantiate
 from parrot.hub.hf_common import config_from_hf, export_state, read_safetensors, write_folder
 from parrot.hub.naming import invert, rename_all
 from parrot.model import ModelConfig, Transformer
@@ -121,7 +121,7 @@ def load_bert(root: Path, config: dict[str, Any], device: str | torch.device = "
     cfg = config_from_hf(bert_from_hf, config, root, mlm_head=has_mlm_head(tensors))
     state = rename_all({k: v.float() for k, v in prepare_bert(tensors).items()}, HF_BERT,
                        str(root))
-    model = _instantiate(cfg, state, str(root)).to(device)
+    model = instantiate(cfg, state, str(root)).to(device)
     tokenizer = load_tokenizer(root)
     info = ModelInfo("hf", root, root.name, "bert", extra={"mlm_head": cfg.output_head,
                                                            **_pooling(root)})

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from parrot.errors import ParrotError
-from parrot.hub.gguf_model import ModelInfo, _instantiate
+from parrot.hub.gguf_model import ModelInfo, instantiate
 from parrot.model import ModelConfig, Transformer
 from parrot.tokenizer import Tokenizer
 from parrot.tokenizer.hf_json import read_json_file
@@ -84,7 +84,7 @@ def finish_loading(cfg: ModelConfig, state: dict[str, torch.Tensor], root: Path,
                    device: str | torch.device) -> tuple[Transformer, Tokenizer, ModelInfo]:
     """(model, tokenizer, info) from a folder's canonical state dict: ties the head to the
     embedding if the config says so, and reads the tokenizer and chat template."""
-    model = _instantiate(cfg, state, str(root)).to(device)
+    model = instantiate(cfg, state, str(root)).to(device)
     tokenizer = Tokenizer.load(root)
     config_path = root / "tokenizer_config.json"
     template = read_json(config_path).get("chat_template") if config_path.is_file() else None

@@ -39,12 +39,8 @@ def byte_to_char() -> tuple[str, ...]:
     """GPT-2's printable stand-in character for each byte value 0..255."""
     printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
                  *range(ord("®"), ord("ÿ") + 1)]
-    chars = {b: chr(b) for b in printable}
-    extra = 0
-    for b in range(256):
-        if b not in chars:
-            chars[b] = chr(256 + extra)
-            extra += 1
+    others = [b for b in range(256) if b not in printable]  # in order, from 256 up
+    chars = {b: chr(b) for b in printable} | {b: chr(256 + k) for k, b in enumerate(others)}
     return tuple(chars[b] for b in range(256))
 
 
