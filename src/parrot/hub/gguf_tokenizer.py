@@ -64,6 +64,8 @@ def tokenizer_from_gguf(metadata: dict[str, Any], where: str = "GGUF file"
                         ) -> tuple[Tokenizer, GGUFTokenizerInfo]:
     """Build the tokenizer and its extra information from GGUF metadata."""
     kind = metadata.get("tokenizer.ggml.model")
+    if "tokenizer.ggml.tokens" not in metadata:
+        raise ParrotError(f"{where} has no tokenizer.ggml.tokens in its metadata.")
     parts: TokenizerParts | SentencePieceParts
     if kind == "llama":
         parts = sentencepiece_parts(metadata, where)
@@ -85,11 +87,8 @@ def tokenizer_from_gguf(metadata: dict[str, Any], where: str = "GGUF file"
 
 def tokenizer_parts(metadata: dict[str, Any], pattern: str, where: str) -> TokenizerParts:
     """Vocabulary, merges and special tokens from the metadata."""
-    try:
-        tokens = list(metadata["tokenizer.ggml.tokens"])
-        merges_text = list(metadata.get("tokenizer.ggml.merges", []))
-    except KeyError as err:
-        raise ParrotError(f"{where} has no {err.args[0]} in its metadata.") from None
+    tokens = list(metadata["tokenizer.ggml.tokens"])
+    merges_text = list(metadata.get("tokenizer.ggml.merges", []))
     types = list(metadata.get("tokenizer.ggml.token_type", [TOKEN_NORMAL] * len(tokens)))
     specials = {tok: i for i, (tok, kind) in enumerate(zip(tokens, types, strict=True))
                 if kind in (TOKEN_CONTROL, TOKEN_USER)}
@@ -106,10 +105,7 @@ def sentencepiece_parts(metadata: dict[str, Any], where: str) -> SentencePiecePa
     Like llama.cpp: an empty token is renamed "[EMPTY_<id>]", and a user-defined token whose
     text ends generation (Gemma's "</s>") counts as a control token.
     """
-    try:
-        tokens = [tok or f"[EMPTY_{i}]" for i, tok in enumerate(metadata["tokenizer.ggml.tokens"])]
-    except KeyError as err:
-        raise ParrotError(f"{where} has no {err.args[0]} in its metadata.") from None
+    tokens = [tok or f"[EMPTY_{i}]" for i, tok in enumerate(metadata["tokenizer.ggml.tokens"])]
     n = len(tokens)
     scores = [float(s) for s in metadata.get("tokenizer.ggml.scores", [0.0] * n)]
     types = list(metadata.get("tokenizer.ggml.token_type", [TOKEN_NORMAL] * n))
