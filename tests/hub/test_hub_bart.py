@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from parrot.errors import ParrotError
+from parrot.hub.gguf_model import instantiate
 from parrot.hub.hf import export_hf, load_hf
 from parrot.hub.hf_bart import (
     HF_BART,
@@ -14,7 +15,6 @@ from parrot.hub.hf_bart import (
     bart_from_hf,
     bart_to_canonical,
     bart_to_hf,
-    instantiate_bart,
 )
 from parrot.model import EncoderDecoder, ModelConfig
 from parrot.tokenizer import Tokenizer
@@ -77,7 +77,7 @@ def hf_logits(model, src, mask, tgt) -> torch.Tensor:
 
 def to_parrot(model) -> EncoderDecoder:
     cfg = bart_from_hf(model.config.to_dict())
-    return instantiate_bart(cfg, bart_to_canonical(model.state_dict(), cfg), "test")
+    return instantiate(cfg, bart_to_canonical(model.state_dict(), cfg), "test", EncoderDecoder)
 
 
 @pytest.mark.parametrize("scale,act,tie", [(False, "gelu", True), (True, "relu", True),

@@ -19,8 +19,8 @@ from parrot.hub.hf_moe import (  # noqa: E402
     mixtral_to_hf,
     qwen2_moe_from_hf,
     qwen2_moe_to_hf,
-    rename_moe,
 )
+from parrot.hub.naming import rename  # noqa: E402
 from parrot.model import ModelConfig, Transformer  # noqa: E402
 from parrot.model.moe import moe_layers  # noqa: E402
 from parrot.tokenizer import Tokenizer  # noqa: E402
@@ -73,7 +73,7 @@ def test_transformers_saves_per_expert_tensors_with_the_mapped_names(tmp_path):
         table = HF_MIXTRAL if family == "mixtral" else HF_QWEN2_MOE
         with safe_open(str(tmp_path / family / "model.safetensors"), "pt") as f:
             names = list(f.keys())
-        assert all(rename_moe(n, table) is not None for n in names), family
+        assert all(rename(n, table) is not None for n in names), family
 
 
 @pytest.mark.parametrize("family", list(hf_configs()))
@@ -139,9 +139,9 @@ def test_name_tables_invert_exactly():
         back = invert(table)
         for src, dst in table.items():
             name = src.replace("{i}", "3").replace("{e}", "11")
-            canonical = rename_moe(name, table)
+            canonical = rename(name, table)
             assert canonical == dst.replace("{i}", "3").replace("{e}", "11")
-            assert rename_moe(canonical, back) == name
+            assert rename(canonical, back) == name
 
 
 def test_unsupported_moe_variants_are_clear_errors(tokenizer, tmp_path):

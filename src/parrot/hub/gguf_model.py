@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -18,8 +18,10 @@ from parrot.errors import ParrotError
 from parrot.hub.gguf import GGUFFile, check_supported, read_gguf
 from parrot.hub.gguf_tokenizer import GGUFTokenizerInfo, tokenizer_from_gguf
 from parrot.hub.naming import GGUF_GEMMA3, GGUF_LLAMA, rename_all, unpermute_rope
-from parrot.model import ModelConfig, Transformer
+from parrot.model import EncoderDecoder, ModelConfig, Transformer
 from parrot.tokenizer import Tokenizer
+
+Model = TypeVar("Model", Transformer, EncoderDecoder)
 
 
 @dataclass(frozen=True)
@@ -65,20 +67,6 @@ def llama_config(g: GGUFFile) -> ModelConfig:
     )
 
 
-def llama_state_dict(g: GGUFFile, cfg: ModelConfig) -> dict[str, torch.Tensor]:
-    """Dequantized, renamed weights with q/k rows back in half-split RoPE order."""
-    tensors = {name: t.dequantize() for name, t in g.tensors.items()
-               if not name.startswith("rope_")}  # precomputed RoPE tables are not weights
-    state = rename_all(tensors, GGUF_LLAMA, g.path.name)
-    for i in range(cfg.n_layers):
-        q, k = f"blocks.{i}.attn.q_proj.weight", f"blocks.{i}.attn.k_proj.weight"
-        state[q] = unpermute_rope(state[q], cfg.n_heads)
-        state[k] = unpermute_rope(state[k], cfg.kv_heads)
-    if cfg.tie_embeddings:
-        state["lm_head.weight"] = state["tok_emb.weight"]
-    return state
-
-
 # llama.cpp's fixed Gemma 3 facts that the file does not store: every 6th layer is global,
 # sliding layers rotate with base 10000, and the 27B model (62 layers) scales scores by
 # 1/sqrt(d_model / n_heads) instead of 1/sqrt(head_dim) (its query_pre_attn_scalar).
@@ -111,22 +99,25 @@ def gemma3_config(g: GGUFFile) -> ModelConfig:
     )
 
 
-def gemma3_state_dict(g: GGUFFile, cfg: ModelConfig) -> dict[str, torch.Tensor]:
-    """Dequantized, renamed weights. No RoPE un-permutation (Gemma uses NeoX-style
-    rotation in llama.cpp) and no norm offset (the file already stores 1 + w)."""
+def state_dict(g: GGUFFile, cfg: ModelConfig, table: dict[str, str],
+               rope_permuted: bool) -> dict[str, torch.Tensor]:
+    """Dequantized weights renamed through `table`, q/k rows back in half-split RoPE order
+    when llama.cpp stored them `rope_permuted` (the Llama family). Gemma 3 needs neither
+    that (llama.cpp rotates it NeoX-style) nor a norm offset (the file stores 1 + w)."""
     tensors = {name: t.dequantize() for name, t in g.tensors.items()
-               if not name.startswith("rope_")}
-    state = rename_all(tensors, GGUF_GEMMA3, g.path.name)
-    if cfg.tie_embeddings:
-        state["lm_head.weight"] = state["tok_emb.weight"]
+               if not name.startswith("rope_")}  # precomputed RoPE tables are not weights
+    state = rename_all(tensors, table, g.path.name)
+    for i in range(cfg.n_layers if rope_permuted else 0):
+        q, k = f"blocks.{i}.attn.q_proj.weight", f"blocks.{i}.attn.k_proj.weight"
+        state[q] = unpermute_rope(state[q], cfg.n_heads)
+        state[k] = unpermute_rope(state[k], cfg.kv_heads)
     return state
 
 
-# general.architecture → (config builder, state-dict builder).
-ARCHITECTURES: dict[str, tuple[Callable[[GGUFFile], ModelConfig],
-                               Callable[[GGUFFile, ModelConfig], dict[str, torch.Tensor]]]] = {
-    "llama": (llama_config, llama_state_dict),
-    "gemma3": (gemma3_config, gemma3_state_dict),
+# general.architecture → (config builder, name table, whether q/k rows are RoPE-permuted).
+ARCHITECTURES: dict[str, tuple[Callable[[GGUFFile], ModelConfig], dict[str, str], bool]] = {
+    "llama": (llama_config, GGUF_LLAMA, True),
+    "gemma3": (gemma3_config, GGUF_GEMMA3, False),
 }
 
 
@@ -154,15 +145,19 @@ def _open_supported(path: str | Path) -> GGUFFile:
 
 
 def _build_model(g: GGUFFile) -> Transformer:
-    build_config, build_state = ARCHITECTURES[g.architecture]
+    build_config, table, rope_permuted = ARCHITECTURES[g.architecture]
     cfg = build_config(g)
-    return _instantiate(cfg, build_state(g, cfg), g.path.name)
+    return instantiate(cfg, state_dict(g, cfg, table, rope_permuted), g.path.name)
 
 
-def _instantiate(cfg: ModelConfig, state: dict[str, torch.Tensor], where: str) -> Transformer:
-    """A Transformer with `state` loaded strictly (shapes and names must all match)."""
+def instantiate(cfg: ModelConfig, state: dict[str, torch.Tensor], where: str,
+                model_class: type[Model] = Transformer) -> Model:
+    """A `model_class` (Transformer or EncoderDecoder) with `state` loaded strictly (shapes
+    and names must all match), in eval mode; a tied head is taken from the embedding."""
+    if cfg.tie_embeddings:
+        state = {**state, "lm_head.weight": state["tok_emb.weight"]}
     with torch.device("meta"):
-        model = Transformer(cfg)
+        model = model_class(cfg)
     try:
         model.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as err:
@@ -175,10 +170,10 @@ def _instantiate(cfg: ModelConfig, state: dict[str, torch.Tensor], where: str) -
     return model.eval()
 
 
-def _materialize_buffers(model: Transformer) -> None:
+def _materialize_buffers(model: Transformer | EncoderDecoder) -> None:
     """Non-persistent buffers (position tables) created on the meta device are rebuilt."""
     if any(b.is_meta for b in model.buffers()):
-        fresh = Transformer(model.config)
+        fresh = type(model)(model.config)
         for name, buffer in fresh.named_buffers():
             module_name, _, attr = name.rpartition(".")
             module = model.get_submodule(module_name) if module_name else model

@@ -21,6 +21,7 @@ from typing import Any
 
 from parrot.errors import ParrotError
 from parrot.tokenizer import PATTERNS, SentencePieceParts, Tokenizer, TokenizerParts
+from parrot.tokenizer.hf_json import read_merge
 from parrot.tokenizer.io import str_to_bytes
 
 TOKEN_NORMAL, TOKEN_UNKNOWN, TOKEN_CONTROL, TOKEN_USER, TOKEN_UNUSED, TOKEN_BYTE = 1, 2, 3, 4, 5, 6
@@ -63,6 +64,8 @@ def tokenizer_from_gguf(metadata: dict[str, Any], where: str = "GGUF file"
                         ) -> tuple[Tokenizer, GGUFTokenizerInfo]:
     """Build the tokenizer and its extra information from GGUF metadata."""
     kind = metadata.get("tokenizer.ggml.model")
+    if "tokenizer.ggml.tokens" not in metadata:
+        raise ParrotError(f"{where} has no tokenizer.ggml.tokens in its metadata.")
     parts: TokenizerParts | SentencePieceParts
     if kind == "llama":
         parts = sentencepiece_parts(metadata, where)
@@ -84,23 +87,15 @@ def tokenizer_from_gguf(metadata: dict[str, Any], where: str = "GGUF file"
 
 def tokenizer_parts(metadata: dict[str, Any], pattern: str, where: str) -> TokenizerParts:
     """Vocabulary, merges and special tokens from the metadata."""
-    try:
-        tokens = list(metadata["tokenizer.ggml.tokens"])
-        merges_text = list(metadata.get("tokenizer.ggml.merges", []))
-    except KeyError as err:
-        raise ParrotError(f"{where} has no {err.args[0]} in its metadata.") from None
+    tokens = list(metadata["tokenizer.ggml.tokens"])
+    merges_text = list(metadata.get("tokenizer.ggml.merges", []))
     types = list(metadata.get("tokenizer.ggml.token_type", [TOKEN_NORMAL] * len(tokens)))
     specials = {tok: i for i, (tok, kind) in enumerate(zip(tokens, types, strict=True))
                 if kind in (TOKEN_CONTROL, TOKEN_USER)}
     token_bytes = [tok.encode("utf-8") if tok in specials and specials[tok] == i
                    else str_to_bytes(tok, where) for i, tok in enumerate(tokens)]
     id_of = {tok: i for i, tok in enumerate(tokens) if tok not in specials}
-    merges = []
-    for text in merges_text:
-        left, _, right = text.partition(" ")
-        if left not in id_of or right not in id_of or left + right not in id_of:
-            raise ParrotError(f"{where} has merge {text!r} whose tokens are missing.")
-        merges.append((id_of[left], id_of[right]))
+    merges = [read_merge(text, id_of, where) for text in merges_text]
     return TokenizerParts(token_bytes, merges, pattern, specials)
 
 
@@ -110,10 +105,7 @@ def sentencepiece_parts(metadata: dict[str, Any], where: str) -> SentencePiecePa
     Like llama.cpp: an empty token is renamed "[EMPTY_<id>]", and a user-defined token whose
     text ends generation (Gemma's "</s>") counts as a control token.
     """
-    try:
-        tokens = [tok or f"[EMPTY_{i}]" for i, tok in enumerate(metadata["tokenizer.ggml.tokens"])]
-    except KeyError as err:
-        raise ParrotError(f"{where} has no {err.args[0]} in its metadata.") from None
+    tokens = [tok or f"[EMPTY_{i}]" for i, tok in enumerate(metadata["tokenizer.ggml.tokens"])]
     n = len(tokens)
     scores = [float(s) for s in metadata.get("tokenizer.ggml.scores", [0.0] * n)]
     types = list(metadata.get("tokenizer.ggml.token_type", [TOKEN_NORMAL] * n))

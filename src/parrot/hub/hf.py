@@ -22,23 +22,28 @@ from parrot.hub.hf_bart import export_bart, load_bart
 from parrot.hub.hf_bert import export_bert, load_bert
 from parrot.hub.hf_common import (
     config_from_hf,
+    export_state,
     finish_loading,
+    llama_layout_from_hf,
+    llama_layout_to_hf,
     read_json,
     read_safetensors,
     special_ids,
     tokenizer_config,
     write_folder,
 )
-from parrot.hub.hf_gemma3 import (
-    gemma3_from_canonical,
-    gemma3_from_hf,
-    gemma3_to_canonical,
-    gemma3_to_hf,
-    is_gemma3,
-)
+from parrot.hub.hf_gemma3 import gemma3_from_hf, gemma3_to_hf, is_gemma3
 from parrot.hub.hf_moe import FAMILIES as MOE_FAMILIES
 from parrot.hub.hf_moe import export_moe, load_moe
-from parrot.hub.naming import HF_GEMMA3, HF_GPT2, HF_LLAMA, invert, rename_all
+from parrot.hub.naming import (
+    HF_GEMMA3,
+    HF_GPT2,
+    HF_LLAMA,
+    gemma_norms_from_canonical,
+    gemma_norms_to_canonical,
+    invert,
+    rename_all,
+)
 from parrot.model import ModelConfig, Transformer
 from parrot.tokenizer import Tokenizer
 
@@ -51,31 +56,13 @@ def llama_from_hf(c: dict[str, Any]) -> ModelConfig:
     if c.get("hidden_act", "silu") != "silu" or c.get("rope_scaling") or c.get("attention_bias"):
         raise ParrotError("This Llama-family config uses a variant (activation, RoPE scaling "
                           "or attention bias) that parrot does not map yet.")
-    n_heads = c["num_attention_heads"]
-    head_dim = c.get("head_dim") or c["hidden_size"] // n_heads
-    return ModelConfig(
-        vocab_size=c["vocab_size"], context_length=c.get("max_position_embeddings", 2048),
-        d_model=c["hidden_size"], n_layers=c["num_hidden_layers"], n_heads=n_heads,
-        n_kv_heads=c.get("num_key_value_heads") or n_heads,
-        head_dim=None if head_dim * n_heads == c["hidden_size"] else head_dim,
-        d_ff=c["intermediate_size"], positions="rope",
-        rope_theta=float(c.get("rope_theta", (c.get("rope_parameters") or {}).get(
-            "rope_theta", 10000.0))),
-        norm="rmsnorm", norm_eps=float(c.get("rms_norm_eps", 1e-6)), mlp="swiglu", bias=False,
-        tie_embeddings=bool(c.get("tie_word_embeddings", False)),
-    )
+    return llama_layout_from_hf(c, d_ff=c["intermediate_size"])
 
 
 def llama_to_hf(cfg: ModelConfig) -> dict[str, Any]:
     return {
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama",
-        "vocab_size": cfg.vocab_size, "hidden_size": cfg.d_model,
-        "num_hidden_layers": cfg.n_layers, "num_attention_heads": cfg.n_heads,
-        "num_key_value_heads": cfg.kv_heads, "head_dim": cfg.head_size,
-        "intermediate_size": cfg.ff_size, "max_position_embeddings": cfg.context_length,
-        "rope_theta": cfg.rope_theta, "rms_norm_eps": cfg.norm_eps, "hidden_act": "silu",
-        "attention_bias": False, "mlp_bias": False, "tie_word_embeddings": cfg.tie_embeddings,
-        "torch_dtype": "float32",
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama", **llama_layout_to_hf(cfg),
+        "intermediate_size": cfg.ff_size, "attention_bias": False, "mlp_bias": False,
     }
 
 
@@ -139,7 +126,13 @@ def is_gpt2(cfg: ModelConfig) -> bool:
                                                                             "relu")
 
 
-def split_gpt2(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
+def _transpose_conv1d(name: str, w: torch.Tensor) -> torch.Tensor:
+    """GPT-2's Conv1D weights are (in, out): transposed either way, other tensors kept."""
+    conv1d = name.endswith(("o_proj.weight", "up_proj.weight", "down_proj.weight"))
+    return w.t().contiguous() if conv1d else w
+
+
+def split_gpt2(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """GPT-2's Conv1D weights are (in, out): transpose; the fused qkv splits into q, k, v."""
     out = {}
     for name, w in state.items():
@@ -148,14 +141,12 @@ def split_gpt2(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, to
             w = w.t() if kind == "weight" else w
             for part, chunk in zip(("q_proj", "k_proj", "v_proj"), w.chunk(3, dim=0), strict=True):
                 out[f"{prefix}.attn.{part}.{kind}"] = chunk.contiguous()
-        elif name.endswith(("o_proj.weight", "up_proj.weight", "down_proj.weight")):
-            out[name] = w.t().contiguous()
         else:
-            out[name] = w
+            out[name] = _transpose_conv1d(name, w)
     return out
 
 
-def fuse_gpt2(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
+def fuse_gpt2(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The inverse of `split_gpt2`."""
     out = {}
     for name, w in state.items():
@@ -164,29 +155,31 @@ def fuse_gpt2(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, tor
             parts = [state[f"{prefix}.attn.{p}.{kind}"] for p in ("q_proj", "k_proj", "v_proj")]
             fused = torch.cat(parts, dim=0)
             out[f"{prefix}.attn.qkv.{kind}"] = (fused.t() if kind == "weight" else fused).contiguous()
-        elif ".attn.k_proj." in name or ".attn.v_proj." in name:
-            continue
-        elif name.endswith(("o_proj.weight", "up_proj.weight", "down_proj.weight")):
-            out[name] = w.t().contiguous()
-        else:
-            out[name] = w
+        elif ".attn.k_proj." not in name and ".attn.v_proj." not in name:
+            out[name] = _transpose_conv1d(name, w)
     return out
 
 
-def _identity(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
+def _identity(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return state
 
 
-Transform = Callable[[dict[str, torch.Tensor], ModelConfig], dict[str, torch.Tensor]]
+Transform = Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 # model_type → (config from HF, config to HF, name table, to canonical, from canonical)
 FAMILIES: dict[str, tuple[Callable, Callable, dict[str, str], Transform, Transform]] = {
     "llama": (llama_from_hf, llama_to_hf, HF_LLAMA, _identity, _identity),
     "mistral": (llama_from_hf, llama_to_hf, HF_LLAMA, _identity, _identity),
     "qwen2": (qwen2_from_hf, qwen2_to_hf, HF_LLAMA, _identity, _identity),
     "gpt2": (gpt2_from_hf, gpt2_to_hf, HF_GPT2, split_gpt2, fuse_gpt2),
-    "gemma3_text": (gemma3_from_hf, gemma3_to_hf, HF_GEMMA3, gemma3_to_canonical,
-                    gemma3_from_canonical),
+    "gemma3_text": (gemma3_from_hf, gemma3_to_hf, HF_GEMMA3, gemma_norms_to_canonical,
+                    gemma_norms_from_canonical),
 }
+
+
+# Families with a module of their own: BART (an encoder-decoder, hf_bart.py), BERT
+# (encoder-only, with or without its MLM head, hf_bert.py), mixtures of experts (hf_moe.py).
+OWN_LOADERS: dict[str, Callable] = {"bart": load_bart, "bert": load_bert,
+                                    **{family: load_moe for family in MOE_FAMILIES}}
 
 
 def is_hf_dir(path: str | Path) -> bool:
@@ -200,16 +193,11 @@ def load_hf(path: str | Path, device: str | torch.device = "cpu"
     root = Path(path)
     config = read_json(root / "config.json")
     family = config.get("model_type")
-    if family == "bart":  # an encoder-decoder: its own converter (hub/hf_bart.py)
-        return load_bart(root, config, device)
-    if family == "bert":  # encoder-only, with or without its MLM head (hub/hf_bert.py)
-        return load_bert(root, config, device)
-    if family in MOE_FAMILIES:  # mixture of experts (hub/hf_moe.py)
-        return load_moe(root, config, device)
+    if family in OWN_LOADERS:
+        return OWN_LOADERS[family](root, config, device)
     if family not in FAMILIES:
         raise ParrotError(f"{root} holds a {family!r} model; parrot reads Hugging Face "
-                          f"folders of: {', '.join(FAMILIES)}, bart, bert, "
-                          f"{', '.join(MOE_FAMILIES)}.")
+                          f"folders of: {', '.join([*FAMILIES, *OWN_LOADERS])}.")
     from_hf, _, table, to_canonical, _ = FAMILIES[family]
     cfg = config_from_hf(from_hf, config, root)
     tensors = {k: v.float() for k, v in read_safetensors(root).items()
@@ -217,7 +205,7 @@ def load_hf(path: str | Path, device: str | torch.device = "cpu"
     if family == "gpt2":  # a bare GPT2Model is saved without the "transformer." prefix
         tensors = {k if k.startswith(("transformer.", "lm_head")) else f"transformer.{k}": v
                    for k, v in tensors.items()}
-    state = to_canonical(rename_all(tensors, table, str(root)), cfg)
+    state = to_canonical(rename_all(tensors, table, str(root)))
     return finish_loading(cfg, state, root, family, device)
 
 
@@ -238,9 +226,6 @@ def export_hf(model: Transformer, tokenizer: Tokenizer, out: str | Path,
                           "exports (Llama: RoPE+RMSNorm+SwiGLU; GPT-2: learned+LayerNorm+GELU; "
                           "Gemma 3: sandwich norms+QK-norm+GeGLU).")
     _, to_hf, table, _, from_canonical = FAMILIES[family]
-    state = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
-    if cfg.tie_embeddings:
-        state.pop("lm_head.weight")
-    state = rename_all(from_canonical(state, cfg), invert(table), "the model")
+    state = rename_all(from_canonical(export_state(model)), invert(table), "the model")
     return write_folder(out, {**to_hf(cfg), **special_ids(tokenizer)}, state, tokenizer,
                         tokenizer_config(tokenizer, meta))

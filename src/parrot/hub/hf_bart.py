@@ -19,8 +19,8 @@ from typing import Any
 import torch
 
 from parrot.errors import ParrotError
-from parrot.hub.gguf_model import ModelInfo
-from parrot.hub.hf_common import config_from_hf, read_safetensors, write_folder
+from parrot.hub.gguf_model import ModelInfo, instantiate
+from parrot.hub.hf_common import config_from_hf, export_state, read_safetensors, write_folder
 from parrot.hub.naming import invert, rename_all
 from parrot.model import EncoderDecoder, ModelConfig
 from parrot.tokenizer import Tokenizer
@@ -163,31 +163,10 @@ def bart_from_canonical(state: dict[str, torch.Tensor],
     return tensors
 
 
-def instantiate_bart(cfg: ModelConfig, state: dict[str, torch.Tensor],
-                     where: str) -> EncoderDecoder:
-    """An EncoderDecoder with `state` loaded strictly, in eval mode."""
-    model = EncoderDecoder(cfg)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        first = str(err).strip().splitlines()[-1].strip()
-        raise ParrotError(f"The weights in {where} do not fit the BART model they describe "
-                          f"({first}).") from None
-    return model.eval()
-
-
 def special_ids_from_hf(c: dict[str, Any]) -> dict[str, int]:
     """The token ids generation needs: pad, bos, eos and the decoder's start token."""
     keys = ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id")
     return {k: int(c[k]) for k in keys if isinstance(c.get(k), int)}
-
-
-def load_bart_folder(root: Path, config: dict[str, Any],
-                     tensors: dict[str, torch.Tensor]) -> tuple[EncoderDecoder, dict[str, int]]:
-    """Config and tensors of a BART folder → (model, special ids)."""
-    cfg = config_from_hf(bart_from_hf, config, root)
-    state = bart_to_canonical({k: v.float() for k, v in tensors.items()}, cfg, str(root))
-    return instantiate_bart(cfg, state, str(root)), special_ids_from_hf(config)
 
 
 def load_bart(root: Path, config: dict[str, Any], device: str | torch.device = "cpu"
@@ -196,8 +175,11 @@ def load_bart(root: Path, config: dict[str, Any], device: str | torch.device = "
 
     info.extra holds the special ids (decoder_start_token_id, pad_token_id, ...).
     """
-    tensors = read_safetensors(root)
-    model, ids = load_bart_folder(root, config, tensors)
+    cfg = config_from_hf(bart_from_hf, config, root)
+    tensors = {k: v.float() for k, v in read_safetensors(root).items()}
+    model = instantiate(cfg, bart_to_canonical(tensors, cfg, str(root)), str(root),
+                        EncoderDecoder)
+    ids = special_ids_from_hf(config)
     tokenizer = Tokenizer.load(root)
     eos = ids.get("eos_token_id", tokenizer.eos_id)
     info = ModelInfo("hf", root, root.name, "bart", eos_ids=() if eos is None else (eos,),
@@ -211,8 +193,7 @@ def export_bart(model: EncoderDecoder, tokenizer: Tokenizer, out: str | Path,
     cfg = model.config
     ids = {**default_special_ids(tokenizer), **(special_ids or {})}
     hf_config = bart_to_hf(cfg, ids)
-    state = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
-    state = {k: v.contiguous() for k, v in bart_from_canonical(state, cfg).items()}
+    state = {k: v.contiguous() for k, v in bart_from_canonical(export_state(model), cfg).items()}
     return write_folder(out, hf_config, state, tokenizer)
 
 

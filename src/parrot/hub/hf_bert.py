@@ -19,8 +19,8 @@ from typing import Any
 import torch
 
 from parrot.errors import ParrotError
-from parrot.hub.gguf_model import ModelInfo, _instantiate
-from parrot.hub.hf_common import config_from_hf, read_safetensors, write_folder
+from parrot.hub.gguf_model import ModelInfo, instantiate
+from parrot.hub.hf_common import config_from_hf, export_state, read_safetensors, write_folder
 from parrot.hub.naming import invert, rename_all
 from parrot.model import ModelConfig, Transformer
 from parrot.tokenizer import Tokenizer, WordPieceTokenizer, load_tokenizer
@@ -58,7 +58,7 @@ _DROPPED_NAMES = ("embeddings.position_ids", "cls.predictions.decoder.bias")
 
 def has_mlm_head(tensors: dict[str, Any]) -> bool:
     """Whether the checkpoint has BERT's masked-LM prediction head."""
-    return any(_strip(name).startswith("cls.predictions.") for name in tensors)
+    return any(name.removeprefix("bert.").startswith("cls.predictions.") for name in tensors)
 
 
 def bert_from_hf(c: dict[str, Any], mlm_head: bool = True) -> ModelConfig:
@@ -103,25 +103,15 @@ def is_bert(cfg: ModelConfig) -> bool:
         cfg.type_vocab_size > 0 and cfg.mlp in ("gelu", "gelu_tanh", "relu")
 
 
-def _strip(name: str) -> str:
-    return name.removeprefix("bert.")
-
-
 def prepare_bert(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Drop the "bert." prefix and the tensors parrot's model does not have."""
     out = {}
     for name, tensor in tensors.items():
-        name = _strip(name)
+        name = name.removeprefix("bert.")
         if name.startswith(_DROPPED_PREFIXES) or name in _DROPPED_NAMES:
             continue
         out[name] = tensor
     return out
-
-
-def bert_to_canonical(state: dict[str, torch.Tensor], cfg: ModelConfig
-                      ) -> dict[str, torch.Tensor]:
-    """Renamed BERT weights need no transform (BERT stores nn.Linear (out, in) weights)."""
-    return state
 
 
 def load_bert(root: Path, config: dict[str, Any], device: str | torch.device = "cpu"
@@ -131,9 +121,7 @@ def load_bert(root: Path, config: dict[str, Any], device: str | torch.device = "
     cfg = config_from_hf(bert_from_hf, config, root, mlm_head=has_mlm_head(tensors))
     state = rename_all({k: v.float() for k, v in prepare_bert(tensors).items()}, HF_BERT,
                        str(root))
-    if cfg.tie_embeddings:
-        state["lm_head.weight"] = state["tok_emb.weight"]
-    model = _instantiate(cfg, state, str(root)).to(device)
+    model = instantiate(cfg, state, str(root)).to(device)
     tokenizer = load_tokenizer(root)
     info = ModelInfo("hf", root, root.name, "bert", extra={"mlm_head": cfg.output_head,
                                                            **_pooling(root)})
@@ -168,10 +156,7 @@ def export_bert(model: Transformer, tokenizer: Tokenizer | WordPieceTokenizer,
         raise ParrotError("This encoder does not have BERT's shape (learned positions, token "
                           "types, embedding norm, post-norm LayerNorm blocks); it cannot be "
                           "exported as a Hugging Face BERT.")
-    state = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
-    if cfg.tie_embeddings:
-        state.pop("lm_head.weight", None)
-    state = rename_all(state, invert(HF_BERT), "the model")
+    state = rename_all(export_state(model), invert(HF_BERT), "the model")
     if cfg.output_head:  # BertForMaskedLM keeps the encoder under "bert."
         state = {k if k.startswith("cls.") else f"bert.{k}": v for k, v in state.items()}
     specials = {"pad_token_id": tokenizer.special_tokens.get("[PAD]", 0)}

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
 from parrot.errors import ParrotError
-from parrot.hub.naming import gemma_norms_from_canonical, gemma_norms_to_canonical
 from parrot.model import ModelConfig
 
 SLIDING, FULL = "sliding_attention", "full_attention"
@@ -67,16 +64,6 @@ def is_gemma3(cfg: ModelConfig) -> bool:
     return (cfg.positions, cfg.norm, cfg.norm_placement, cfg.mlp, cfg.bias) == (
         "rope", "rmsnorm", "sandwich", "geglu_tanh", False) and cfg.qk_norm and \
         cfg.embed_scale and not cfg.has_qkv_bias and cfg.causal and not cfg.is_moe
-
-
-def gemma3_to_canonical(state: dict[str, torch.Tensor],
-                        cfg: ModelConfig) -> dict[str, torch.Tensor]:
-    return gemma_norms_to_canonical(state)
-
-
-def gemma3_from_canonical(state: dict[str, torch.Tensor],
-                          cfg: ModelConfig) -> dict[str, torch.Tensor]:
-    return gemma_norms_from_canonical(state)
 
 
 def _check_supported(c: dict[str, Any]) -> None:

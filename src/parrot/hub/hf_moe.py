@@ -13,8 +13,6 @@ fp32, top-k on p, Mixtral always renormalises the k weights, Qwen2-MoE only with
 
 from __future__ import annotations
 
-import re
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +22,16 @@ from parrot.errors import ParrotError
 from parrot.hub.gguf_model import ModelInfo
 from parrot.hub.hf_common import (
     config_from_hf,
+    export_state,
     finish_loading,
+    llama_layout_from_hf,
+    llama_layout_to_hf,
     read_safetensors,
     special_ids,
     tokenizer_config,
     write_folder,
 )
-from parrot.hub.naming import HF_LLAMA, invert
+from parrot.hub.naming import HF_LLAMA, invert, rename_all
 from parrot.model import ModelConfig, Transformer
 from parrot.tokenizer import Tokenizer
 
@@ -58,46 +59,7 @@ HF_QWEN2_MOE: dict[str, str] = {
 }
 
 
-@lru_cache(maxsize=8)
-def _patterns(items: tuple[tuple[str, str], ...]) -> list[tuple[re.Pattern, str]]:
-    def compile_one(src: str) -> re.Pattern:
-        text = re.escape(src).replace(r"\{i\}", r"(?P<i>\d+)").replace(r"\{e\}", r"(?P<e>\d+)")
-        return re.compile(text + "$")
-    return [(compile_one(src), dst) for src, dst in items]
-
-
-def rename_moe(name: str, table: dict[str, str]) -> str | None:
-    """`name` through a table whose patterns hold `{i}` (layer) and `{e}` (expert).
-
-    >>> rename_moe("model.layers.2.block_sparse_moe.experts.5.w3.weight", HF_MIXTRAL)
-    'blocks.2.mlp.experts.5.up_proj.weight'
-    """
-    for pattern, target in _patterns(tuple(table.items())):
-        match = pattern.match(name)
-        if match:
-            return target.format(**match.groupdict())
-    return None
-
-
-def rename_all_moe(tensors: dict[str, torch.Tensor], table: dict[str, str],
-                   where: str) -> dict[str, torch.Tensor]:
-    """Rename every tensor; ParrotError naming the first one the table does not know."""
-    out = {}
-    for name, tensor in tensors.items():
-        new = rename_moe(name, table)
-        if new is None:
-            raise ParrotError(f"{where} has a tensor {name!r} that parrot does not know how "
-                              "to place; this mixture-of-experts variant is not supported.")
-        out[new] = tensor
-    return out
-
-
 # --- configs --------------------------------------------------------------------------
-def _rope_theta(c: dict[str, Any], default: float) -> float:
-    return float(c.get("rope_theta") or (c.get("rope_parameters") or {}).get("rope_theta",
-                                                                             default))
-
-
 def _base(c: dict[str, Any], qkv_bias: bool, default_theta: float) -> ModelConfig:
     """The attention side shared by both families (Llama layout)."""
     if c.get("hidden_act", "silu") != "silu":
@@ -106,18 +68,7 @@ def _base(c: dict[str, Any], qkv_bias: bool, default_theta: float) -> ModelConfi
     scaling = c.get("rope_scaling") or c.get("rope_parameters") or {}
     if scaling.get("rope_type", "default") != "default":
         raise ParrotError("This config uses RoPE scaling, which parrot does not map yet.")
-    n_heads, d = c["num_attention_heads"], c["hidden_size"]
-    head_dim = c.get("head_dim") or d // n_heads
-    return ModelConfig(
-        vocab_size=c["vocab_size"], context_length=c.get("max_position_embeddings", 2048),
-        d_model=d, n_layers=c["num_hidden_layers"], n_heads=n_heads,
-        n_kv_heads=c.get("num_key_value_heads") or n_heads,
-        head_dim=None if head_dim * n_heads == d else head_dim,
-        d_ff=c.get("intermediate_size"), positions="rope",
-        rope_theta=_rope_theta(c, default_theta), norm="rmsnorm",
-        norm_eps=float(c.get("rms_norm_eps", 1e-6)), mlp="swiglu", bias=False,
-        qkv_bias=qkv_bias, tie_embeddings=bool(c.get("tie_word_embeddings", False)),
-    )
+    return llama_layout_from_hf(c, default_theta, qkv_bias=qkv_bias)
 
 
 def mixtral_from_hf(c: dict[str, Any]) -> ModelConfig:
@@ -147,15 +98,10 @@ def qwen2_moe_from_hf(c: dict[str, Any]) -> ModelConfig:
 
 def _common_to_hf(cfg: ModelConfig) -> dict[str, Any]:
     return {
-        "vocab_size": cfg.vocab_size, "hidden_size": cfg.d_model,
-        "num_hidden_layers": cfg.n_layers, "num_attention_heads": cfg.n_heads,
-        "num_key_value_heads": cfg.kv_heads, "head_dim": cfg.head_size,
-        "max_position_embeddings": cfg.context_length, "rope_theta": cfg.rope_theta,
+        **llama_layout_to_hf(cfg),
         "rope_parameters": {"rope_type": "default", "rope_theta": cfg.rope_theta},
-        "rms_norm_eps": cfg.norm_eps, "hidden_act": "silu",
-        "tie_word_embeddings": cfg.tie_embeddings, "num_experts_per_tok": cfg.experts_per_token,
-        "router_aux_loss_coef": cfg.moe_aux_coef, "output_router_logits": False,
-        "torch_dtype": "float32",
+        "num_experts_per_tok": cfg.experts_per_token, "router_aux_loss_coef": cfg.moe_aux_coef,
+        "output_router_logits": False,
     }
 
 
@@ -216,7 +162,7 @@ def load_moe(root: Path, config: dict[str, Any], device: str | torch.device = "c
     cfg = config_from_hf(from_hf, config, root)
     tensors = read_safetensors(root)
     tensors = {k: v.float() for k, v in tensors.items() if not k.endswith("rotary_emb.inv_freq")}
-    state = rename_all_moe(tensors, table, str(root))
+    state = rename_all(tensors, table, str(root))
     for i in range(cfg.n_layers):  # the checkpoint has no selection bias: it is zero
         state[f"blocks.{i}.mlp.balance_bias"] = torch.zeros(cfg.n_experts)
     return finish_loading(cfg, state, root, family, device)
@@ -235,15 +181,13 @@ def moe_family(cfg: ModelConfig) -> str:
 
 def moe_state_to_hf(model: Transformer, table: dict[str, str]) -> dict[str, torch.Tensor]:
     """The model's tensors under Hugging Face names (the zero selection bias is dropped)."""
-    state = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
+    state = export_state(model)
     for name in [k for k in state if k.endswith(".balance_bias")]:
         if state.pop(name).abs().max() > 0:
             raise ParrotError("This model was trained with loss-free balancing and routes with "
                               "a selection bias that Hugging Face's Mixtral and Qwen2-MoE lack; "
                               "it cannot be exported exactly.")
-    if model.config.tie_embeddings:
-        state.pop("lm_head.weight")
-    return rename_all_moe(state, invert(table), "the model")
+    return rename_all(state, invert(table), "the model")
 
 
 def export_moe(model: Transformer, tokenizer: Tokenizer, out: str | Path,

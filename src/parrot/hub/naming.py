@@ -1,7 +1,8 @@
 """Foreign tensor names ↔ parrot's canonical names, one pure table per format family.
 
 Canonical names are the `Transformer` state-dict keys (`blocks.{i}.attn.q_proj.weight`).
-A table maps a foreign pattern to a canonical one; `{i}` stands for the layer index.
+A table maps a foreign pattern to a canonical one; `{i}` stands for the layer index (and,
+in the mixture-of-experts tables of `hf_moe.py`, `{e}` for the expert index).
 Tensor transforms that go with a renaming (llama.cpp's RoPE row order, GPT-2's fused and
 transposed projections, Gemma's norm offset) are separate pure functions, each with its
 inverse, so that `to_canonical(from_canonical(x)) == x` holds and is tested for every family.
@@ -66,58 +67,44 @@ GGUF_GEMMA3: dict[str, str] = {
     "blk.{i}.post_ffw_norm.weight": "blocks.{i}.post_mlp_norm.weight",
 }
 
-# Hugging Face Gemma 3 text models (`Gemma3ForCausalLM`). Unlike Llama, Gemma's
-# `post_attention_layernorm` is the sandwich norm on the attention output, and the pre-MLP
+# Hugging Face Gemma 3 text models (`Gemma3ForCausalLM`): Llama's names without biases,
+# plus QK-norm and the sandwich norms. Unlike Llama, Gemma's `post_attention_layernorm` is
+# the sandwich norm on the attention output (it replaces Llama's entry), and the pre-MLP
 # norm is `pre_feedforward_layernorm`.
 HF_GEMMA3: dict[str, str] = {
-    "model.embed_tokens.weight": "tok_emb.weight",
-    "model.norm.weight": "final_norm.weight",
-    "lm_head.weight": "lm_head.weight",
-    "model.layers.{i}.input_layernorm.weight": "blocks.{i}.norm1.weight",
-    "model.layers.{i}.self_attn.q_proj.weight": "blocks.{i}.attn.q_proj.weight",
-    "model.layers.{i}.self_attn.k_proj.weight": "blocks.{i}.attn.k_proj.weight",
-    "model.layers.{i}.self_attn.v_proj.weight": "blocks.{i}.attn.v_proj.weight",
-    "model.layers.{i}.self_attn.o_proj.weight": "blocks.{i}.attn.o_proj.weight",
+    **{k: v for k, v in HF_LLAMA.items() if not k.endswith(".bias")},
     "model.layers.{i}.self_attn.q_norm.weight": "blocks.{i}.attn.q_norm.weight",
     "model.layers.{i}.self_attn.k_norm.weight": "blocks.{i}.attn.k_norm.weight",
     "model.layers.{i}.post_attention_layernorm.weight": "blocks.{i}.post_attn_norm.weight",
     "model.layers.{i}.pre_feedforward_layernorm.weight": "blocks.{i}.norm2.weight",
     "model.layers.{i}.post_feedforward_layernorm.weight": "blocks.{i}.post_mlp_norm.weight",
-    "model.layers.{i}.mlp.gate_proj.weight": "blocks.{i}.mlp.gate_proj.weight",
-    "model.layers.{i}.mlp.up_proj.weight": "blocks.{i}.mlp.up_proj.weight",
-    "model.layers.{i}.mlp.down_proj.weight": "blocks.{i}.mlp.down_proj.weight",
 }
 
 # Hugging Face GPT-2. `c_attn` holds q, k and v fused; Conv1D stores weights transposed.
+# Every norm and projection has a weight and a bias.
+_GPT2_LAYER = {"ln_1": "norm1", "attn.c_attn": "attn.qkv", "attn.c_proj": "attn.o_proj",
+               "ln_2": "norm2", "mlp.c_fc": "mlp.up_proj", "mlp.c_proj": "mlp.down_proj"}
 HF_GPT2: dict[str, str] = {
     "transformer.wte.weight": "tok_emb.weight",
     "transformer.wpe.weight": "pos_emb.weight",
-    "transformer.ln_f.weight": "final_norm.weight",
-    "transformer.ln_f.bias": "final_norm.bias",
     "lm_head.weight": "lm_head.weight",
-    "transformer.h.{i}.ln_1.weight": "blocks.{i}.norm1.weight",
-    "transformer.h.{i}.ln_1.bias": "blocks.{i}.norm1.bias",
-    "transformer.h.{i}.attn.c_attn.weight": "blocks.{i}.attn.qkv.weight",
-    "transformer.h.{i}.attn.c_attn.bias": "blocks.{i}.attn.qkv.bias",
-    "transformer.h.{i}.attn.c_proj.weight": "blocks.{i}.attn.o_proj.weight",
-    "transformer.h.{i}.attn.c_proj.bias": "blocks.{i}.attn.o_proj.bias",
-    "transformer.h.{i}.ln_2.weight": "blocks.{i}.norm2.weight",
-    "transformer.h.{i}.ln_2.bias": "blocks.{i}.norm2.bias",
-    "transformer.h.{i}.mlp.c_fc.weight": "blocks.{i}.mlp.up_proj.weight",
-    "transformer.h.{i}.mlp.c_fc.bias": "blocks.{i}.mlp.up_proj.bias",
-    "transformer.h.{i}.mlp.c_proj.weight": "blocks.{i}.mlp.down_proj.weight",
-    "transformer.h.{i}.mlp.c_proj.bias": "blocks.{i}.mlp.down_proj.bias",
+    **{f"transformer.ln_f.{kind}": f"final_norm.{kind}" for kind in ("weight", "bias")},
+    **{f"transformer.h.{{i}}.{src}.{kind}": f"blocks.{{i}}.{dst}.{kind}"
+       for src, dst in _GPT2_LAYER.items() for kind in ("weight", "bias")},
 }
 
 
 @lru_cache(maxsize=16)
 def _compiled(table_items: tuple[tuple[str, str], ...]) -> list[tuple[re.Pattern, str]]:
-    return [(re.compile(re.escape(src).replace(r"\{i\}", r"(\d+)") + "$"), dst)
-            for src, dst in table_items]
+    def compile_one(src: str) -> re.Pattern:
+        text = re.escape(src).replace(r"\{i\}", r"(?P<i>\d+)").replace(r"\{e\}", r"(?P<e>\d+)")
+        return re.compile(text + "$")
+    return [(compile_one(src), dst) for src, dst in table_items]
 
 
 def rename(name: str, table: dict[str, str]) -> str | None:
-    """`name` mapped through `table` (patterns with `{i}`), or None when no entry matches.
+    """`name` mapped through `table` (patterns with `{i}`, and `{e}` for experts), or None
+    when no entry matches.
 
     >>> rename("blk.3.attn_q.weight", GGUF_LLAMA)
     'blocks.3.attn.q_proj.weight'
@@ -125,7 +112,7 @@ def rename(name: str, table: dict[str, str]) -> str | None:
     for pattern, target in _compiled(tuple(table.items())):
         match = pattern.match(name)
         if match:
-            return target.replace("{i}", match.group(1)) if match.groups() else target
+            return target.format(**match.groupdict())
     return None
 
 

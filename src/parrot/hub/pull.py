@@ -127,17 +127,23 @@ def _pull_directory(spec: ModelSpec, target: Path, tmp: Path, pip_options: Seque
     write_manifest(target.parent, spec, target, {"size": size, **_folder_summary(target)})
 
 
-def _folder_summary(folder: Path) -> dict[str, Any]:
-    """Architecture and parameter count of a Hugging Face folder, from headers only."""
+def safetensors_parameters(folder: Path) -> int:
+    """The parameter count of a folder's *.safetensors files, from their headers only."""
     from safetensors import safe_open
 
+    parameters = 0
+    for file in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(file), framework="pt") as weights:
+            for key in weights.keys():
+                parameters += math.prod(weights.get_slice(key).get_shape())
+    return parameters
+
+
+def _folder_summary(folder: Path) -> dict[str, Any]:
+    """Architecture and parameter count of a Hugging Face folder, from headers only."""
     try:
         model_type = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        parameters = 0
-        for file in folder.glob("*.safetensors"):
-            with safe_open(str(file), "pt") as weights:
-                for key in weights.keys():
-                    parameters += math.prod(weights.get_slice(key).get_shape())
+        parameters = safetensors_parameters(folder)
     except (OSError, ValueError):
         return {}
     return {"architecture": model_type.get("model_type", "?"), "parameters": parameters,

@@ -18,12 +18,10 @@ from parrot.errors import ParrotError
 from parrot.hub.gguf_model import ModelInfo, load_gguf
 from parrot.hub.hf import is_hf_dir, load_hf
 from parrot.hub.pull import ensure_pulled, local_path
-from parrot.hub.registry import DEFAULT_MODEL, REGISTRY
+from parrot.hub.registry import REGISTRY
 from parrot.model import Transformer
 from parrot.rundir import is_run_dir, load_model
 from parrot.tokenizer import Tokenizer
-
-__all__ = ["DEFAULT_MODEL", "ModelInfo", "ensure_pulled", "resolve_model"]
 
 
 def resolve_model(spec: str | Path, device: str | torch.device = "cpu", *,

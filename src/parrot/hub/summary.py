@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ from parrot.hub.gguf import GGUFFile, read_gguf
 from parrot.hub.gguf_model import ARCHITECTURES
 from parrot.hub.gguf_tokenizer import END_OF_GENERATION, TOKEN_CONTROL, TOKEN_USER
 from parrot.hub.hf_common import read_json
-from parrot.hub.pull import local_path
+from parrot.hub.pull import local_path, safetensors_parameters
 
 
 def gguf_summary(g: GGUFFile) -> dict[str, Any]:
@@ -52,14 +51,7 @@ def describe(spec: str | Path, home: str | Path | None = None) -> dict[str, Any]
 def hf_summary(root: Path) -> dict[str, Any]:
     """The same summary for a Hugging Face folder, read from its JSON files and the
     safetensors headers (tensor shapes only, no weights)."""
-    from safetensors import safe_open
-
     config = read_json(root / "config.json")
-    parameters = 0
-    for file in sorted(root.glob("*.safetensors")):
-        with safe_open(str(file), framework="pt") as handle:
-            for key in handle.keys():
-                parameters += math.prod(handle.get_slice(key).get_shape())
     tokenizer = read_json(root / "tokenizer.json") if (root / "tokenizer.json").is_file() else {}
     specials = {t["content"]: t["id"] for t in tokenizer.get("added_tokens", [])
                 if t.get("special")}
@@ -70,7 +62,8 @@ def hf_summary(root: Path) -> dict[str, Any]:
         "name": root.name, "path": str(root), "format": "hf",
         "architecture": str(config.get("model_type", "unknown")),
         "quantization": str(config.get("torch_dtype") or config.get("dtype") or "float32"),
-        "parameters": parameters, "config": config, "bos_id": config.get("bos_token_id"),
+        "parameters": safetensors_parameters(root), "config": config,
+        "bos_id": config.get("bos_token_id"),
         "eos_ids": eos if isinstance(eos, list) else ([] if eos is None else [eos]),
         "special_tokens": specials, "chat_template": tok_config.get("chat_template"),
     }

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from itertools import pairwise
 
+from parrot.errors import ParrotError
 from parrot.tokenizer.pretokenize import compile_pattern
 
 Pair = tuple[int, int]
@@ -151,6 +152,20 @@ def _apply_merge(
         words[index] = new
     pair_counts.pop(pair, None)
     return fresh
+
+
+def merge_ranks(merges: Sequence[Pair], tokens: Sequence[str] | Sequence[bytes],
+                id_of: dict) -> dict[Pair, tuple[int, int]]:
+    """Pair → (rank, merged id), the first listing of a pair counting; ParrotError when a
+    merge makes a token (`tokens[a] + tokens[b]`) that `id_of` does not hold."""
+    ranks: dict[Pair, tuple[int, int]] = {}
+    for rank, (a, b) in enumerate(merges):
+        merged = id_of.get(tokens[a] + tokens[b])
+        if merged is None:
+            raise ParrotError(f"merge {rank} ({tokens[a]!r} + {tokens[b]!r}) makes a token "
+                              "that is not in the vocabulary.")
+        ranks.setdefault((a, b), (rank, merged))
+    return ranks
 
 
 def encode_chunk(ids: list[int], ranks: dict[Pair, tuple[int, int]]) -> list[int]:

@@ -11,7 +11,6 @@ and other containers (GGUF vocabularies, #5) build a `TokenizerParts` directly.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from parrot.errors import ParrotError
+from parrot.tokenizer.hf_json import added_token, by_id, read_json_file, read_merge
 from parrot.tokenizer.pretokenize import PATTERNS
 from parrot.tokenizer.spm_json import is_spm_json, read_spm_json
 
@@ -39,12 +39,8 @@ def byte_to_char() -> tuple[str, ...]:
     """GPT-2's printable stand-in character for each byte value 0..255."""
     printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
                  *range(ord("®"), ord("ÿ") + 1)]
-    chars = {b: chr(b) for b in printable}
-    extra = 0
-    for b in range(256):
-        if b not in chars:
-            chars[b] = chr(256 + extra)
-            extra += 1
+    others = [b for b in range(256) if b not in printable]  # in order, from 256 up
+    chars = {b: chr(b) for b in printable} | {b: chr(256 + k) for k, b in enumerate(others)}
     return tuple(chars[b] for b in range(256))
 
 
@@ -74,11 +70,8 @@ def write_tokenizer_json(parts: TokenizerParts) -> dict[str, Any]:
     special_ids = set(parts.special_tokens.values())
     vocab = {bytes_to_str(b): i for i, b in enumerate(parts.token_bytes) if i not in special_ids}
     as_str = [bytes_to_str(b) for b in parts.token_bytes]
-    added = [
-        {"id": i, "content": s, "single_word": False, "lstrip": False, "rstrip": False,
-         "normalized": False, "special": True}
-        for s, i in sorted(parts.special_tokens.items(), key=lambda item: item[1])
-    ]
+    added = [added_token(i, s) for s, i in sorted(parts.special_tokens.items(),
+                                                   key=lambda item: item[1])]
     split = {"type": "Split", "pattern": {"Regex": parts.pattern}, "behavior": "Isolated",
              "invert": False}
     byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
@@ -101,10 +94,7 @@ def write_tokenizer_json(parts: TokenizerParts) -> dict[str, Any]:
 
 def read_tokenizer_json(path: Path) -> TokenizerParts:
     """Parse a `tokenizer.json`; ParrotError when it is corrupt or of an unsupported kind."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ParrotError(f"{path} is not a readable tokenizer.json ({err}).") from None
+    data = read_json_file(path)
     model = data.get("model") if isinstance(data, dict) else None
     kind = model.get("type", "BPE" if "merges" in model else None) if isinstance(model, dict) else None
     reader = MODEL_READERS.get(kind)
@@ -130,26 +120,14 @@ def _read_bpe(data: dict[str, Any], where: str) -> TokenizerParts:
     pattern = _read_pattern(data.get("pre_tokenizer"), where)
     specials = {t["content"]: int(t["id"]) for t in data.get("added_tokens") or []}
     size = 1 + max([*model["vocab"].values(), *specials.values()])
-    token_bytes: list[bytes | None] = [None] * size
     special_ids = set(specials.values())
-    for token, i in model["vocab"].items():
-        if i not in special_ids:  # a special's text need not be in byte-level form
-            token_bytes[i] = str_to_bytes(token, where)
-    for token, i in specials.items():
-        token_bytes[i] = token.encode("utf-8")
-    if None in token_bytes:
-        raise ParrotError(f"{where} leaves token id {token_bytes.index(None)} undefined.")
-    id_of = {token: i for token, i in model["vocab"].items()}
-    merges = [_read_merge(m, id_of, where) for m in model["merges"]]
-    return TokenizerParts(token_bytes, merges, pattern, specials,  # type: ignore[arg-type]
+    entries = [(str_to_bytes(token, where), i) for token, i in model["vocab"].items()
+               if i not in special_ids]  # a special's text need not be in byte-level form
+    entries += [(token.encode("utf-8"), i) for token, i in specials.items()]
+    token_bytes = by_id(entries, size, where)
+    merges = [read_merge(m, model["vocab"], where) for m in model["merges"]]
+    return TokenizerParts(token_bytes, merges, pattern, specials,
                           bool(model.get("ignore_merges", False)))
-
-
-def _read_merge(merge: str | list[str], id_of: dict[str, int], where: str) -> tuple[int, int]:
-    left, right = merge.split(" ") if isinstance(merge, str) else merge
-    if left not in id_of or right not in id_of or left + right not in id_of:
-        raise ParrotError(f"{where} has merge {left!r} + {right!r} whose tokens are missing.")
-    return id_of[left], id_of[right]
 
 
 def _read_pattern(pre: dict[str, Any] | None, where: str) -> str:

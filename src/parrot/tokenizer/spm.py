@@ -31,6 +31,7 @@ from functools import cached_property, lru_cache
 import regex
 
 from parrot.errors import ParrotError
+from parrot.tokenizer.bpe import merge_ranks
 
 SPACE_PIECE = "▁"  # U+2581 LOWER ONE EIGHTH BLOCK stands for " " inside pieces
 _BYTE_PIECE = regex.compile(r"<0x([0-9A-F]{2})>")
@@ -286,7 +287,7 @@ class SentencePieceEncoder:
         self._byte_ids = byte_piece_ids(parts.pieces)
         self._ranks = None
         if parts.merges is not None:
-            self._ranks = _merge_ranks(parts.merges, parts.pieces, self._piece_id)
+            self._ranks = merge_ranks(parts.merges, parts.pieces, self._piece_id)
         self._whole = list(parts.user_defined.items())
         self._spanning = word_cut_blockers(parts.pieces)
         if self._spanning is not None and not self._can_cut_words(self._spanning):
@@ -361,11 +362,7 @@ class SentencePieceEncoder:
         assert self._ranks is not None
         if self.parts.ignore_merges and text in self._piece_id:
             return [self._piece_id[text]]
-        ids: list[int] = []
-        for char in text:
-            found = self._piece_id.get(char)
-            ids.extend([found] if found is not None else self._fallback(char))
-        return fuse_by_rank(ids, self._ranks)
+        return fuse_by_rank(self._symbols_to_ids(list(text)), self._ranks)
 
     def _fallback(self, symbol: str) -> list[int]:
         """A symbol that is no piece: one "<0xXX>" piece per UTF-8 byte, else the unknown id."""
@@ -376,16 +373,3 @@ class SentencePieceEncoder:
             return [self.parts.unk_id]
         raise ParrotError(f"this tokenizer has no piece for {symbol!r} and no byte pieces to "
                           "spell it with, so it cannot encode this text.")
-
-
-def _merge_ranks(merges: list[tuple[int, int]], pieces: list[str], piece_id: dict[str, int]
-                 ) -> dict[tuple[int, int], tuple[int, int]]:
-    """Pair → (rank, fused id); the first listing of a pair counts."""
-    ranks: dict[tuple[int, int], tuple[int, int]] = {}
-    for rank, (a, b) in enumerate(merges):
-        fused = piece_id.get(pieces[a] + pieces[b])
-        if fused is None:
-            raise ParrotError(f"merge {rank} ({pieces[a]!r} + {pieces[b]!r}) makes a piece "
-                              "that is not in the vocabulary.")
-        ranks.setdefault((a, b), (rank, fused))
-    return ranks

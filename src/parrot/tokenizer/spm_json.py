@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from parrot.errors import ParrotError
+from parrot.tokenizer.hf_json import added_token, by_id, read_merge
 from parrot.tokenizer.spm import SPACE_PIECE, SentencePieceParts, normalize
 
 _REPLACE_SPACE = {"type": "Replace", "pattern": {"String": " "}, "content": SPACE_PIECE}
@@ -41,26 +42,22 @@ def read_spm_json(data: dict[str, Any], where: str) -> SentencePieceParts:
     add_prefix = _read_normalizer(data.get("normalizer"), where)
     added = data.get("added_tokens") or []
     size = 1 + max([*model["vocab"].values(), *(int(t["id"]) for t in added)])
-    pieces: list[str | None] = [None] * size
-    for piece, i in model["vocab"].items():
-        pieces[i] = piece
+    pieces = by_id([*model["vocab"].items(), *((t["content"], int(t["id"])) for t in added)],
+                   size, where)
     specials, user_defined, normalized_user = {}, {}, {}
     for token in added:
         text, i = token["content"], int(token["id"])
-        pieces[i] = text
         if token.get("special"):
             specials[text] = i
         elif token.get("normalized", True):  # matched after normalization, like its content
             normalized_user[normalize(text, add_prefix)] = i
         else:
             user_defined[text] = i
-    if None in pieces:
-        raise ParrotError(f"{where} leaves token id {pieces.index(None)} undefined.")
     id_of = {p: i for i, p in enumerate(pieces)}
-    merges = [_read_merge(m, id_of, where) for m in model["merges"]]
+    merges = [read_merge(m, id_of, where) for m in model["merges"]]
     unk = model.get("unk_token")
     return SentencePieceParts(
-        pieces, [0.0] * size, specials, user_defined, merges,  # type: ignore[arg-type]
+        pieces, [0.0] * size, specials, user_defined, merges,
         add_dummy_prefix=add_prefix, unk_id=id_of.get(unk) if unk else None,
         ignore_merges=bool(model.get("ignore_merges", False)), normalized_user=normalized_user)
 
@@ -72,8 +69,7 @@ def write_spm_json(parts: SentencePieceParts) -> dict[str, Any]:
     whole = [(i, text, True, False) for text, i in parts.special_tokens.items()]
     whole += [(i, text, False, False) for text, i in parts.user_defined.items()]
     whole += [(i, parts.pieces[i], False, True) for i in parts.normalized_user.values()]
-    added = [{"id": i, "content": text, "single_word": False, "lstrip": False, "rstrip": False,
-              "normalized": normalized, "special": special}
+    added = [added_token(i, text, special, normalized)
              for i, text, special, normalized in sorted(whole)]
     normalizer: dict[str, Any] = _REPLACE_SPACE
     if parts.add_dummy_prefix:
@@ -129,13 +125,6 @@ def _read_normalizer(normalizer: dict[str, Any] | None, where: str) -> bool:
     kinds = [s.get("type") for s in steps]
     raise ParrotError(f"{where} has a normalizer ({kinds}) that parrot does not support; "
                       "expected Replace(' ', '▁'), optionally with Prepend('▁').")
-
-
-def _read_merge(merge: str | list[str], id_of: dict[str, int], where: str) -> tuple[int, int]:
-    left, right = merge.split(" ") if isinstance(merge, str) else merge
-    if left not in id_of or right not in id_of or left + right not in id_of:
-        raise ParrotError(f"{where} has merge {left!r} + {right!r} whose pieces are missing.")
-    return id_of[left], id_of[right]
 
 
 def merges_from_scores(pieces: Sequence[str], scores: Sequence[float]) -> list[tuple[int, int]]:

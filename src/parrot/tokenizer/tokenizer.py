@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from parrot.errors import ParrotError
-from parrot.tokenizer.bpe import count_chunks, train_merges
+from parrot.tokenizer.bpe import count_chunks, merge_ranks, train_merges
 from parrot.tokenizer.fast import (
     BPETables,
     CachedEncoder,
@@ -234,11 +234,6 @@ def _build_tables(parts: TokenizerParts) -> BPETables:
     specials = set(parts.special_tokens.values())
     id_of = {b: i for i, b in enumerate(parts.token_bytes) if i not in specials}
     byte_ids = tuple(id_of.get(bytes([b]), -1) for b in range(256))
-    ranks = {}
-    for rank, (a, b) in enumerate(parts.merges):
-        merged = id_of.get(parts.token_bytes[a] + parts.token_bytes[b])
-        if merged is None:
-            raise ParrotError(f"merge {rank} makes a token that is not in the vocabulary.")
-        ranks.setdefault((a, b), (rank, merged))
+    ranks = merge_ranks(parts.merges, parts.token_bytes, id_of)
     whole = id_of if parts.ignore_merges else {}
     return BPETables(parts.pattern, byte_ids, ranks, dict(parts.special_tokens), whole)

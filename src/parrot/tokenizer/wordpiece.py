@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 from parrot.errors import ParrotError
@@ -171,25 +170,17 @@ class WordPieceTokenizer:
     def pad_id(self) -> int | None:
         return self.parts.special_tokens.get("[PAD]")
 
-    def with_options(self, **changes: object) -> WordPieceTokenizer:
-        """A copy with some normalization switches changed (e.g. lowercase=False)."""
-        return WordPieceTokenizer(replace(self.parts, **changes))
-
     # --- encoding -----------------------------------------------------------------------
     def encode(self, text: str, allowed_special: str | set[str] = "none") -> list[int]:
         """Text → piece ids, no [CLS]/[SEP]. Allowed specials ("all", "none" or a set)
         written in the text become their ids; otherwise they are ordinary text."""
         allowed = special_set(allowed_special, self.parts.special_tokens)
-        splitter = special_splitter(tuple(sorted(allowed))) if allowed else None
-        if splitter is None:
-            return self._encode_plain(text)
+        splitter = special_splitter(tuple(sorted(allowed)))
         ids: list[int] = []
-        last = 0
-        for found in splitter.finditer(text):
-            ids += self._encode_plain(text[last:found.start()])
-            ids.append(self.parts.special_tokens[found.group()])
-            last = found.end()
-        return ids + self._encode_plain(text[last:])
+        for k, part in enumerate(splitter.split(text) if splitter else [text]):
+            # odd parts are the special tokens the splitter matched
+            ids += [self.parts.special_tokens[part]] if k % 2 else self._encode_plain(part)
+        return ids
 
     def encode_batch(self, texts: list[str], allowed_special: str | set[str] = "none"
                      ) -> list[list[int]]:

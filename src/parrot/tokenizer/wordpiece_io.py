@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from parrot.errors import ParrotError
+from parrot.tokenizer.hf_json import added_token, by_id, read_json_file
 from parrot.utils.atomic import atomic_write_json
 
 DEFAULT_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -34,12 +34,7 @@ class WordPieceParts:
 def read_wordpiece_json(data: dict[str, Any], where: str) -> WordPieceParts:
     """A parsed `tokenizer.json` whose model is WordPiece → `WordPieceParts`."""
     model = data["model"]
-    vocab_map: dict[str, int] = model["vocab"]
-    vocab: list[str | None] = [None] * len(vocab_map)
-    for piece, i in vocab_map.items():
-        vocab[i] = piece
-    if None in vocab:
-        raise ParrotError(f"{where} leaves token id {vocab.index(None)} undefined.")
+    vocab = by_id(model["vocab"].items(), len(model["vocab"]), where)
     specials = {t["content"]: int(t["id"]) for t in data.get("added_tokens") or []
                 if t.get("special", True)}
     norm = data.get("normalizer") or {}
@@ -51,7 +46,7 @@ def read_wordpiece_json(data: dict[str, Any], where: str) -> WordPieceParts:
         raise ParrotError(f"{where} uses the {pre!r} pre-tokenizer; parrot's WordPiece reader "
                           "supports BERT's only.")
     return WordPieceParts(
-        vocab=vocab, special_tokens=specials,  # type: ignore[arg-type]
+        vocab=vocab, special_tokens=specials,
         unk_token=model.get("unk_token", "[UNK]"),
         prefix=model.get("continuing_subword_prefix", "##"),
         max_word_chars=int(model.get("max_input_chars_per_word", 100)),
@@ -104,21 +99,19 @@ def _token_name(value: Any, default: str) -> str:
 
 
 def _read_config(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise ParrotError(f"{path} is not readable JSON ({err}).") from None
+    data = read_json_file(path, "JSON file") if path.is_file() else {}
     return data if isinstance(data, dict) else {}
 
 
 def is_wordpiece_json(path: Path) -> bool:
     """Whether `path` is a tokenizer.json whose model is WordPiece."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+        return _is_wordpiece(read_json_file(path))
+    except ParrotError:
         return False
+
+
+def _is_wordpiece(data: Any) -> bool:
     model = data.get("model") if isinstance(data, dict) else None
     return isinstance(model, dict) and model.get("type") == "WordPiece"
 
@@ -127,11 +120,8 @@ def load_wordpiece(path: Path) -> WordPieceParts:
     """`tokenizer.json` (the file or its folder) first, else the folder's `vocab.txt`."""
     file = path / "tokenizer.json" if path.is_dir() else path
     if file.is_file() and file.suffix == ".json":
-        try:
-            data = json.loads(file.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as err:
-            raise ParrotError(f"{file} is not a readable tokenizer.json ({err}).") from None
-        if not is_wordpiece_json(file):
+        data = read_json_file(file)
+        if not _is_wordpiece(data):
             raise ParrotError(f"{file} is not a WordPiece tokenizer.")
         try:
             return read_wordpiece_json(data, str(file))
@@ -147,9 +137,8 @@ def load_wordpiece(path: Path) -> WordPieceParts:
 
 def write_wordpiece_json(parts: WordPieceParts) -> dict[str, Any]:
     """The Hugging Face `tokenizer.json` structure for `parts` (readable by `tokenizers`)."""
-    added = [{"id": i, "content": s, "single_word": False, "lstrip": False, "rstrip": False,
-              "normalized": False, "special": True}
-             for s, i in sorted(parts.special_tokens.items(), key=lambda item: item[1])]
+    added = [added_token(i, s) for s, i in sorted(parts.special_tokens.items(),
+                                                   key=lambda item: item[1])]
     cls_id = parts.special_tokens.get(parts.cls_token)
     sep_id = parts.special_tokens.get(parts.sep_token)
     post = None
