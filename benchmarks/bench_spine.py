@@ -1,7 +1,7 @@
 """Before against after a refactor, in one run: SmolLM2 decode and prefill, shakespeare-best
 time to validation loss 1.886, and the fast test suite's wall time.
 
-    python benchmarks/bench_spine.py --before /tmp/parrot-before [--after .] [--rounds 3]
+    PARROT_HOME=... python benchmarks/bench_spine.py --before /tmp/parrot-before [--rounds 3]
 
 `--before` is a checkout of the earlier commit (e.g. `git worktree add /tmp/parrot-before
 REV`). Each tree runs through its own CLI (`python -m parrot` with PYTHONPATH=TREE/src) with
@@ -83,6 +83,8 @@ def main() -> int:
     args = parser.parse_args()
     trees = {"before": args.before.resolve(), "after": args.after.resolve()}
     results: dict[str, dict] = {name: {"smollm2": []} for name in trees}
+    for tree in trees.values():  # warm-up: builds each tree's kernels, fills the page cache
+        smollm2_round(tree)
     for _ in range(args.rounds):
         for name, tree in trees.items():
             results[name]["smollm2"].append(smollm2_round(tree))
