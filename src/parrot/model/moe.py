@@ -21,7 +21,6 @@ checkpoints and `model.safetensors` carry it and a resumed run continues bit-exa
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
@@ -215,8 +214,3 @@ def expert_loads(model: nn.Module, reset: bool = True) -> list[torch.Tensor]:
         if reset:
             layer.window_load = None
     return loads
-
-
-def max_load_entropy(n_experts: int) -> float:
-    """ln(E): the entropy of a perfectly even load."""
-    return math.log(n_experts)

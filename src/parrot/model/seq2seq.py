@@ -21,17 +21,9 @@ import torch
 from torch import nn
 
 from parrot.errors import ParrotError
-from parrot.model.attention import (
-    Attention,
-    AttentionInputs,
-    attention,
-    causal_mask,
-    fast_attention,
-    repeat_kv,
-)
+from parrot.model.attention import Attention, AttentionInputs, causal_mask, fast_attention
 from parrot.model.block import Block
 from parrot.model.cache import KVCache
-from parrot.model.capture import AttentionCapture
 from parrot.model.config import TABLE_POSITIONS, ModelConfig
 from parrot.model.mlp import MLP
 from parrot.model.norms import make_norm
@@ -67,19 +59,12 @@ class CrossAttention(nn.Module):
         return (self._heads(self.k_proj(memory), self.n_kv_heads),
                 self._heads(self.v_proj(memory), self.n_kv_heads))
 
-    def forward(self, x: torch.Tensor, kv: KV, mask: torch.Tensor | None,
-                capture: AttentionCapture | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, kv: KV, mask: torch.Tensor | None) -> torch.Tensor:
         """x (B, T, d_model), kv from `project_memory`, mask (B, 1, 1, S) -> (B, T, d_model)."""
         B, T, _ = x.shape
         q = self._heads(self.q_proj(x), self.n_heads)                    # (B, H, T, D)
         k, v = kv                                                        # (B, Hkv, S, D)
-        p = self.dropout if self.training else 0.0
-        if capture is not None:
-            n_rep = self.n_heads // self.n_kv_heads
-            out, weights = attention(q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), mask, None, p)
-            capture.record(weights)
-        else:
-            out = fast_attention(q, k, v, mask, None, False, p)
+        out = fast_attention(q, k, v, mask, None, False, self.dropout if self.training else 0.0)
         return self.o_proj(out.transpose(1, 2).reshape(B, T, -1))       # (B, T, d_model)
 
     def _heads(self, x: torch.Tensor, n: int) -> torch.Tensor:
@@ -261,8 +246,7 @@ class EncoderDecoder(nn.Module):
         return self.drop(x)
 
     def _rope(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-        cfg = self.config
-        if cfg.positions != "rope":
+        if self.config.positions != "rope":
             return None
         return rope_lookup(self.rope_cos, self.rope_sin, positions)
 
