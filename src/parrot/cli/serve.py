@@ -6,8 +6,7 @@ import argparse
 import sys
 
 from parrot.errors import ParrotError
-
-DEFAULT_MODEL = "smollm2-135m-instruct"
+from parrot.hub.registry import DEFAULT_MODEL
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -19,7 +19,8 @@ from matplotlib.figure import Figure
 from parrot.errors import ParrotError
 from parrot.model import Transformer
 from parrot.tokenizer import Tokenizer
-from parrot.viz.figure import new_figure, visible_piece
+from parrot.utils.text import visible_piece
+from parrot.viz.figure import new_figure
 
 
 @dataclass(frozen=True)
