@@ -41,18 +41,12 @@ def padding_mask(src_mask: torch.Tensor | None) -> torch.Tensor | None:
     return None if src_mask is None else src_mask.bool()[:, None, None, :]
 
 
-class CrossAttention(nn.Module):
-    """softmax(q k^T / sqrt(D)) v with q from the decoder, k and v from the encoder memory."""
+class CrossAttention(Attention):
+    """softmax(q k^T / sqrt(D)) v with q from the decoder, k and v from the encoder memory:
+    self-attention's projections, without QK-norm, rotary embedding, cache or attn_scale."""
 
     def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.kv_heads, cfg.head_size
-        self.dropout = cfg.dropout
-        qkv_bias = cfg.has_qkv_bias
-        self.q_proj = nn.Linear(cfg.d_model, cfg.n_heads * cfg.head_size, bias=qkv_bias)
-        self.k_proj = nn.Linear(cfg.d_model, cfg.kv_heads * cfg.head_size, bias=qkv_bias)
-        self.v_proj = nn.Linear(cfg.d_model, cfg.kv_heads * cfg.head_size, bias=qkv_bias)
-        self.o_proj = nn.Linear(cfg.n_heads * cfg.head_size, cfg.d_model, bias=cfg.bias)
+        super().__init__(cfg.replace(qk_norm=False, attn_scale=None))
 
     def project_memory(self, memory: torch.Tensor) -> KV:
         """memory (B, S, d_model) -> this layer's keys and values, each (B, Hkv, S, D)."""
@@ -66,10 +60,6 @@ class CrossAttention(nn.Module):
         k, v = kv                                                        # (B, Hkv, S, D)
         out = fast_attention(q, k, v, mask, None, False, self.dropout if self.training else 0.0)
         return self.o_proj(out.transpose(1, 2).reshape(B, T, -1))       # (B, T, d_model)
-
-    def _heads(self, x: torch.Tensor, n: int) -> torch.Tensor:
-        """(B, T, n * D) -> (B, n, T, D)."""
-        return x.view(x.shape[0], x.shape[1], n, self.head_dim).transpose(1, 2)
 
 
 class DecoderBlock(nn.Module):
