@@ -27,8 +27,8 @@ from parrot.model.cache import KVCache
 from parrot.model.config import TABLE_POSITIONS, ModelConfig
 from parrot.model.mlp import MLP
 from parrot.model.norms import make_norm
-from parrot.model.positions import rope_lookup, rope_table, sinusoidal_table
-from parrot.model.transformer import gpt2_init
+from parrot.model.positions import rope_lookup, sinusoidal_table
+from parrot.model.transformer import gpt2_init, register_rope
 
 NOT_A_DECODER = ("This is an encoder-decoder model: it maps a source text to a target, so it "
                  "needs both; use `parrot seq2seq generate` (or model.encode/decode).")
@@ -125,10 +125,8 @@ class EncoderDecoder(nn.Module):
         if cfg.positions == "sinusoidal":
             table = sinusoidal_table(cfg.context_length, d)
             self.register_buffer("pos_table", table, persistent=False)
-        if cfg.positions == "rope":  # precomputed rotations, rebuilt from the config
-            cos, sin = rope_table(cfg.context_length, cfg.head_size, cfg.rope_theta)
-            self.register_buffer("rope_cos", cos, persistent=False)
-            self.register_buffer("rope_sin", sin, persistent=False)
+        if cfg.positions == "rope":
+            register_rope(self, "rope", cfg, cfg.rope_theta)
         norm = lambda: make_norm(cfg.norm, d, cfg.norm_eps, cfg.bias)  # noqa: E731
         self.enc_embed_norm = norm() if cfg.embed_norm else None
         self.dec_embed_norm = norm() if cfg.embed_norm else None
@@ -145,8 +143,7 @@ class EncoderDecoder(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """GPT-2 initialisation: weights ~ N(0, 0.02), biases 0, norms 1; the projections
-        writing into the residual stream get 0.02 / sqrt(2 * layers of their stack)."""
+        """`gpt2_init`, each residual projection scaled by the depth of its own stack."""
         cfg = self.config
         gpt2_init(self, lambda name: cfg.encoder_layers if name.startswith("encoder.")
                   else cfg.n_layers)

@@ -52,6 +52,14 @@ def gpt2_init(model: nn.Module, depth_of: Callable[[str], int]) -> None:
                 nn.init.zeros_(module.bias)
 
 
+def register_rope(model: nn.Module, name: str, cfg: ModelConfig, theta: float) -> None:
+    """Buffers `{name}_cos`, `{name}_sin`: the rotations at every position, (context_length,
+    head_dim / 2) each (not saved: rebuilt from the config)."""
+    cos, sin = rope_table(cfg.context_length, cfg.head_size, theta)
+    model.register_buffer(f"{name}_cos", cos, persistent=False)
+    model.register_buffer(f"{name}_sin", sin, persistent=False)
+
+
 class Transformer(nn.Module):
     """A decoder (or, with causal=False, an encoder) configured by a `ModelConfig`."""
 
@@ -64,10 +72,10 @@ class Transformer(nn.Module):
         if cfg.positions == "sinusoidal":
             table = sinusoidal_table(cfg.context_length, cfg.d_model)
             self.register_buffer("pos_table", table, persistent=False)
-        if cfg.positions == "rope":  # (context_length, head_dim / 2) cos and sin tables
-            self._rope_buffers("rope", cfg.rope_theta)
+        if cfg.positions == "rope":
+            register_rope(self, "rope", cfg, cfg.rope_theta)
             if cfg.sliding_window is not None and cfg.rope_local_theta is not None:
-                self._rope_buffers("rope_local", cfg.rope_local_theta)
+                register_rope(self, "rope_local", cfg, cfg.rope_local_theta)
         if cfg.positions == "alibi":  # built once, not copied to the device every forward
             self.register_buffer("alibi_slopes", alibi_slopes(cfg.n_heads), persistent=False)
         # BERT: segment (token-type) embeddings and a norm right after the embedding sum.
@@ -88,19 +96,10 @@ class Transformer(nn.Module):
             self.lm_head.weight = self.tok_emb.weight
         self.reset_parameters()
 
-    def _rope_buffers(self, name: str, theta: float) -> None:
-        """Precomputed rotations at every position (not saved: rebuilt from the config)."""
-        cos, sin = rope_table(self.config.context_length, self.config.head_size, theta)
-        self.register_buffer(f"{name}_cos", cos, persistent=False)
-        self.register_buffer(f"{name}_sin", sin, persistent=False)
-
     def reset_parameters(self) -> None:
-        """GPT-2 initialisation from torch's global RNG (seed it for reproducibility).
-
-        Weights ~ N(0, 0.02), biases 0, norm weights 1; the projections that write into the
-        residual stream (attention output, MLP down) get std 0.02 / sqrt(2 * n_layers), so
-        the stream's variance does not grow with depth.
-        """
+        """`gpt2_init` over the n_layers blocks, from torch's global RNG (seed it for
+        reproducibility): the residual projections' smaller std keeps the stream's
+        variance from growing with depth."""
         gpt2_init(self, lambda name: self.config.n_layers)
 
     def forward(self, tokens: torch.Tensor, positions: torch.Tensor | None = None,
