@@ -137,12 +137,6 @@ class Conversation:
         return {"messages": self.messages()}
 
 
-__all__ = [
-    "Conversation", "Message", "check_messages", "fit_to_context", "get_template", "render",
-    "render_ids", "special_tokens_text",
-]
-
-
 def template_for(tokenizer: Any, name: str | None = None) -> ChatTemplate:
     """The named template, else the tokenizer's own `chat_template` (stopping at its EOS
     token), else "plain"."""
