@@ -21,14 +21,14 @@ import torch
 from torch import nn
 
 from parrot.errors import ParrotError
-from parrot.model.attention import Attention, AttentionInputs, causal_mask, fast_attention
+from parrot.model.attention import Attention, AttentionInputs, fast_attention
 from parrot.model.block import Block
 from parrot.model.cache import KVCache
 from parrot.model.config import TABLE_POSITIONS, ModelConfig
 from parrot.model.mlp import MLP
 from parrot.model.norms import make_norm
 from parrot.model.positions import rope_lookup, sinusoidal_table
-from parrot.model.transformer import gpt2_init, register_rope
+from parrot.model.transformer import attention_inputs, gpt2_init, register_rope
 
 NOT_A_DECODER = ("This is an encoder-decoder model: it maps a source text to a target, so it "
                  "needs both; use `parrot seq2seq generate` (or model.encode/decode).")
@@ -200,7 +200,9 @@ class EncoderDecoder(nn.Module):
             cross = [block.cross.project_memory(memory) for block in self.decoder]
         else:
             raise ParrotError("decode needs the encoder memory or a cache built from it.")
-        inputs = self._decoder_inputs(positions, cache)
+        # Causal self-attention over this call's tokens or the whole cache given.
+        inputs = attention_inputs(positions, self._rope(positions),
+                                  None if cache is None else cache.self_attn, None, causal=True)
         mask = padding_mask(src_mask)
         for block, kv in zip(self.decoder, cross, strict=True):
             x = block(x, inputs, kv, mask)                                 # (B, T, d)
@@ -236,21 +238,6 @@ class EncoderDecoder(nn.Module):
         if self.config.positions != "rope":
             return None
         return rope_lookup(self.rope_cos, self.rope_sin, positions)
-
-    def _decoder_inputs(self, positions: torch.Tensor,
-                        cache: Seq2SeqCache | None) -> AttentionInputs:
-        """Causal self-attention: the kernel's own mask, or slot <= position over the whole
-        cache given (the engine passes a view cut to the length it needs)."""
-        rope = self._rope(positions)
-        if cache is None:
-            return AttentionInputs(positions=positions, rope=rope, mask=None, bias=None,
-                                   is_causal=True, cache=None, capture=None,
-                                   kv_len=positions.shape[1])
-        kv_len = cache.self_attn.max_len
-        k_pos = torch.arange(kv_len, device=positions.device)
-        return AttentionInputs(positions=positions, rope=rope,
-                               mask=causal_mask(positions, k_pos), bias=None, is_causal=False,
-                               cache=cache.self_attn, capture=None, kv_len=kv_len)
 
     def _check_tokens(self, tokens: torch.Tensor, what: str) -> None:
         cfg = self.config

@@ -60,6 +60,28 @@ def register_rope(model: nn.Module, name: str, cfg: ModelConfig, theta: float) -
     model.register_buffer(f"{name}_sin", sin, persistent=False)
 
 
+def attention_inputs(positions: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None,
+                     cache: KVCache | None, capture: AttentionCapture | None, causal: bool,
+                     slopes: torch.Tensor | None = None) -> AttentionInputs:
+    """What every layer's attention reads: the mask, and the ALiBi bias when given its
+    slopes. Keys are cache slots (slot == position; a query sees slots up to its own,
+    over the whole cache given) or, without a cache, this call's tokens."""
+    device = positions.device
+    kv_len = positions.shape[1] if cache is None else cache.max_len
+    k_pos = torch.arange(kv_len, device=device) if cache is not None else None
+    bias = None
+    if slopes is not None:
+        bias = alibi_bias(slopes, positions, positions if k_pos is None else k_pos, causal)
+    mask = None
+    if cache is not None:
+        mask = causal_mask(positions, k_pos)
+    elif causal and (bias is not None or capture is not None):
+        index = torch.arange(positions.shape[1], device=device)
+        mask = causal_mask(index[None], index)
+    is_causal = causal and cache is None and bias is None
+    return AttentionInputs(positions, rope, mask, bias, is_causal, cache, capture, kv_len)
+
+
 class Transformer(nn.Module):
     """A decoder (or, with causal=False, an encoder) configured by a `ModelConfig`."""
 
@@ -187,26 +209,13 @@ class Transformer(nn.Module):
     def _attention_inputs(self, positions: torch.Tensor, cache: KVCache | None,
                           capture: AttentionCapture | None) -> AttentionInputs:
         """Build the rotary angles, mask and ALiBi bias shared by every layer."""
-        cfg, device = self.config, positions.device
-        rope = None
-        if cfg.positions == "rope":
-            rope = rope_lookup(self.rope_cos, self.rope_sin, positions)
-        # Keys are cache slots (slot == position) or, without a cache, this call's tokens.
-        kv_len = positions.shape[1] if cache is None else cache.max_len
-        k_pos = torch.arange(kv_len, device=device) if cache is not None else None
-        bias = None
-        if cfg.positions == "alibi":
-            bias = alibi_bias(self.alibi_slopes, positions, positions if k_pos is None else k_pos,
-                              cfg.causal)
-        mask = None
-        if cache is not None:
-            mask = causal_mask(positions, k_pos)
-        elif cfg.causal and (bias is not None or capture is not None):
-            index = torch.arange(positions.shape[1], device=device)
-            mask = causal_mask(index[None], index)
-        is_causal = cfg.causal and cache is None and bias is None
-        inputs = AttentionInputs(positions, rope, mask, bias, is_causal, cache, capture, kv_len)
+        cfg = self.config
+        rope = (rope_lookup(self.rope_cos, self.rope_sin, positions)
+                if cfg.positions == "rope" else None)
+        slopes = self.alibi_slopes if cfg.positions == "alibi" else None
+        inputs = attention_inputs(positions, rope, cache, capture, cfg.causal, slopes)
         if cfg.sliding_window is not None:
+            k_pos = None if cache is None else torch.arange(cache.max_len, device=positions.device)
             inputs.local = self._sliding_inputs(inputs, k_pos)
         return inputs
 
