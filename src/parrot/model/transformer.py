@@ -215,12 +215,10 @@ class Transformer(nn.Module):
         slopes = self.alibi_slopes if cfg.positions == "alibi" else None
         inputs = attention_inputs(positions, rope, cache, capture, cfg.causal, slopes)
         if cfg.sliding_window is not None:
-            k_pos = None if cache is None else torch.arange(cache.max_len, device=positions.device)
-            inputs.local = self._sliding_inputs(inputs, k_pos)
+            inputs.local = self._sliding_inputs(inputs)
         return inputs
 
-    def _sliding_inputs(self, inputs: AttentionInputs,
-                        k_pos: torch.Tensor | None) -> AttentionInputs:
+    def _sliding_inputs(self, inputs: AttentionInputs) -> AttentionInputs:
         """The sliding layers' variant: RoPE at rope_local_theta and a window mask.
 
         Without a cache the window compares this call's token indices, like the causal
@@ -230,12 +228,10 @@ class Transformer(nn.Module):
         rope = inputs.rope
         if cfg.positions == "rope" and cfg.rope_local_theta is not None:
             rope = rope_lookup(self.rope_local_cos, self.rope_local_sin, positions)
-        if k_pos is None and positions.shape[1] <= cfg.sliding_window:
+        if inputs.cache is None and positions.shape[1] <= cfg.sliding_window:
             return dataclasses.replace(inputs, rope=rope)
-        q_pos = positions
-        if k_pos is None:
-            k_pos = torch.arange(positions.shape[1], device=positions.device)
-            q_pos = k_pos[None]
+        k_pos = torch.arange(inputs.kv_len, device=positions.device)  # slots, or token indices
+        q_pos = positions if inputs.cache is not None else k_pos[None]
         mask = causal_mask(q_pos, k_pos, cfg.sliding_window)
         return dataclasses.replace(inputs, rope=rope, mask=mask, is_causal=False,
                                    window=cfg.sliding_window)
