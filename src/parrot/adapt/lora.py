@@ -151,8 +151,7 @@ def apply_lora_config(model: nn.Module, config: LoraConfig) -> list[str]:
                          if isinstance(m, LINEAR)})
         raise ParrotError(f"LoRA targets {', '.join(config.targets)} match no Linear layer of "
                           f"this model; choose from: {', '.join(linear)}.")
-    for p in model.parameters():
-        p.requires_grad_(False)
+    model.requires_grad_(False)
     names = replace_modules(model, targeted, lambda _, module: LoraLinear(
         module, config.rank, config.alpha, config.dropout))
     model.lora_config = config  # read back by save_adapter

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from parrot.errors import ParrotError
 from parrot.hub.registry import DEFAULT_MODEL
@@ -44,10 +43,6 @@ def _check(args: argparse.Namespace) -> None:
             raise ParrotError(f"{flag} must be at least {low}, got {value}.")
     if args.timeout <= 0:
         raise ParrotError(f"--timeout must be a positive number of seconds, got {args.timeout}.")
-
-
-def _note(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
