@@ -70,7 +70,7 @@ class LoraConfig:
 def normalize_targets(targets: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
     """'q,v' or ('q', 'v_proj') or 'all' -> ('q_proj', 'v_proj') (module-name endings)."""
     if isinstance(targets, str):
-        targets = [t for t in targets.split(",")]
+        targets = targets.split(",")
     out: list[str] = []
     for t in (t.strip() for t in targets):
         names = ALL_LINEAR if t == "all" else (SHORT_TARGETS.get(t, t),)
@@ -105,23 +105,22 @@ class LoraLinear(nn.Module):
         h = self.dropout(x).to(self.lora_A.dtype) @ self.lora_A.T           # (..., r)
         return y + (self.scale * (h @ self.lora_B.T)).to(y.dtype)         # (..., out)
 
-    @torch.no_grad()
     def merge(self) -> None:
         """W <- W + scale * B A (idempotent); an int8 base becomes a float one first."""
         if isinstance(self.base, Int8Linear):
             self.base = self.base.to_linear()
-        if not self.merged:
-            delta = lora_delta(self.lora_A, self.lora_B, self.scale)
-            self.base.weight += delta.to(self.base.weight.dtype)
-            self.merged = True
+        self._set_merged(True)
 
-    @torch.no_grad()
     def unmerge(self) -> None:
         """W <- W - scale * B A: back to the base weights (up to rounding)."""
-        if self.merged:
+        self._set_merged(False)
+
+    @torch.no_grad()
+    def _set_merged(self, merged: bool) -> None:
+        if self.merged != merged:
             delta = lora_delta(self.lora_A, self.lora_B, self.scale)
-            self.base.weight -= delta.to(self.base.weight.dtype)
-            self.merged = False
+            self.base.weight.add_(delta.to(self.base.weight.dtype), alpha=1 if merged else -1)
+            self.merged = merged
 
 
 LINEAR = (nn.Linear, Int8Linear)  # layers an adapter can wrap
@@ -152,8 +151,7 @@ def apply_lora_config(model: nn.Module, config: LoraConfig) -> list[str]:
                          if isinstance(m, LINEAR)})
         raise ParrotError(f"LoRA targets {', '.join(config.targets)} match no Linear layer of "
                           f"this model; choose from: {', '.join(linear)}.")
-    for p in model.parameters():
-        p.requires_grad_(False)
+    model.requires_grad_(False)
     names = replace_modules(model, targeted, lambda _, module: LoraLinear(
         module, config.rank, config.alpha, config.dropout))
     model.lora_config = config  # read back by save_adapter
@@ -190,11 +188,8 @@ def set_merged(model: nn.Module, merged: bool) -> None:
 
 def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """{'<module>.lora_A': A, '<module>.lora_B': B} for every adapter."""
-    state = {}
-    for name, layer in lora_layers(model).items():
-        state[f"{name}.lora_A"] = layer.lora_A.detach().contiguous().cpu()
-        state[f"{name}.lora_B"] = layer.lora_B.detach().contiguous().cpu()
-    return state
+    return {f"{name}.lora_{x}": getattr(layer, f"lora_{x}").detach().contiguous().cpu()
+            for name, layer in lora_layers(model).items() for x in "AB"}
 
 
 def save_adapter(model: nn.Module, directory: str | Path, extra: dict | None = None) -> None:

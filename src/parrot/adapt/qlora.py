@@ -24,8 +24,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from parrot.adapt.quantize import Int8Linear
-from parrot.adapt.swap import replace_modules
+from parrot.adapt.quantize import Int8Linear, quantize
 
 __all__ = ["Int8Linear", "quantize_linears", "weight_bytes"]
 
@@ -33,11 +32,10 @@ __all__ = ["Int8Linear", "quantize_linears", "weight_bytes"]
 def quantize_linears(model: nn.Module) -> list[str]:
     """Replace every nn.Linear (except heads tied to an embedding) by a frozen Int8Linear."""
     embedded = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
-    names = replace_modules(
-        model, lambda _, m: isinstance(m, nn.Linear) and id(m.weight) not in embedded,
-        lambda _, m: Int8Linear(m))
-    for p in model.parameters():
-        p.requires_grad_(False)
+    names = [n for n, m in model.named_modules() if n
+             and isinstance(m, nn.Linear) and id(m.weight) not in embedded]
+    quantize(model, 8, include=lambda name, _: name in names)
+    model.requires_grad_(False)
     return names
 
 

@@ -95,9 +95,7 @@ class _FrozenInt8Matmul(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        codes, scale = ctx.saved_tensors
-        if not ctx.needs_input_grad[0]:
-            return None, None, None
+        codes, scale = ctx.saved_tensors  # called only for x: codes and scale are frozen
         return int8_grad_input(grad, codes, scale), None, None
 
 

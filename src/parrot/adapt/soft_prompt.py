@@ -102,8 +102,7 @@ class SoftPromptModel(nn.Module):
         if prompt_tokens >= cfg.context_length:
             raise ParrotError(f"{prompt_tokens} prompt tokens leave no room in the model's "
                               f"context of {cfg.context_length}; use fewer.")
-        for p in model.parameters():
-            p.requires_grad_(False)
+        model.requires_grad_(False)
         self.model = model
         self.config = cfg.replace(context_length=cfg.context_length - prompt_tokens)
         self.n = prompt_tokens

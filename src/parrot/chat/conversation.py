@@ -65,23 +65,20 @@ def render_ids(
     """
     messages = check_messages(messages)
     specials = special_tokens_text(tokenizer)
+    renders: list[tuple[str, int]] = []  # (rendered prefix, is its new text the assistant's)
+    for i, message in enumerate(messages):
+        if message["role"] == "assistant":
+            renders += [(render_template(template, messages[:i], True, **specials), 0),
+                        (render_template(template, messages[: i + 1], False, **specials), 1)]
+    renders.append((render_template(template, messages, add_generation_prompt, **specials), 0))
     pieces: list[tuple[str, int]] = []  # (text, is_assistant)
     done = ""
-    for i, message in enumerate(messages):
-        if message["role"] != "assistant":
-            continue
-        before = render_template(template, messages[:i], True, **specials)
-        after = render_template(template, messages[: i + 1], False, **specials)
-        if not (before.startswith(done) and after.startswith(before)):
+    for text, is_assistant in renders:
+        if not text.startswith(done):
             raise ParrotError("This chat template does not render turns incrementally, so "
                               "assistant tokens cannot be masked; use a built-in template.")
-        pieces += [(before[len(done):], 0), (after[len(before):], 1)]
-        done = after
-    full = render_template(template, messages, add_generation_prompt, **specials)
-    if not full.startswith(done):
-        raise ParrotError("This chat template does not render turns incrementally, so "
-                          "assistant tokens cannot be masked; use a built-in template.")
-    pieces.append((full[len(done):], 0))
+        pieces.append((text[len(done):], is_assistant))
+        done = text
     ids: list[int] = []
     mask: list[int] = []
     for text, is_assistant in pieces:
@@ -138,12 +135,6 @@ class Conversation:
 
     def to_dict(self) -> dict[str, Any]:
         return {"messages": self.messages()}
-
-
-__all__ = [
-    "Conversation", "Message", "check_messages", "fit_to_context", "get_template", "render",
-    "render_ids", "special_tokens_text",
-]
 
 
 def template_for(tokenizer: Any, name: str | None = None) -> ChatTemplate:

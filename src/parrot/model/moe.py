@@ -21,7 +21,6 @@ checkpoints and `model.safetensors` carry it and a resumed run continues bit-exa
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
@@ -115,11 +114,6 @@ def grouped_dispatch(x: torch.Tensor, indices: torch.Tensor, weights: torch.Tens
     return out
 
 
-def _mlp_config(cfg: ModelConfig, width: int) -> ModelConfig:
-    """The config of one dense MLP of `width` hidden units (the expert's own shape)."""
-    return cfg.replace(d_ff=width, n_experts=0)
-
-
 class MoE(nn.Module):
     """Router + n_experts MLPs (+ optional shared experts, optionally sigmoid-gated)."""
 
@@ -129,12 +123,14 @@ class MoE(nn.Module):
         self.renormalize, self.balance = cfg.moe_renormalize, cfg.moe_balance
         self.aux_coef, self.bias_rate = cfg.moe_aux_coef, cfg.moe_bias_rate
         self.router = nn.Linear(cfg.d_model, cfg.n_experts, bias=False)
+        # Each expert is a dense MLP of its own width.
         width = cfg.expert_d_ff or cfg.ff_size
-        self.experts = nn.ModuleList(MLP(_mlp_config(cfg, width))
+        self.experts = nn.ModuleList(MLP(cfg.replace(d_ff=width, n_experts=0))
                                      for _ in range(cfg.n_experts))
         # Several shared experts are always all on: one MLP of their summed width.
         shared_width = cfg.shared_experts * (cfg.shared_d_ff or width)
-        self.shared = MLP(_mlp_config(cfg, shared_width)) if cfg.shared_experts else None
+        self.shared = (MLP(cfg.replace(d_ff=shared_width, n_experts=0))
+                       if cfg.shared_experts else None)
         gate = cfg.shared_experts and cfg.shared_expert_gate
         self.shared_gate = nn.Linear(cfg.d_model, 1, bias=False) if gate else None
         self.register_buffer("balance_bias", torch.zeros(cfg.n_experts))
@@ -215,8 +211,3 @@ def expert_loads(model: nn.Module, reset: bool = True) -> list[torch.Tensor]:
         if reset:
             layer.window_load = None
     return loads
-
-
-def max_load_entropy(n_experts: int) -> float:
-    """ln(E): the entropy of a perfectly even load."""
-    return math.log(n_experts)

@@ -21,22 +21,14 @@ import torch
 from torch import nn
 
 from parrot.errors import ParrotError
-from parrot.model.attention import (
-    Attention,
-    AttentionInputs,
-    attention,
-    causal_mask,
-    fast_attention,
-    repeat_kv,
-)
+from parrot.model.attention import Attention, AttentionInputs, fast_attention
 from parrot.model.block import Block
 from parrot.model.cache import KVCache
-from parrot.model.capture import AttentionCapture
 from parrot.model.config import TABLE_POSITIONS, ModelConfig
 from parrot.model.mlp import MLP
 from parrot.model.norms import make_norm
-from parrot.model.positions import rope_lookup, rope_table, sinusoidal_table
-from parrot.model.transformer import gpt2_init
+from parrot.model.positions import rope_lookup, sinusoidal_table
+from parrot.model.transformer import attention_inputs, gpt2_init, register_rope
 
 NOT_A_DECODER = ("This is an encoder-decoder model: it maps a source text to a target, so it "
                  "needs both; use `parrot seq2seq generate` (or model.encode/decode).")
@@ -49,42 +41,25 @@ def padding_mask(src_mask: torch.Tensor | None) -> torch.Tensor | None:
     return None if src_mask is None else src_mask.bool()[:, None, None, :]
 
 
-class CrossAttention(nn.Module):
-    """softmax(q k^T / sqrt(D)) v with q from the decoder, k and v from the encoder memory."""
+class CrossAttention(Attention):
+    """softmax(q k^T / sqrt(D)) v with q from the decoder, k and v from the encoder memory:
+    self-attention's projections, without QK-norm, rotary embedding, cache or attn_scale."""
 
     def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.kv_heads, cfg.head_size
-        self.dropout = cfg.dropout
-        qkv_bias = cfg.has_qkv_bias
-        self.q_proj = nn.Linear(cfg.d_model, cfg.n_heads * cfg.head_size, bias=qkv_bias)
-        self.k_proj = nn.Linear(cfg.d_model, cfg.kv_heads * cfg.head_size, bias=qkv_bias)
-        self.v_proj = nn.Linear(cfg.d_model, cfg.kv_heads * cfg.head_size, bias=qkv_bias)
-        self.o_proj = nn.Linear(cfg.n_heads * cfg.head_size, cfg.d_model, bias=cfg.bias)
+        super().__init__(cfg.replace(qk_norm=False, attn_scale=None))
 
     def project_memory(self, memory: torch.Tensor) -> KV:
         """memory (B, S, d_model) -> this layer's keys and values, each (B, Hkv, S, D)."""
         return (self._heads(self.k_proj(memory), self.n_kv_heads),
                 self._heads(self.v_proj(memory), self.n_kv_heads))
 
-    def forward(self, x: torch.Tensor, kv: KV, mask: torch.Tensor | None,
-                capture: AttentionCapture | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, kv: KV, mask: torch.Tensor | None) -> torch.Tensor:
         """x (B, T, d_model), kv from `project_memory`, mask (B, 1, 1, S) -> (B, T, d_model)."""
         B, T, _ = x.shape
         q = self._heads(self.q_proj(x), self.n_heads)                    # (B, H, T, D)
         k, v = kv                                                        # (B, Hkv, S, D)
-        p = self.dropout if self.training else 0.0
-        if capture is not None:
-            n_rep = self.n_heads // self.n_kv_heads
-            out, weights = attention(q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), mask, None, p)
-            capture.record(weights)
-        else:
-            out = fast_attention(q, k, v, mask, None, False, p)
+        out = fast_attention(q, k, v, mask, None, False, self.dropout if self.training else 0.0)
         return self.o_proj(out.transpose(1, 2).reshape(B, T, -1))       # (B, T, d_model)
-
-    def _heads(self, x: torch.Tensor, n: int) -> torch.Tensor:
-        """(B, T, n * D) -> (B, n, T, D)."""
-        return x.view(x.shape[0], x.shape[1], n, self.head_dim).transpose(1, 2)
 
 
 class DecoderBlock(nn.Module):
@@ -150,10 +125,8 @@ class EncoderDecoder(nn.Module):
         if cfg.positions == "sinusoidal":
             table = sinusoidal_table(cfg.context_length, d)
             self.register_buffer("pos_table", table, persistent=False)
-        if cfg.positions == "rope":  # precomputed rotations, rebuilt from the config
-            cos, sin = rope_table(cfg.context_length, cfg.head_size, cfg.rope_theta)
-            self.register_buffer("rope_cos", cos, persistent=False)
-            self.register_buffer("rope_sin", sin, persistent=False)
+        if cfg.positions == "rope":
+            register_rope(self, "rope", cfg, cfg.rope_theta)
         norm = lambda: make_norm(cfg.norm, d, cfg.norm_eps, cfg.bias)  # noqa: E731
         self.enc_embed_norm = norm() if cfg.embed_norm else None
         self.dec_embed_norm = norm() if cfg.embed_norm else None
@@ -170,8 +143,7 @@ class EncoderDecoder(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """GPT-2 initialisation: weights ~ N(0, 0.02), biases 0, norms 1; the projections
-        writing into the residual stream get 0.02 / sqrt(2 * layers of their stack)."""
+        """`gpt2_init`, each residual projection scaled by the depth of its own stack."""
         cfg = self.config
         gpt2_init(self, lambda name: cfg.encoder_layers if name.startswith("encoder.")
                   else cfg.n_layers)
@@ -228,7 +200,9 @@ class EncoderDecoder(nn.Module):
             cross = [block.cross.project_memory(memory) for block in self.decoder]
         else:
             raise ParrotError("decode needs the encoder memory or a cache built from it.")
-        inputs = self._decoder_inputs(positions, cache)
+        # Causal self-attention over this call's tokens or the whole cache given.
+        inputs = attention_inputs(positions, self._rope(positions),
+                                  None if cache is None else cache.self_attn, None, causal=True)
         mask = padding_mask(src_mask)
         for block, kv in zip(self.decoder, cross, strict=True):
             x = block(x, inputs, kv, mask)                                 # (B, T, d)
@@ -261,25 +235,9 @@ class EncoderDecoder(nn.Module):
         return self.drop(x)
 
     def _rope(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-        cfg = self.config
-        if cfg.positions != "rope":
+        if self.config.positions != "rope":
             return None
         return rope_lookup(self.rope_cos, self.rope_sin, positions)
-
-    def _decoder_inputs(self, positions: torch.Tensor,
-                        cache: Seq2SeqCache | None) -> AttentionInputs:
-        """Causal self-attention: the kernel's own mask, or slot <= position over the whole
-        cache given (the engine passes a view cut to the length it needs)."""
-        rope = self._rope(positions)
-        if cache is None:
-            return AttentionInputs(positions=positions, rope=rope, mask=None, bias=None,
-                                   is_causal=True, cache=None, capture=None,
-                                   kv_len=positions.shape[1])
-        kv_len = cache.self_attn.max_len
-        k_pos = torch.arange(kv_len, device=positions.device)
-        return AttentionInputs(positions=positions, rope=rope,
-                               mask=causal_mask(positions, k_pos), bias=None, is_causal=False,
-                               cache=cache.self_attn, capture=None, kv_len=kv_len)
 
     def _check_tokens(self, tokens: torch.Tensor, what: str) -> None:
         cfg = self.config

@@ -52,6 +52,36 @@ def gpt2_init(model: nn.Module, depth_of: Callable[[str], int]) -> None:
                 nn.init.zeros_(module.bias)
 
 
+def register_rope(model: nn.Module, name: str, cfg: ModelConfig, theta: float) -> None:
+    """Buffers `{name}_cos`, `{name}_sin`: the rotations at every position, (context_length,
+    head_dim / 2) each (not saved: rebuilt from the config)."""
+    cos, sin = rope_table(cfg.context_length, cfg.head_size, theta)
+    model.register_buffer(f"{name}_cos", cos, persistent=False)
+    model.register_buffer(f"{name}_sin", sin, persistent=False)
+
+
+def attention_inputs(positions: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None,
+                     cache: KVCache | None, capture: AttentionCapture | None, causal: bool,
+                     slopes: torch.Tensor | None = None) -> AttentionInputs:
+    """What every layer's attention reads: the mask, and the ALiBi bias when given its
+    slopes. Keys are cache slots (slot == position; a query sees slots up to its own,
+    over the whole cache given) or, without a cache, this call's tokens."""
+    device = positions.device
+    kv_len = positions.shape[1] if cache is None else cache.max_len
+    k_pos = torch.arange(kv_len, device=device) if cache is not None else None
+    bias = None
+    if slopes is not None:
+        bias = alibi_bias(slopes, positions, positions if k_pos is None else k_pos, causal)
+    mask = None
+    if cache is not None:
+        mask = causal_mask(positions, k_pos)
+    elif causal and (bias is not None or capture is not None):
+        index = torch.arange(positions.shape[1], device=device)
+        mask = causal_mask(index[None], index)
+    is_causal = causal and cache is None and bias is None
+    return AttentionInputs(positions, rope, mask, bias, is_causal, cache, capture, kv_len)
+
+
 class Transformer(nn.Module):
     """A decoder (or, with causal=False, an encoder) configured by a `ModelConfig`."""
 
@@ -64,10 +94,10 @@ class Transformer(nn.Module):
         if cfg.positions == "sinusoidal":
             table = sinusoidal_table(cfg.context_length, cfg.d_model)
             self.register_buffer("pos_table", table, persistent=False)
-        if cfg.positions == "rope":  # (context_length, head_dim / 2) cos and sin tables
-            self._rope_buffers("rope", cfg.rope_theta)
+        if cfg.positions == "rope":
+            register_rope(self, "rope", cfg, cfg.rope_theta)
             if cfg.sliding_window is not None and cfg.rope_local_theta is not None:
-                self._rope_buffers("rope_local", cfg.rope_local_theta)
+                register_rope(self, "rope_local", cfg, cfg.rope_local_theta)
         if cfg.positions == "alibi":  # built once, not copied to the device every forward
             self.register_buffer("alibi_slopes", alibi_slopes(cfg.n_heads), persistent=False)
         # BERT: segment (token-type) embeddings and a norm right after the embedding sum.
@@ -88,19 +118,10 @@ class Transformer(nn.Module):
             self.lm_head.weight = self.tok_emb.weight
         self.reset_parameters()
 
-    def _rope_buffers(self, name: str, theta: float) -> None:
-        """Precomputed rotations at every position (not saved: rebuilt from the config)."""
-        cos, sin = rope_table(self.config.context_length, self.config.head_size, theta)
-        self.register_buffer(f"{name}_cos", cos, persistent=False)
-        self.register_buffer(f"{name}_sin", sin, persistent=False)
-
     def reset_parameters(self) -> None:
-        """GPT-2 initialisation from torch's global RNG (seed it for reproducibility).
-
-        Weights ~ N(0, 0.02), biases 0, norm weights 1; the projections that write into the
-        residual stream (attention output, MLP down) get std 0.02 / sqrt(2 * n_layers), so
-        the stream's variance does not grow with depth.
-        """
+        """`gpt2_init` over the n_layers blocks, from torch's global RNG (seed it for
+        reproducibility): the residual projections' smaller std keeps the stream's
+        variance from growing with depth."""
         gpt2_init(self, lambda name: self.config.n_layers)
 
     def forward(self, tokens: torch.Tensor, positions: torch.Tensor | None = None,
@@ -188,31 +209,16 @@ class Transformer(nn.Module):
     def _attention_inputs(self, positions: torch.Tensor, cache: KVCache | None,
                           capture: AttentionCapture | None) -> AttentionInputs:
         """Build the rotary angles, mask and ALiBi bias shared by every layer."""
-        cfg, device = self.config, positions.device
-        rope = None
-        if cfg.positions == "rope":
-            rope = rope_lookup(self.rope_cos, self.rope_sin, positions)
-        # Keys are cache slots (slot == position) or, without a cache, this call's tokens.
-        kv_len = positions.shape[1] if cache is None else cache.max_len
-        k_pos = torch.arange(kv_len, device=device) if cache is not None else None
-        bias = None
-        if cfg.positions == "alibi":
-            bias = alibi_bias(self.alibi_slopes, positions, positions if k_pos is None else k_pos,
-                              cfg.causal)
-        mask = None
-        if cache is not None:
-            mask = causal_mask(positions, k_pos)
-        elif cfg.causal and (bias is not None or capture is not None):
-            index = torch.arange(positions.shape[1], device=device)
-            mask = causal_mask(index[None], index)
-        is_causal = cfg.causal and cache is None and bias is None
-        inputs = AttentionInputs(positions, rope, mask, bias, is_causal, cache, capture, kv_len)
+        cfg = self.config
+        rope = (rope_lookup(self.rope_cos, self.rope_sin, positions)
+                if cfg.positions == "rope" else None)
+        slopes = self.alibi_slopes if cfg.positions == "alibi" else None
+        inputs = attention_inputs(positions, rope, cache, capture, cfg.causal, slopes)
         if cfg.sliding_window is not None:
-            inputs.local = self._sliding_inputs(inputs, k_pos)
+            inputs.local = self._sliding_inputs(inputs)
         return inputs
 
-    def _sliding_inputs(self, inputs: AttentionInputs,
-                        k_pos: torch.Tensor | None) -> AttentionInputs:
+    def _sliding_inputs(self, inputs: AttentionInputs) -> AttentionInputs:
         """The sliding layers' variant: RoPE at rope_local_theta and a window mask.
 
         Without a cache the window compares this call's token indices, like the causal
@@ -222,12 +228,10 @@ class Transformer(nn.Module):
         rope = inputs.rope
         if cfg.positions == "rope" and cfg.rope_local_theta is not None:
             rope = rope_lookup(self.rope_local_cos, self.rope_local_sin, positions)
-        if k_pos is None and positions.shape[1] <= cfg.sliding_window:
+        if inputs.cache is None and positions.shape[1] <= cfg.sliding_window:
             return dataclasses.replace(inputs, rope=rope)
-        q_pos = positions
-        if k_pos is None:
-            k_pos = torch.arange(positions.shape[1], device=positions.device)
-            q_pos = k_pos[None]
+        k_pos = torch.arange(inputs.kv_len, device=positions.device)  # slots, or token indices
+        q_pos = positions if inputs.cache is not None else k_pos[None]
         mask = causal_mask(q_pos, k_pos, cfg.sliding_window)
         return dataclasses.replace(inputs, rope=rope, mask=mask, is_causal=False,
                                    window=cfg.sliding_window)

@@ -19,7 +19,8 @@ from matplotlib.figure import Figure
 from parrot.errors import ParrotError
 from parrot.model import Transformer
 from parrot.tokenizer import Tokenizer
-from parrot.viz.figure import new_figure, visible_piece
+from parrot.utils.text import visible_piece
+from parrot.viz.figure import new_figure
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,7 @@ def embeddings_figure(view: EmbeddingView) -> Figure:
     scatter.grid(alpha=0.3)
     lines = []
     for token, neighbours in view.neighbours.items():
-        head = visible_piece_label(view, token)
+        head = view.labels[view.ids.index(token)]
         lines.append(f"{head} → " + ", ".join(f"{n.label} {n.similarity:.2f}"
                                                for n in neighbours))
     if view.analogy is not None:
@@ -154,7 +155,3 @@ def embeddings_figure(view: EmbeddingView) -> Figure:
     table.set_title("cosine nearest neighbours", fontsize=10)
     table.set_axis_off()
     return fig
-
-
-def visible_piece_label(view: EmbeddingView, token: int) -> str:
-    return view.labels[view.ids.index(token)]

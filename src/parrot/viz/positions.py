@@ -79,9 +79,8 @@ def positions_figure(pattern: PositionPattern) -> Figure:
         ax = fig.add_subplot()
         image = ax.imshow(pattern.values, aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1,
                           interpolation="nearest")
-        ax.set_xlabel("dimension (even: sin, odd: cos)")
-        ax.set_ylabel("position")
-        ax.set_title("sinusoidal position table PE[pos, i]")
+        ax.set(xlabel="dimension (even: sin, odd: cos)", ylabel="position",
+               title="sinusoidal position table PE[pos, i]")
         fig.colorbar(image, ax=ax)
         return fig
     if pattern.kind == "rope":
@@ -93,14 +92,12 @@ def _rope_figure(scores: np.ndarray) -> Figure:
     fig = new_figure(12, 5)
     left, right = fig.subplots(1, 2)
     image = left.imshow(scores, cmap="viridis", interpolation="nearest")
-    left.set_xlabel("key position n")
-    left.set_ylabel("query position m")
-    left.set_title("RoPE: q(m) . k(n) for q = k = ones")
+    left.set(xlabel="key position n", ylabel="query position m",
+             title="RoPE: q(m) . k(n) for q = k = ones")
     fig.colorbar(image, ax=left)
     right.plot(np.arange(scores.shape[0]), scores[0])
-    right.set_xlabel("distance n - m")
-    right.set_ylabel("score")
-    right.set_title("the score depends only on the distance")
+    right.set(xlabel="distance n - m", ylabel="score",
+              title="the score depends only on the distance")
     right.grid(alpha=0.3)
     return fig
 

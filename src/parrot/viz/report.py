@@ -74,9 +74,7 @@ def curve_figure(rows: list[dict[str, Any]], title: str, ylabel: str,
         ax.plot(steps, values, label=name, linewidth=1.2, **style)
     if log and all(v > 0 for (_, values), _ in drawn for v in values):
         ax.set_yscale("log")
-    ax.set_title(title)
-    ax.set_xlabel("step")
-    ax.set_ylabel(ylabel)
+    ax.set(title=title, xlabel="step", ylabel=ylabel)
     ax.grid(alpha=0.3)
     if len(drawn) > 1:
         ax.legend()
@@ -105,9 +103,8 @@ def expert_figure(steps: list[int], loads: np.ndarray) -> Figure:
     shares = loads / np.clip(loads.sum(axis=1, keepdims=True), 1e-12, None)
     image = ax.imshow(shares.T, aspect="auto", cmap="viridis", interpolation="nearest",
                       extent=(steps[0], steps[-1], shares.shape[1] - 0.5, -0.5))
-    ax.set_xlabel("step")
-    ax.set_ylabel("expert")
-    ax.set_title(f"MoE expert load share (balanced: {1 / shares.shape[1]:.3f})")
+    ax.set(xlabel="step", ylabel="expert",
+           title=f"MoE expert load share (balanced: {1 / shares.shape[1]:.3f})")
     fig.colorbar(image, ax=ax)
     return fig
 

@@ -19,7 +19,8 @@ from parrot.errors import ParrotError
 from parrot.infer.sampling import apply_temperature, top_k_filter, top_p_filter
 from parrot.model import Transformer
 from parrot.tokenizer import Tokenizer
-from parrot.viz.figure import new_figure, visible_piece
+from parrot.utils.text import visible_piece
+from parrot.viz.figure import new_figure
 
 
 @torch.no_grad()

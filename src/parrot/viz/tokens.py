@@ -11,7 +11,8 @@ from rich.text import Text
 
 from parrot.errors import ParrotError
 from parrot.tokenizer import Tokenizer
-from parrot.viz.figure import TOKEN_COLOURS, new_figure, visible_piece
+from parrot.utils.text import visible_piece
+from parrot.viz.figure import TOKEN_COLOURS, new_figure
 
 LINE_CHARS = 64  # characters per row in the picture before a row wraps
 
