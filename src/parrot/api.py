@@ -183,12 +183,15 @@ def load(model: str | Path = DEFAULT_MODEL, *, device: str = "cpu", quantize: st
         from parrot.chat import get_template
 
         get_template(template)  # an unknown template fails before the model loads
+    from parrot.chat import template_for
+    from parrot.infer.encoder import is_encoder_only
+
     net, tokenizer, info = load_model(model, device, pull=pull, log=log)
-    count = net.num_parameters() if hasattr(net, "num_parameters") else \
-        sum(p.numel() for p in net.parameters())
-    if not _is_decoder(net):
+    count = net.num_parameters()
+    if is_encoder_only(net.config):
         return LLM(net, tokenizer, info, num_parameters=count)
-    return LLM(net, tokenizer, info, num_parameters=count, template=_template(template, tokenizer),
+    return LLM(net, tokenizer, info, num_parameters=count,
+               template=template_for(tokenizer, template),
                engine=_build_engine(net, tokenizer, info, quantize, max_batch, max_len, compile))
 
 
@@ -213,20 +216,8 @@ def load_tokenizer(model: str | Path) -> Any:
     return load_model(model)[1]
 
 
-def _is_decoder(model: torch.nn.Module) -> bool:
-    from parrot.infer.encoder import is_encoder_only
-
-    return not is_encoder_only(model.config)
-
-
-def _template(name: str | None, tokenizer: Any) -> Any:
-    from parrot.chat import template_for
-
-    return template_for(tokenizer, name)
-
-
-def _build_engine(model: torch.nn.Module, tokenizer: Any, info: Any, quantize: str, max_batch: int,
-            max_len: int | None, compile: bool) -> Any:
+def _build_engine(model: torch.nn.Module, tokenizer: Any, info: Any, quantize: str,
+                  max_batch: int, max_len: int | None, compile: bool) -> Any:
     from parrot.adapt.prepare import prepare_for_inference
     from parrot.infer import Engine
     from parrot.kernels import settings_from
