@@ -187,7 +187,8 @@ def load(model: str | Path = DEFAULT_MODEL, *, device: str = "cpu", quantize: st
     from parrot.infer.encoder import is_encoder_only
 
     net, tokenizer, info = load_model(model, device, pull=pull, log=log)
-    count = net.num_parameters()
+    count = net.num_parameters() if hasattr(net, "num_parameters") else \
+        sum(p.numel() for p in net.parameters())  # a soft-prompt run wraps its base
     if is_encoder_only(net.config):
         return LLM(net, tokenizer, info, num_parameters=count)
     return LLM(net, tokenizer, info, num_parameters=count,

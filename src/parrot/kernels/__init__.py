@@ -87,6 +87,15 @@ class Kernels:
     def __init__(self, library: ctypes.CDLL) -> None:
         self._lib = library
 
+    @staticmethod
+    def _check_once(name: str, t: torch.Tensor, dtype: torch.dtype,
+                    shape: tuple[int | None, ...] | None = None) -> None:
+        """`_check`, remembered on the tensor: weights (and a step's RoPE tables, shared
+        by every layer) are checked on first use, not on each of thousands of calls."""
+        if getattr(t, "_parrot_checked", None) != (dtype, shape):
+            _check(name, t, dtype, shape)
+            t._parrot_checked = (dtype, shape)
+
     def __deepcopy__(self, memo: dict) -> Kernels:
         return self  # one loaded library per process: a copied model shares it
 
@@ -95,9 +104,9 @@ class Kernels:
 
         q (out, in) int8, scale (out,); all contiguous; in a multiple of GROUP.
         """
-        _check("q", q, torch.int8, (None, None))
+        self._check_once("q", q, torch.int8, (None, None))
         (out, width), rows = q.shape, _rows(x, q.shape[1])
-        _check("scale", scale, torch.float32, (out,))
+        self._check_once("scale", scale, torch.float32, (out,))
         y = torch.empty(rows, out, dtype=torch.float32)
         _call(self._lib.matvec_int8, x, q, scale, y, rows, out, width, torch.get_num_threads())
         return y
@@ -110,11 +119,11 @@ class Kernels:
         codes (out, in / 2) uint8, two 4-bit codes per byte in llama.cpp's group layout
         (`parrot.adapt.quantize.pack_nibbles`); scale, offset (out, in / 32).
         """
-        _check("codes", codes, torch.uint8, (None, None))
+        self._check_once("codes", codes, torch.uint8, (None, None))
         out, width = codes.shape[0], 2 * codes.shape[1]
         rows = _rows(x, width)
-        _check("scale", scale, torch.float32, (out, width // GROUP))
-        _check("offset", offset, torch.float32, (out, width // GROUP))
+        self._check_once("scale", scale, torch.float32, (out, width // GROUP))
+        self._check_once("offset", offset, torch.float32, (out, width // GROUP))
         y = torch.empty(rows, out, dtype=torch.float32)
         _call(self._lib.matvec_int4, x, codes, scale, offset, y, rows, out, width,
               torch.get_num_threads())
@@ -125,7 +134,7 @@ class Kernels:
         number of dimensions; weight (dim,). No autograd: for inference."""
         _check("x", x, torch.float32)
         dim = x.shape[-1]
-        _check("weight", weight, torch.float32, (dim,))
+        self._check_once("weight", weight, torch.float32, (dim,))
         y = torch.empty_like(x)
         _call(self._lib.rms_norm_rows, x, weight, y, x.numel() // max(dim, 1), dim, eps)
         return y
@@ -150,14 +159,14 @@ class Kernels:
                              f"{heads} heads over {kv_heads} kv heads, got {tuple(qkv.shape)}.")
         _check("qkv", qkv, torch.float32)
         positions = positions.reshape(-1).to(torch.int64).contiguous()  # C reads int64
-        if positions.shape != (rows,) or (rows and not 0 <= int(positions.min())
-                                          <= int(positions.max()) < slots):
+        low, high = positions.aminmax() if rows else (0, 0)
+        if positions.shape != (rows,) or not 0 <= int(low) <= int(high) < slots:
             raise ValueError(f"positions must be {rows} slot numbers in 0..{slots - 1}.")
         cos = sin = None
         if rope is not None:
             cos, sin = (t.contiguous() for t in rope)
             for name, table in (("cos", cos), ("sin", sin)):
-                _check(name, table, torch.float32)
+                self._check_once(name, table, torch.float32)
                 if table.numel() != rows * head_dim:
                     raise ValueError(f"rope {name} must hold {rows * head_dim} values.")
         out = torch.empty(rows, heads * head_dim, dtype=torch.float32)
@@ -171,7 +180,7 @@ def _check(name: str, t: torch.Tensor, dtype: torch.dtype,
            shape: tuple[int | None, ...] | None = None) -> None:
     """ValueError unless t is a contiguous CPU tensor of `dtype` (and `shape`, where None
     stands for any size)."""
-    if not isinstance(t, torch.Tensor) or t.dtype != dtype or t.device.type != "cpu":
+    if not isinstance(t, torch.Tensor) or t.dtype != dtype or not t.is_cpu:
         raise ValueError(f"{name} must be a {dtype} CPU tensor, got "
                          f"{getattr(t, 'dtype', type(t).__name__)}.")
     if not t.is_contiguous():
