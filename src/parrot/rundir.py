@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from parrot.errors import ParrotError
-from parrot.utils.atomic import atomic_path, atomic_write_json
+from parrot.utils.atomic import atomic_path, atomic_write_json, atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -139,6 +139,4 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
 def truncate_metrics(path: str | Path, last_step: int) -> None:
     """Drop rows logged after `last_step` (a resumed run logs those steps again)."""
     rows = [r for r in read_metrics(path) if r.get("step", 0) <= last_step]
-    text = "".join(json.dumps(r) + "\n" for r in rows)
-    with atomic_path(RunDir(Path(path)).metrics) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    atomic_write_text(RunDir(Path(path)).metrics, "".join(json.dumps(r) + "\n" for r in rows))

@@ -11,10 +11,10 @@ from parrot.chat.conversation import (
     special_tokens_text,
     template_for,
 )
-from parrot.chat.templates import BUILTIN_TEMPLATES, ChatTemplate, get_template, render_template
+from parrot.chat.templates import BUILTIN_TEMPLATES, ChatTemplate, get_template
 
 __all__ = [
     "BUILTIN_TEMPLATES", "ChatTemplate", "Conversation", "Message", "check_messages",
-    "fit_to_context", "get_template", "render", "render_ids", "render_template",
-    "special_tokens_text", "template_for",
+    "fit_to_context", "get_template", "render", "render_ids", "special_tokens_text",
+    "template_for",
 ]

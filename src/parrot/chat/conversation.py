@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from parrot.chat.templates import ChatTemplate, get_template, render_template
+from parrot.chat.templates import ChatTemplate, compile_template, get_template
 from parrot.errors import ParrotError
 
 Message = dict[str, Any]
@@ -45,9 +45,12 @@ def render(
     bos_token: str = "",
     eos_token: str = "",
 ) -> str:
-    """The conversation as text in the template's layout (optionally opening an assistant turn)."""
-    return render_template(template, check_messages(messages), add_generation_prompt,
-                           bos_token=bos_token, eos_token=eos_token)
+    """The conversation as text in the template's layout (optionally opening an assistant
+    turn), exactly as `transformers`' apply_chat_template renders it."""
+    program = compile_template(get_template(template).source)
+    return program.render(messages=check_messages(messages),
+                          add_generation_prompt=add_generation_prompt,
+                          bos_token=bos_token, eos_token=eos_token)
 
 
 def render_ids(
@@ -68,23 +71,20 @@ def render_ids(
     renders: list[tuple[str, int]] = []  # (rendered prefix, is its new text the assistant's)
     for i, message in enumerate(messages):
         if message["role"] == "assistant":
-            renders += [(render_template(template, messages[:i], True, **specials), 0),
-                        (render_template(template, messages[: i + 1], False, **specials), 1)]
-    renders.append((render_template(template, messages, add_generation_prompt, **specials), 0))
-    pieces: list[tuple[str, int]] = []  # (text, is_assistant)
+            renders += [(render(messages[:i], template, True, **specials), 0),
+                        (render(messages[: i + 1], template, False, **specials), 1)]
+    renders.append((render(messages, template, add_generation_prompt, **specials), 0))
+    ids: list[int] = []
+    mask: list[int] = []
     done = ""
     for text, is_assistant in renders:
         if not text.startswith(done):
             raise ParrotError("This chat template does not render turns incrementally, so "
                               "assistant tokens cannot be masked; use a built-in template.")
-        pieces.append((text[len(done):], is_assistant))
-        done = text
-    ids: list[int] = []
-    mask: list[int] = []
-    for text, is_assistant in pieces:
-        piece = tokenizer.encode(text, allowed_special="all") if text else []
+        piece = tokenizer.encode(text[len(done):], allowed_special="all") if text != done else []
         ids += piece
         mask += [is_assistant] * len(piece)
+        done = text
     return ids, mask
 
 

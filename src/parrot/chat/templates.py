@@ -94,25 +94,10 @@ def get_template(name_or_source: str | ChatTemplate, stop: tuple[str, ...] = ())
     )
 
 
-def render_template(
-    template: str | ChatTemplate,
-    messages: list[dict[str, Any]],
-    add_generation_prompt: bool = True,
-    bos_token: str = "",
-    eos_token: str = "",
-    **extra: Any,
-) -> str:
-    """Render messages with a template, exactly as `transformers`' apply_chat_template does."""
-    program = _compile(get_template(template).source)
-    return program.render(
-        messages=messages, add_generation_prompt=add_generation_prompt,
-        bos_token=bos_token, eos_token=eos_token, **extra,
-    )
-
-
 @lru_cache(maxsize=32)
-def _compile(source: str) -> Any:
-    """Compile in a sandbox with the same settings and helpers as Hugging Face."""
+def compile_template(source: str) -> Any:
+    """A template's Jinja program, compiled in a sandbox with the same settings and helpers
+    as Hugging Face."""
     import jinja2
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 

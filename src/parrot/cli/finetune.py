@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from parrot.cli.train import add_training_flags, training_hooks
+from parrot.cli.train import add_training_flags, training_options
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -58,8 +58,7 @@ def run_finetune(args: argparse.Namespace) -> int:
                       alpha=args.alpha, targets=args.targets, dropout=args.lora_dropout,
                       prompt_tokens=args.prompt_tokens, template=args.template,
                       max_len=args.max_len, val_fraction=args.val_fraction,
-                      quantize=args.quantize, overrides=args.overrides, resume=args.resume,
-                      hooks=training_hooks(), show_progress=not args.quiet)
+                      quantize=args.quantize, **training_options(args))
     trainable, total = (result.metrics[k] for k in ("trainable_parameters", "total_parameters"))
     print(f"{result.run_dir}: {args.method}, {result.steps} steps, trainable parameters "
           f"{trainable:,} of {total:,} ({100 * trainable / max(1, total):.3f}%)")
@@ -82,9 +81,7 @@ def run_distill(args: argparse.Namespace) -> int:
 
     result = distill(args.teacher, args.student, args.out, data=args.data,
                      temperature=args.temperature, alpha=args.alpha, top_k=args.top_k,
-                     overrides=args.overrides, resume=args.resume,
-                     teacher_cache=args.teacher_cache, hooks=training_hooks(),
-                     show_progress=not args.quiet)
+                     teacher_cache=args.teacher_cache, **training_options(args))
     print(f"{result.run_dir}: {result.steps} steps, validation loss (hard labels) "
           f"{result.final_val_loss:.4f}")
     return 0

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
 from parrot.infer import SamplingParams
@@ -82,9 +81,7 @@ def run(args: argparse.Namespace) -> int:
             "stats": completion.stats.to_dict(),
         }, ensure_ascii=False))
         return 0
-    stream = llm.engine.stream(args.prompt, params, truncate=args.truncate)
-    for delta in stream:
-        sys.stdout.write(delta)
-        sys.stdout.flush()
-    sys.stdout.write("\n")
+    for delta in llm.engine.stream(args.prompt, params, truncate=args.truncate):
+        print(delta, end="", flush=True)
+    print()
     return 0

@@ -66,9 +66,8 @@ def run_list(args: argparse.Namespace) -> int:
         table.add_row(entry["name"], f"{params / 1e6:.0f}M" if params else "?", entry["format"],
                       entry.get("quantization", "?"), f"{entry['size'] / 1e6:.1f} MB",
                       entry["path"])
-    console = Console()
     if local:
-        console.print(table)
+        Console().print(table)
     else:
         print("no models pulled yet; try `parrot pull smollm2-135m-instruct`")
     if args.available:

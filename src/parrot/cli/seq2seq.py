@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from parrot.cli.train import add_training_flags, training_hooks
+from parrot.cli.train import add_training_flags, training_options
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -57,8 +57,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     result = seq2seq_train(args.data, args.out, preset=args.preset,
                            source_field=args.source_field, target_field=args.target_field,
-                           overrides=args.overrides, resume=args.resume,
-                           hooks=training_hooks(), show_progress=not args.quiet)
+                           **training_options(args))
     loss = "n/a" if result.final_val_loss is None else f"{result.final_val_loss:.4f}"
     print(f"{result.run_dir}: {result.steps} steps, validation loss {loss}, exact match "
           f"{result.metrics['val_exact_match']:.1%} on {result.metrics['val_pairs']} "

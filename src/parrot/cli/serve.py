@@ -59,8 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
     def load() -> Loaded:  # the same loading as `parrot generate` (names, GGUF, HF, runs)
         llm = load_llm(args, max_batch=args.max_batch)
-        return Loaded(llm.model, llm.tokenizer, llm.template, max_len=llm.engine.max_len,
-                      eos_ids=tuple(llm.info.eos_ids) or None, engine=llm.engine)
+        return Loaded(llm.model, llm.tokenizer, llm.template, engine=llm.engine)
 
     name = args.name or args.model.rstrip("/").split("/")[-1]
     settings = ServeSettings(model_name=name, api_key=args.api_key, max_batch=args.max_batch,

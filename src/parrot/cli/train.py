@@ -48,22 +48,23 @@ def add_training_flags(parser: argparse.ArgumentParser, sections: str) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def training_hooks() -> list:
-    """What the CLI adds to every training run: loss.png / experts.png at checkpoints."""
+def training_options(args: argparse.Namespace) -> dict:
+    """The keywords every training command passes on: its --set, --resume and --quiet, and
+    the hook the CLI adds to every run (loss.png / experts.png redrawn at checkpoints)."""
     from parrot.viz.report import RunPictures
 
-    return [RunPictures()]
+    return {"overrides": list(args.overrides), "resume": args.resume,
+            "hooks": [RunPictures()], "show_progress": not args.quiet}
 
 
 def run_train(args: argparse.Namespace) -> int:
     from parrot.api import train
 
-    overrides = list(args.overrides)
+    options = training_options(args)
     if args.objective is not None:
-        overrides.append(f"train.objective={args.objective}")
-    result = train(args.preset, args.out, data=args.data, overrides=overrides,
-                   resume=args.resume, text_field=args.text_field, tokenizer=args.tokenizer,
-                   hooks=training_hooks(), show_progress=not args.quiet)
+        options["overrides"].append(f"train.objective={args.objective}")
+    result = train(args.preset, args.out, data=args.data, text_field=args.text_field,
+                   tokenizer=args.tokenizer, **options)
     if result.final_val_loss is not None:
         print(f"{result.run_dir}: {result.steps} steps, validation loss "
               f"{result.final_val_loss:.4f}, {result.train_time_s:.1f} s training")

@@ -1,6 +1,7 @@
 """`parrot viz ...`: pictures of tokens, attention, embeddings, positions, softmax, runs.
 
 Each command computes with `parrot.viz`, writes a PNG (or HTML) to --out and prints its path.
+A MODEL is loaded with `parrot.load_model`: unprepared float weights, so attention can be captured.
 """
 
 from __future__ import annotations
@@ -12,15 +13,6 @@ from typing import Any
 
 from parrot.errors import ParrotError
 from parrot.utils.atomic import atomic_write_text
-
-
-def resolve_model(spec: str) -> tuple[Any, Any]:
-    """(model, tokenizer) for a MODEL argument, unprepared (float weights, so attention can
-    be captured): the one loader every command uses."""
-    from parrot.api import load_model
-
-    model, tokenizer, _ = load_model(spec)
-    return model, tokenizer
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -92,53 +84,54 @@ def _add(commands: argparse._SubParsersAction, name: str, help: str, fn: Any,
     return parser
 
 
-def _write(fig: Any, out: str) -> int:
+def _write(picture: Any, out: str) -> int:
+    """Write a figure (as PNG) or an HTML page (a str) to `out`, and print the path."""
     from parrot.viz import save_png
 
-    if Path(out).suffix.lower() != ".png":
+    if isinstance(picture, str):
+        atomic_write_text(out, picture)
+    elif Path(out).suffix.lower() != ".png":
         raise ParrotError(f"--out must name a .png file, got {out}.")
-    print(save_png(fig, out))
+    else:
+        save_png(picture, out)
+    print(out)
     return 0
 
 
 def run_tokens(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from parrot.api import load_model
     from parrot.viz import token_pieces, tokens_figure, tokens_html, tokens_rich
 
-    _, tokenizer = resolve_model(args.model)
+    _, tokenizer, _ = load_model(args.model)
     pieces = token_pieces(tokenizer, args.text)
     Console(soft_wrap=True).print(tokens_rich(pieces))
-    if Path(args.out).suffix.lower() in (".html", ".htm"):
-        atomic_write_text(args.out, tokens_html(pieces))
-        print(args.out)
-        return 0
-    return _write(tokens_figure(pieces), args.out)
+    as_html = Path(args.out).suffix.lower() in (".html", ".htm")
+    return _write(tokens_html(pieces) if as_html else tokens_figure(pieces), args.out)
 
 
 def run_attention(args: argparse.Namespace) -> int:
+    from parrot.api import load_model
     from parrot.viz import attention_figure, attention_maps
 
     if args.all and (args.layer is not None or args.head is not None):
         raise ParrotError("--all shows every layer and head; drop it or drop --layer/--head.")
-    model, tokenizer = resolve_model(args.model)
+    model, tokenizer, _ = load_model(args.model)
     maps = attention_maps(model, tokenizer, args.text)
     return _write(attention_figure(maps, args.layer, args.head), args.out)
 
 
 def run_embeddings(args: argparse.Namespace) -> int:
+    from parrot.api import load_model
     from parrot.viz import embedding_view, embeddings_figure
+    from parrot.viz.embeddings import neighbour_lines
 
     if args.k < 1:
         raise ParrotError(f"--k must be at least 1, got {args.k}.")
-    model, tokenizer = resolve_model(args.model)
+    model, tokenizer, _ = load_model(args.model)
     view = embedding_view(model, tokenizer, args.words, args.analogy or (), args.k)
-    for token, neighbours in view.neighbours.items():
-        label = view.labels[view.ids.index(token)]
-        print(f"{label}: " + ", ".join(f"{n.label} ({n.similarity:.2f})" for n in neighbours))
-    if view.analogy is not None:
-        text, matches = view.analogy
-        print(f"{text} ≈ " + ", ".join(f"{n.label} ({n.similarity:.2f})" for n in matches))
+    print("\n".join(neighbour_lines(view)))
     return _write(embeddings_figure(view), args.out)
 
 
@@ -150,13 +143,14 @@ def run_positions(args: argparse.Namespace) -> int:
 
 
 def run_softmax(args: argparse.Namespace) -> int:
+    from parrot.api import load_model
     from parrot.viz import next_token_logits, softmax_figure, softmax_view
     from parrot.viz.softmax import parse_temperatures
 
     temperatures = parse_temperatures(args.temperatures)
     if args.top_n < 1:
         raise ParrotError(f"--top-n must be at least 1, got {args.top_n}.")
-    model, tokenizer = resolve_model(args.model)
+    model, tokenizer, _ = load_model(args.model)
     logits = next_token_logits(model, tokenizer, args.prompt)
     view = softmax_view(logits, tokenizer, temperatures, args.top_n, args.top_k, args.top_p)
     return _write(softmax_figure(view, args.prompt), args.out)
@@ -175,8 +169,5 @@ def run_experts(args: argparse.Namespace) -> int:
 def run_run(args: argparse.Namespace) -> int:
     from parrot.viz import report_html, run_report
 
-    report = run_report(args.run_dir)
     out = args.out or str(Path(args.run_dir) / "report.html")
-    atomic_write_text(out, report_html(report))
-    print(out)
-    return 0
+    return _write(report_html(run_report(args.run_dir)), out)

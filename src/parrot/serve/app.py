@@ -55,9 +55,8 @@ class ServerState:
     def load(self, loader: Callable[[], Loaded]) -> None:
         try:
             loaded = loader()
-            engine = loaded.engine or Engine(
-                loaded.model, loaded.tokenizer, max_batch=self.settings.max_batch,
-                max_len=loaded.max_len, eos_ids=loaded.eos_ids)
+            engine = loaded.engine or Engine(loaded.model, loaded.tokenizer,
+                                             max_batch=self.settings.max_batch)
             worker = Worker(engine, self.settings.max_queue, self.settings.timeout)
             worker.start()
         except Exception as err:  # noqa: BLE001 - reported by /health and every route
@@ -86,7 +85,7 @@ ROUTES: list[tuple[str, str, Callable[..., Any]]] = [
 ]
 
 
-def create_app(loader: Callable[[], Loaded] | Loaded, settings: ServeSettings | None = None,
+def create_app(loader: Callable[[], Loaded], settings: ServeSettings | None = None,
                on_load_error: Callable[[str], None] | None = None) -> FastAPI:
     """The server application; `loader` runs in a background thread when the app starts.
 
@@ -94,10 +93,9 @@ def create_app(loader: Callable[[], Loaded] | Loaded, settings: ServeSettings | 
     server then); without it the server stays up and answers 503 with the reason.
     """
     state = ServerState(settings or ServeSettings())
-    load = loader if callable(loader) else (lambda: loader)
 
     def load_in_background() -> None:
-        state.load(load)
+        state.load(loader)
         if state.load_error and on_load_error is not None:
             on_load_error(state.load_error)
 

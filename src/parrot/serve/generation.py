@@ -64,8 +64,11 @@ async def events(worker: Worker, ticket: Ticket, http: Request) -> AsyncIterator
                 if await http.is_disconnected():
                     return
                 continue
+            if event.error == "timeout":
+                raise APIError(504, "The request took longer than the server's timeout; ask "
+                                    "for fewer tokens or raise --timeout.")
             if event.error is not None:
-                raise _job_error(event.error)
+                raise APIError(400, event.error)
             if event.output.completion is not None:
                 pending -= 1
             yield event
@@ -82,10 +85,3 @@ async def collect(worker: Worker, ticket: Ticket, http: Request) -> list[Choice]
     if any(c.finish_reason is None for c in choices):
         raise APIError(499, "The client closed the request.")
     return choices
-
-
-def _job_error(message: str) -> APIError:
-    if message == "timeout":
-        return APIError(504, "The request took longer than the server's timeout; ask for "
-                             "fewer tokens or raise --timeout.")
-    return APIError(400, message)

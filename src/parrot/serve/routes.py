@@ -55,14 +55,14 @@ async def read_body(request: Request, schema: type[Body]) -> Body:
 
 
 def served(request: Request, model: str | None = None):
-    """(state, loaded, worker) once the model is ready; 404 for another model's name."""
+    """(served model name, loaded, worker) once the model is ready; 404 for another name."""
     state = request.app.state.parrot
     loaded, worker = state.ready()
-    if model is not None and model != state.settings.model_name:
+    name = state.settings.model_name
+    if model is not None and model != name:
         raise APIError(404, f"The model '{model}' does not exist here; this server serves "
-                            f"'{state.settings.model_name}'.", param="model",
-                       code="model_not_found")
-    return state, loaded, worker
+                            f"'{name}'.", param="model", code="model_not_found")
+    return name, loaded, worker
 
 
 def sampling(body: ChatCompletionRequest | CompletionRequest, limit: int, index: int,
@@ -101,15 +101,15 @@ async def health(request: Request) -> Any:
 
 
 async def list_models(request: Request) -> Any:
-    state, _, worker = served(request)
+    name, _, worker = served(request)
     return {"object": "list", "data": [{
-        "id": state.settings.model_name, "object": "model", "created": int(time.time()),
+        "id": name, "object": "model", "created": int(time.time()),
         "owned_by": "parrot", "max_model_len": worker.engine.max_len}]}
 
 
 async def chat_completions(request: Request) -> Any:
     body = await read_body(request, ChatCompletionRequest)
-    state, loaded, worker = served(request, body.model)
+    name, loaded, worker = served(request, body.model)
     messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
                 for m in body.messages]
     try:
@@ -123,7 +123,6 @@ async def chat_completions(request: Request) -> Any:
     prompts = [(ids, sampling(body, limit, i, loaded.template.stop)) for i in range(body.n)]
     top = (body.top_logprobs or 0) if body.logprobs else None
     ticket = generation.submit(worker, prompts, top)
-    name = state.settings.model_name
     if body.stream:
         return chat_stream(worker, ticket, request, body, name, len(ids), loaded.tokenizer)
     choices = await generation.collect(worker, ticket, request)
@@ -136,7 +135,7 @@ async def chat_completions(request: Request) -> Any:
 
 async def completions(request: Request) -> Any:
     body = await read_body(request, CompletionRequest)
-    state, loaded, worker = served(request, body.model)
+    name, loaded, worker = served(request, body.model)
     prompts = _prompt_ids(body.prompt, loaded.tokenizer)
     for ids in prompts:
         check_context(ids, worker.engine.max_len)
@@ -147,10 +146,9 @@ async def completions(request: Request) -> Any:
             raise APIError(400, "max_tokens=0 cannot be streamed; ask for at least 1 token.",
                            param="max_tokens")
         ticket = generation.submit(worker, jobs, body.logprobs)
-        return completion_stream(worker, ticket, request, body, state.settings.model_name,
-                                 prompts, loaded.tokenizer)
-    return await completions_body(worker, request, body, state.settings.model_name,
-                                  prompts, jobs, loaded)
+        return completion_stream(worker, ticket, request, body, name, prompts,
+                                 loaded.tokenizer)
+    return await completions_body(worker, request, body, name, prompts, jobs, loaded)
 
 
 def _prompt_ids(prompt: Any, tokenizer: Any) -> list[list[int]]:
@@ -188,10 +186,10 @@ async def detokenize(request: Request) -> Any:
 
 async def tokenizer_info(request: Request) -> Any:
     """vLLM's /tokenizer_info: the tokenizer's class, special tokens, length and template."""
-    state, loaded, worker = served(request)
+    name, loaded, worker = served(request)
     tok = loaded.tokenizer
     specials = special_tokens_text(tok)
     return {"tokenizer_class": type(tok).__name__, "model_max_length": worker.engine.max_len,
             "vocab_size": tok.vocab_size, "bos_token": specials["bos_token"] or None,
             "eos_token": specials["eos_token"] or None, "pad_token": None,
-            "chat_template": loaded.template.source, "model": state.settings.model_name}
+            "chat_template": loaded.template.source, "model": name}

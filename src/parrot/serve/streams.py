@@ -104,29 +104,24 @@ async def completions_body(worker: Worker, http: Request, body: CompletionReques
                            prompts: list[list[int]], jobs: list, loaded: Any) -> dict[str, Any]:
     """A whole text completion: generated choices, with the prompt echoed and scored if asked."""
     tok = loaded.tokenizer
-    n = body.n
     if body.max_tokens == 0:
         choices = [generation.Choice(k, finish_reason="length") for k in range(len(jobs))]
     else:
         ticket = generation.submit(worker, jobs, body.logprobs)
         choices = await generation.collect(worker, ticket, http)
-    prompt_scores: list[list] = [[None] * len(p) for p in prompts]
+    echoed = prompts if body.echo else [[] for _ in prompts]  # the ids a choice's text repeats
+    prompt_scores: list[list] = [[None] * len(p) for p in echoed]
     if body.echo and body.logprobs is not None:
-        top = body.logprobs
         for i, ids in enumerate(prompts):
-            future = worker.call(lambda ids=ids: prompt_logprobs(loaded.model, ids, top))
+            future = worker.call(lambda ids=ids: prompt_logprobs(loaded.model, ids, body.logprobs))
             prompt_scores[i] = await asyncio.wrap_future(future)
     out = []
     for c in choices:
-        ids = prompts[c.index // n] if body.echo else []
-        scores = prompt_scores[c.index // n] if body.echo else []
-        text = (tok.decode(ids) if body.echo else "") + "".join(c.text)
-        logprobs = None
-        if body.logprobs is not None:
-            logprobs = responses.completion_logprobs(ids + c.token_ids, list(scores) + c.scored,
-                                                     tok)
-        out.append({"index": c.index, "text": text, "logprobs": logprobs,
-                    "finish_reason": c.finish_reason})
+        ids, scores = echoed[c.index // body.n], prompt_scores[c.index // body.n]
+        logprobs = None if body.logprobs is None else responses.completion_logprobs(
+            ids + c.token_ids, [*scores, *c.scored], tok)
+        out.append({"index": c.index, "text": tok.decode(ids) + "".join(c.text),
+                    "logprobs": logprobs, "finish_reason": c.finish_reason})
     generated = sum(len(c.token_ids) for c in choices)
     return {**responses.envelope("text_completion", responses.new_id("cmpl"), model, out),
             "usage": responses.usage(sum(len(p) for p in prompts), generated)}

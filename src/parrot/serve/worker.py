@@ -30,16 +30,13 @@ from parrot.infer import Engine, SamplingParams
 class Loaded:
     """What the server serves: a model, its tokenizer and the chat template to render with.
 
-    `max_len` caps the KV cache (None: the model's context); `eos_ids` are the ids that end
-    an answer (None: the tokenizer's end-of-text id). `engine`, when given, is the engine
-    to serve with (built by `parrot.load`); else one is built over the model.
+    `engine`, when given, is the engine to serve with (built by `parrot.load`, with its
+    cache length and end-of-answer ids); else one is built over the model with defaults.
     """
 
     model: Any
     tokenizer: Any
     template: ChatTemplate
-    max_len: int | None = None
-    eos_ids: tuple[int, ...] | None = None
     engine: Engine | None = None
 
 

@@ -10,9 +10,9 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 
 @contextlib.contextmanager
@@ -37,16 +37,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[IO], Any], mode: str = "w") -> None:
-    """Call `write(file)` on a temporary file, then atomically move it to `path`."""
-    encoding = None if "b" in mode else "utf-8"
-    with atomic_path(path) as tmp, open(tmp, mode, encoding=encoding) as f:
-        write(f)
-
-
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write(path, lambda f: f.write(text))
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
-    atomic_write(path, lambda f: json.dump(obj, f, indent=indent, ensure_ascii=False))
+    atomic_write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False))

@@ -55,16 +55,6 @@ def attention_maps(model: Transformer, tokenizer: Tokenizer, text: str) -> Atten
                          model.config.causal)
 
 
-def check_layer_head(maps: AttentionMaps, layer: int | None, head: int | None) -> None:
-    """ParrotError when a layer or head index is outside the model."""
-    if layer is not None and not 0 <= layer < maps.n_layers:
-        raise ParrotError(f"Layer {layer} is out of range: the model has {maps.n_layers} "
-                          f"layers, numbered 0 to {maps.n_layers - 1}.")
-    if head is not None and not 0 <= head < maps.n_heads:
-        raise ParrotError(f"Head {head} is out of range: each layer has {maps.n_heads} "
-                          f"heads, numbered 0 to {maps.n_heads - 1}.")
-
-
 def attention_figure(maps: AttentionMaps, layer: int | None = None,
                      head: int | None = None) -> Figure:
     """Heatmaps of attention weights (rows: queries, columns: keys).
@@ -72,7 +62,12 @@ def attention_figure(maps: AttentionMaps, layer: int | None = None,
     layer and head given: one large map; layer only: that layer's heads in a row;
     neither: a grid of every layer (rows) by every head (columns).
     """
-    check_layer_head(maps, layer, head)
+    if layer is not None and not 0 <= layer < maps.n_layers:
+        raise ParrotError(f"Layer {layer} is out of range: the model has {maps.n_layers} "
+                          f"layers, numbered 0 to {maps.n_layers - 1}.")
+    if head is not None and not 0 <= head < maps.n_heads:
+        raise ParrotError(f"Head {head} is out of range: each layer has {maps.n_heads} "
+                          f"heads, numbered 0 to {maps.n_heads - 1}.")
     if head is not None and layer is None:
         raise ParrotError("Give --layer together with --head to pick one attention head.")
     layers = range(maps.n_layers) if layer is None else [layer]

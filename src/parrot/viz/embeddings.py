@@ -129,6 +129,18 @@ def embedding_view(model: Transformer, tokenizer: Tokenizer, words: Sequence[str
     return EmbeddingView(ids, [label(i) for i in ids], points, near, found)
 
 
+def neighbour_lines(view: EmbeddingView) -> list[str]:
+    """The neighbours as text, one line per word ("king → queen 0.81, ..."), then the analogy."""
+    def scores(found: list[Neighbour]) -> str:
+        return ", ".join(f"{n.label} {n.similarity:.2f}" for n in found)
+
+    lines = [f"{view.labels[view.ids.index(token)]} → {scores(found)}"
+             for token, found in view.neighbours.items()]
+    if view.analogy is not None:
+        lines.append(f"{view.analogy[0]} ≈ {scores(view.analogy[1])}")
+    return lines
+
+
 def embeddings_figure(view: EmbeddingView) -> Figure:
     """Left: the chosen tokens on their first two principal axes. Right: neighbour lists."""
     fig = new_figure(13, 6)
@@ -141,17 +153,8 @@ def embeddings_figure(view: EmbeddingView) -> Figure:
     scatter.set_xlabel("principal component 1")
     scatter.set_ylabel("principal component 2")
     scatter.grid(alpha=0.3)
-    lines = []
-    for token, neighbours in view.neighbours.items():
-        head = view.labels[view.ids.index(token)]
-        lines.append(f"{head} → " + ", ".join(f"{n.label} {n.similarity:.2f}"
-                                               for n in neighbours))
-    if view.analogy is not None:
-        text, matches = view.analogy
-        lines.append("")
-        lines.append(f"{text} ≈ " + ", ".join(f"{n.label} {n.similarity:.2f}" for n in matches))
-    table.text(0.0, 1.0, "\n".join(lines), va="top", ha="left", family="monospace",
-               fontsize=8, wrap=True)
+    table.text(0.0, 1.0, "\n".join(neighbour_lines(view)), va="top", ha="left",
+               family="monospace", fontsize=8, wrap=True)
     table.set_title("cosine nearest neighbours", fontsize=10)
     table.set_axis_off()
     return fig

@@ -88,14 +88,9 @@ def expert_load_history(run_dir: str | Path) -> ExpertLoadHistory:
     if not steps:
         raise ParrotError(f"{run.root} logged no expert loads; only runs of mixture-of-experts "
                           "models (model.n_experts > 0) have them.")
-    entropy = [r.get("load_entropy") or [_entropy(layer) for layer in r["expert_load"]]
-               for r in rows if "expert_load" in r]
+    # The training loop logs "load_entropy" in every row that has "expert_load".
+    entropy = [r["load_entropy"] for r in rows if "expert_load" in r]
     return ExpertLoadHistory(steps, loads, entropy)
-
-
-def _entropy(shares: list[float]) -> float:
-    """-sum_i f_i ln f_i (0 ln 0 = 0)."""
-    return -sum(f * math.log(f) for f in shares if f > 0)
 
 
 def experts_figure(history: ExpertLoadHistory, title: str = "") -> Figure:

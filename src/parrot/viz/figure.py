@@ -38,8 +38,7 @@ def png_data_uri(fig: Figure, dpi: int = 100) -> str:
 def save_png(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
     """Write the figure as a PNG atomically; returns the path."""
     path = Path(path)
-    data = png_bytes(fig, dpi)
     with atomic_path(path) as tmp:
-        Path(tmp).write_bytes(data)
+        tmp.write_bytes(png_bytes(fig, dpi))
     return path
 

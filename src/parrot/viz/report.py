@@ -150,9 +150,8 @@ class RunPictures(Hook):
 def report_html(report: RunReport) -> str:
     """The report as one HTML page with the figures embedded."""
     parts = [f"<h1>Training run {html.escape(report.title)}</h1>"]
-    for title, fig in report.figures.items():
-        parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' "
-                     f"src='{png_data_uri(fig)}'>")
+    parts += [f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' "
+              f"src='{png_data_uri(fig)}'>" for title, fig in report.figures.items()]
     if report.samples:
         parts.append("<h2>Samples</h2>")
         parts += [f"<h3>step {step}</h3><pre>{html.escape(text)}</pre>"

@@ -80,13 +80,9 @@ def tokens_figure(pieces: list[TokenPiece], title: str = "") -> Figure:
 
 def tokens_html(pieces: list[TokenPiece]) -> str:
     """A self-contained HTML page: each piece a coloured span with its id under it."""
-    spans = []
-    for index, piece in enumerate(pieces):
-        colour = TOKEN_COLOURS[index % len(TOKEN_COLOURS)]
-        spans.append(
-            f'<span class="t" style="background:{colour}" title="id {piece.id}">'
-            f"{html.escape(piece.label)}<sub>{piece.id}</sub></span>"
-        )
+    spans = [f'<span class="t" style="background:{TOKEN_COLOURS[i % len(TOKEN_COLOURS)]}" '
+             f'title="id {p.id}">{html.escape(p.label)}<sub>{p.id}</sub></span>'
+             for i, p in enumerate(pieces)]
     style = ("body{font-family:monospace;line-height:2.6em}"
              ".t{display:inline-block;text-align:center;padding:0 2px;margin:1px}"
              "sub{display:block;font-size:0.6em;line-height:1em;color:#444}")
@@ -97,9 +93,7 @@ def tokens_html(pieces: list[TokenPiece]) -> str:
 
 def tokens_rich(pieces: list[TokenPiece]) -> Text:
     """The pieces for the terminal: alternating background colours, then the id list."""
-    text = Text()
-    for index, piece in enumerate(pieces):
-        colour = TOKEN_COLOURS[index % len(TOKEN_COLOURS)]
-        text.append(piece.label, style=f"black on {colour}")
+    text = Text.assemble(*((p.label, f"black on {TOKEN_COLOURS[i % len(TOKEN_COLOURS)]}")
+                           for i, p in enumerate(pieces)))
     text.append("\n" + " ".join(str(p.id) for p in pieces))
     return text
