@@ -105,18 +105,12 @@ class LoraLinear(nn.Module):
         h = self.dropout(x).to(self.lora_A.dtype) @ self.lora_A.T           # (..., r)
         return y + (self.scale * (h @ self.lora_B.T)).to(y.dtype)         # (..., out)
 
-    def merge(self) -> None:
-        """W <- W + scale * B A (idempotent); an int8 base becomes a float one first."""
-        if isinstance(self.base, Int8Linear):
-            self.base = self.base.to_linear()
-        self._set_merged(True)
-
-    def unmerge(self) -> None:
-        """W <- W - scale * B A: back to the base weights (up to rounding)."""
-        self._set_merged(False)
-
     @torch.no_grad()
-    def _set_merged(self, merged: bool) -> None:
+    def set_merged(self, merged: bool) -> None:
+        """Merge: W <- W + scale * B A, an int8 base becoming a float one first. Unmerge:
+        W <- W - scale * B A, back to the base weights (up to rounding). Idempotent."""
+        if merged and isinstance(self.base, Int8Linear):
+            self.base = self.base.to_linear()
         if self.merged != merged:
             delta = lora_delta(self.lora_A, self.lora_B, self.scale)
             self.base.weight.add_(delta.to(self.base.weight.dtype), alpha=1 if merged else -1)
@@ -138,11 +132,7 @@ def apply_lora(model: nn.Module, targets: Any = ("q_proj", "v_proj"), rank: int 
     (`q`, `k`, `v`, `o`, `gate`, `up`, `down`, `all`).
     """
     config = LoraConfig(rank, alpha, normalize_targets(targets), dropout)
-    return apply_lora_config(model, config)
 
-
-def apply_lora_config(model: nn.Module, config: LoraConfig) -> list[str]:
-    """apply_lora with a LoraConfig (used when loading a saved adapter)."""
     def targeted(name: str, module: nn.Module) -> bool:
         return isinstance(module, LINEAR) and _matches(name, config.targets)
 
@@ -163,15 +153,14 @@ def lora_layers(model: nn.Module) -> dict[str, LoraLinear]:
 
 
 def trainable_parameters(model: nn.Module) -> int:
-    """Parameters that receive gradients (each shared tensor once)."""
-    seen = {id(p): p.numel() for p in model.parameters() if p.requires_grad}
-    return sum(seen.values())
+    """Parameters that receive gradients (`parameters()` yields a shared tensor once)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def merge_lora(model: nn.Module) -> nn.Module:
     """Fold every adapter into its base weight and put the plain nn.Linear back (in place)."""
     def merged_base(_: str, layer: LoraLinear) -> nn.Module:
-        layer.merge()
+        layer.set_merged(True)
         return layer.base
 
     replace_modules(model, lambda _, m: isinstance(m, LoraLinear), merged_base)
@@ -183,13 +172,7 @@ def merge_lora(model: nn.Module) -> nn.Module:
 def set_merged(model: nn.Module, merged: bool) -> None:
     """Merge (True) or unmerge (False) every adapter, keeping the wrappers."""
     for layer in lora_layers(model).values():
-        layer.merge() if merged else layer.unmerge()
-
-
-def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """{'<module>.lora_A': A, '<module>.lora_B': B} for every adapter."""
-    return {f"{name}.lora_{x}": getattr(layer, f"lora_{x}").detach().contiguous().cpu()
-            for name, layer in lora_layers(model).items() for x in "AB"}
+        layer.set_merged(merged)
 
 
 def save_adapter(model: nn.Module, directory: str | Path, extra: dict | None = None) -> None:
@@ -197,17 +180,18 @@ def save_adapter(model: nn.Module, directory: str | Path, extra: dict | None = N
     config = getattr(model, "lora_config", None)
     if config is None:
         raise ParrotError("This model has no LoRA adapter to save; call apply_lora first.")
-    save_adapter_dir(directory, adapter_state(model), {**config.to_dict(), **(extra or {})})
+    tensors = {f"{name}.lora_{x}": getattr(layer, f"lora_{x}")  # <module>.lora_A, .lora_B
+               for name, layer in lora_layers(model).items() for x in "AB"}
+    save_adapter_dir(directory, tensors, {**config.to_dict(), **(extra or {})})
 
 
 def load_lora(model: nn.Module, directory: str | Path) -> nn.Module:
     """Wrap `model` with the LoRA adapter saved in `directory` and load its A and B."""
     cfg = read_adapter_config(directory)
-    config = LoraConfig(int(cfg["rank"]), float(cfg["alpha"]), tuple(cfg["targets"]),
-                        float(cfg.get("dropout", 0.0)))
     if cfg.get("quantize") == "int8":  # trained on an int8 base: run on the same weights
         quantize_linears(model)
-    apply_lora_config(model, config)
+    apply_lora(model, tuple(cfg["targets"]), int(cfg["rank"]), float(cfg["alpha"]),
+               float(cfg.get("dropout", 0.0)))
     state = read_adapter_tensors(directory)
     layers = lora_layers(model)
     expected = {f"{n}.lora_{x}" for n in layers for x in "AB"}

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from parrot.errors import ParrotError
-from parrot.infer.encoder import frame_inputs, model_inputs, pad_batch, pad_id_of
+from parrot.infer.encoder import frame_inputs, model_inputs, pad_batch
 from parrot.model.pooling import POOLINGS, l2_normalize, pool
 
 
@@ -38,10 +38,11 @@ def embed_texts(model: torch.nn.Module, tokenizer: Any, texts: Sequence[str], *,
     limit = min(max_length or model.config.context_length, model.config.context_length)
     rows = [frame_inputs(tokenizer, text, limit) for text in texts]
     order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]))
+    pad_id = tokenizer.special_tokens.get("[PAD]", 0)
     out = torch.empty(len(rows), model.config.d_model)
     for start in range(0, len(order), batch_size):
         chosen = order[start:start + batch_size]
-        tokens, types, mask = pad_batch([rows[i] for i in chosen], pad_id_of(tokenizer))
+        tokens, types, mask = pad_batch([rows[i] for i in chosen], pad_id)
         inputs = model_inputs(model, tokens, types, mask)
         hidden = model.hidden(**inputs)                                # (B, T, d)
         pooled = pool(hidden.float(), inputs["attention_mask"], pooling)

@@ -59,10 +59,6 @@ def pad_batch(rows: Sequence[tuple[list[int], list[int]]], pad_id: int
             padded([[1] * len(ids) for ids, _ in rows]))
 
 
-def pad_id_of(tokenizer: Any) -> int:
-    return tokenizer.special_tokens.get("[PAD]", 0)
-
-
 def model_inputs(model: torch.nn.Module, tokens: torch.Tensor, types: torch.Tensor,
                  mask: torch.Tensor) -> dict[str, torch.Tensor]:
     """Keyword arguments for `hidden`/`forward` (token types only where the model has them)."""

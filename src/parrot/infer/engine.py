@@ -81,7 +81,9 @@ class Engine:
     ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
-        self.config = _model_config(model)
+        if not hasattr(model, "config"):
+            raise ParrotError("The model has no `config`; pass a parrot.model.Transformer.")
+        self.config = model.config
         self.max_len = _check_max_len(self.config, max_len)
         self.max_batch = max_batch
         weight = next(model.parameters())
@@ -339,12 +341,6 @@ class Engine:
             return None
         seed = params.seed if params.seed is not None else random.SystemRandom().getrandbits(63)
         return torch.Generator(device=self.device).manual_seed(seed)
-
-
-def _model_config(model: torch.nn.Module):
-    if not hasattr(model, "config"):
-        raise ParrotError("The model has no `config`; pass a parrot.model.Transformer.")
-    return model.config
 
 
 def _check_max_len(config, max_len: int | None) -> int:

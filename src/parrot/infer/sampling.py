@@ -150,10 +150,7 @@ def min_p_filter(logits: torch.Tensor, min_p: Number) -> torch.Tensor:
 
     In logit space: z_i ≥ z_max + ln(min_p); min_p = 0 keeps every token.
     """
-    if isinstance(min_p, torch.Tensor):
-        log_min_p = min_p.log()
-    else:
-        log_min_p = math.log(min_p) if min_p > 0 else -math.inf
+    log_min_p = torch.as_tensor(min_p, device=logits.device).log()      # ln 0 = -inf
     threshold = logits.max(dim=-1, keepdim=True).values + log_min_p
     return logits.masked_fill(logits < threshold, float("-inf"))
 
@@ -191,14 +188,11 @@ class RowParams:
     def of(cls, params: Sequence[SamplingParams],
            device: torch.device | str | None = None) -> RowParams:
         """The rows of `params`, built as one (B, 7) table: one copy to the device."""
-        table = torch.tensor([_row(p) for p in params], dtype=torch.float32, device=device)
+        table = torch.tensor([[1.0 if p.greedy else p.temperature, p.top_k, p.top_p, p.min_p,
+                               p.repetition_penalty, p.frequency_penalty, p.presence_penalty]
+                              for p in params], dtype=torch.float32, device=device)
         t, k, top_p, min_p, r, f, presence = table.split(1, dim=1)
         return cls(tuple(params), t, k.long(), top_p, min_p, r, f, presence)
-
-
-def _row(p: SamplingParams) -> list[float]:
-    return [1.0 if p.greedy else p.temperature, p.top_k, p.top_p, p.min_p,
-            p.repetition_penalty, p.frequency_penalty, p.presence_penalty]
 
 
 def shape_logits(logits: torch.Tensor, params: SamplingParams | RowParams) -> torch.Tensor:

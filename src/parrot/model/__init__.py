@@ -3,12 +3,11 @@
 Imports only torch and parrot's lower layers (no format or server libraries).
 """
 
-from parrot.model.build import build_model
+from parrot.model.attention import AttentionCapture
 from parrot.model.cache import KVCache
-from parrot.model.capture import AttentionCapture
 from parrot.model.config import ModelConfig
 from parrot.model.presets import PRESETS, get_preset
-from parrot.model.seq2seq import EncoderDecoder, Seq2SeqCache
+from parrot.model.seq2seq import EncoderDecoder, Seq2SeqCache, build_model
 from parrot.model.transformer import Transformer
 
 __all__ = ["AttentionCapture", "EncoderDecoder", "KVCache", "ModelConfig", "PRESETS",

@@ -15,7 +15,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from parrot.model.cache import KVCache
-from parrot.model.capture import AttentionCapture
 from parrot.model.config import ModelConfig
 from parrot.model.norms import RMSNorm
 from parrot.model.positions import apply_rope
@@ -87,6 +86,23 @@ def fast_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
             attn_mask = attn_mask.masked_fill(~mask, float("-inf"))
     return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p,
                                           enable_gqa=gqa, scale=scale)
+
+
+class AttentionCapture:
+    """An object the caller passes to collect attention weights (the model keeps no state
+    of its own): a forward given one appends each layer's (B, H, T, S) softmax weights,
+    detached, in layer order, and takes the explicit path (the fast one never
+    materializes the weights)."""
+
+    def __init__(self) -> None:
+        self.weights: list[torch.Tensor] = []
+
+    def record(self, weights: torch.Tensor) -> None:
+        """Append one layer's weights (B, H, T, S)."""
+        self.weights.append(weights.detach())
+
+    def __len__(self) -> int:
+        return len(self.weights)
 
 
 @dataclass

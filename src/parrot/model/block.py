@@ -23,15 +23,15 @@ class Block(nn.Module):
         self.layer = layer
         self.pre_norm = cfg.norm_placement in ("pre", "sandwich")
         self.sliding = cfg.is_sliding(layer)
-        self.norm1 = make_norm(cfg.norm, cfg.d_model, cfg.norm_eps, cfg.bias)
+        self.norm1 = make_norm(cfg)
         self.attn = Attention(cfg)
-        self.norm2 = make_norm(cfg.norm, cfg.d_model, cfg.norm_eps, cfg.bias)
+        self.norm2 = make_norm(cfg)
         self.mlp = MoE(cfg) if cfg.is_moe else MLP(cfg)
         self.drop = nn.Dropout(cfg.dropout)
         # Identities (no parameters) unless sandwich, so other placements keep their names.
         sandwich = cfg.norm_placement == "sandwich"
-        self.post_attn_norm = _sandwich_norm(cfg) if sandwich else nn.Identity()
-        self.post_mlp_norm = _sandwich_norm(cfg) if sandwich else nn.Identity()
+        self.post_attn_norm = make_norm(cfg) if sandwich else nn.Identity()
+        self.post_mlp_norm = make_norm(cfg) if sandwich else nn.Identity()
 
     def forward(self, x: torch.Tensor, inputs: AttentionInputs) -> torch.Tensor:
         """x (B, T, d_model) -> (B, T, d_model)."""
@@ -49,7 +49,3 @@ class Block(nn.Module):
 
     def _feed_forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.drop(self.post_mlp_norm(self.mlp(h)))
-
-
-def _sandwich_norm(cfg: ModelConfig) -> nn.Module:
-    return make_norm(cfg.norm, cfg.d_model, cfg.norm_eps, cfg.bias)

@@ -173,28 +173,15 @@ class ModelConfig:
         return ModelConfig.from_dict({**self.to_dict(), **changes})
 
 
-_FIELD_TYPES = {
-    "vocab_size": int, "context_length": int, "d_model": int, "n_layers": int, "n_heads": int,
-    "n_kv_heads": (int, None), "head_dim": (int, None), "d_ff": (int, None),
-    "positions": str, "rope_theta": float, "norm": str, "norm_placement": str,
-    "norm_eps": float, "mlp": str, "bias": bool, "qkv_bias": (bool, None), "dropout": float,
-    "tie_embeddings": bool, "causal": bool,
-    "embed_scale": bool, "qk_norm": bool, "sliding_window": (int, None), "global_every": int,
-    "rope_local_theta": (float, None), "attn_scale": (float, None),
-    "n_experts": int, "experts_per_token": int, "expert_d_ff": (int, None),
-    "shared_experts": int, "shared_d_ff": (int, None), "moe_renormalize": bool,
-    "moe_balance": str, "moe_aux_coef": float, "moe_bias_rate": float,
-    "shared_expert_gate": bool,
-    "type_vocab_size": int, "embed_norm": bool, "head_transform": bool, "encoder_layers": int,
-    "output_head": bool, "shared_embeddings": bool, "head_bias": bool,
-}
+# Each field's type, read from its annotation: "int", "float | None", ...
+_FIELD_TYPES = {f.name: f.type for f in fields(ModelConfig)}
+_BASES = {"int": int, "float": float, "str": str, "bool": bool}
 
 
 def _coerce(key: str, value: Any) -> Any:
     """Check a value's type for field `key`; ints are accepted where floats are expected."""
-    kind = _FIELD_TYPES[key]
-    optional = isinstance(kind, tuple)
-    base = kind[0] if optional else kind
+    name, _, rest = _FIELD_TYPES[key].partition(" | ")
+    base, optional = _BASES[name], rest == "None"
     if value is None and optional:
         return None
     ok = isinstance(value, base) and not (base is int and isinstance(value, bool))
@@ -212,7 +199,8 @@ def _validate(cfg: ModelConfig) -> None:
     for key in ("vocab_size", "context_length", "d_model", "n_layers", "n_heads"):
         _require(getattr(cfg, key) > 0, f"Model config {key} must be positive, "
                                        f"got {getattr(cfg, key)}.")
-    for key in ("n_kv_heads", "head_dim", "d_ff"):
+    for key in ("n_kv_heads", "head_dim", "d_ff", "sliding_window", "expert_d_ff", "shared_d_ff",
+                "rope_local_theta", "attn_scale"):
         value = getattr(cfg, key)
         _require(value is None or value > 0, f"Model config {key} must be positive or null, "
                                               f"got {value}.")
@@ -237,11 +225,6 @@ def _validate(cfg: ModelConfig) -> None:
 
 def _validate_extras(cfg: ModelConfig) -> None:
     """The Gemma, mixture-of-experts and encoder(-decoder) switches."""
-    for key in ("sliding_window", "expert_d_ff", "shared_d_ff", "rope_local_theta",
-                "attn_scale"):
-        value = getattr(cfg, key)
-        _require(value is None or value > 0, f"Model config {key} must be positive or null, "
-                                              f"got {value}.")
     for key in ("global_every", "n_experts", "shared_experts", "type_vocab_size",
                 "encoder_layers"):
         _require(getattr(cfg, key) >= 0, f"Model config {key} must be 0 or more, "

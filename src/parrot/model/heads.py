@@ -29,7 +29,7 @@ class HeadTransform(nn.Module):
         super().__init__()
         self.dense = nn.Linear(cfg.d_model, cfg.d_model, bias=True)
         self.act = ACTIVATIONS[cfg.mlp]
-        self.norm = make_norm(cfg.norm, cfg.d_model, cfg.norm_eps, True)
+        self.norm = make_norm(cfg, bias=True)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.norm(self.act(self.dense(h)))

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from parrot.model.config import ModelConfig
+
 
 def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                eps: float) -> torch.Tensor:
@@ -50,8 +52,9 @@ class RMSNorm(nn.Module):
         return rms_norm(x, self.weight, self.eps)
 
 
-def make_norm(kind: str, dim: int, eps: float, bias: bool) -> nn.Module:
-    """The norm named by the config (`layernorm` honours `bias`; RMSNorm has none)."""
-    if kind == "rmsnorm":
-        return RMSNorm(dim, eps)
-    return LayerNorm(dim, eps, bias)
+def make_norm(cfg: ModelConfig, bias: bool | None = None) -> nn.Module:
+    """The norm `cfg.norm` over d_model (`layernorm` honours `bias`, default `cfg.bias`;
+    RMSNorm has none)."""
+    if cfg.norm == "rmsnorm":
+        return RMSNorm(cfg.d_model, cfg.norm_eps)
+    return LayerNorm(cfg.d_model, cfg.norm_eps, cfg.bias if bias is None else bias)

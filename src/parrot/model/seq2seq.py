@@ -28,7 +28,7 @@ from parrot.model.config import TABLE_POSITIONS, ModelConfig
 from parrot.model.mlp import MLP
 from parrot.model.norms import make_norm
 from parrot.model.positions import rope_lookup, sinusoidal_table
-from parrot.model.transformer import attention_inputs, gpt2_init, register_rope
+from parrot.model.transformer import Transformer, attention_inputs, gpt2_init, register_rope
 
 NOT_A_DECODER = ("This is an encoder-decoder model: it maps a source text to a target, so it "
                  "needs both; use `parrot seq2seq generate` (or model.encode/decode).")
@@ -73,11 +73,11 @@ class DecoderBlock(nn.Module):
         super().__init__()
         self.layer = layer
         self.pre_norm = cfg.norm_placement == "pre"
-        self.norm1 = make_norm(cfg.norm, cfg.d_model, cfg.norm_eps, cfg.bias)
+        self.norm1 = make_norm(cfg)
         self.attn = Attention(cfg)
-        self.norm_cross = make_norm(cfg.norm, cfg.d_model, cfg.norm_eps, cfg.bias)
+        self.norm_cross = make_norm(cfg)
         self.cross = CrossAttention(cfg)
-        self.norm2 = make_norm(cfg.norm, cfg.d_model, cfg.norm_eps, cfg.bias)
+        self.norm2 = make_norm(cfg)
         self.mlp = MLP(cfg)
         self.drop = nn.Dropout(cfg.dropout)
 
@@ -127,16 +127,15 @@ class EncoderDecoder(nn.Module):
             self.register_buffer("pos_table", table, persistent=False)
         if cfg.positions == "rope":
             register_rope(self, "rope", cfg, cfg.rope_theta)
-        norm = lambda: make_norm(cfg.norm, d, cfg.norm_eps, cfg.bias)  # noqa: E731
-        self.enc_embed_norm = norm() if cfg.embed_norm else None
-        self.dec_embed_norm = norm() if cfg.embed_norm else None
+        self.enc_embed_norm = make_norm(cfg) if cfg.embed_norm else None
+        self.dec_embed_norm = make_norm(cfg) if cfg.embed_norm else None
         self.drop = nn.Dropout(cfg.dropout)
         self.encoder = nn.ModuleList(Block(cfg, i) for i in range(cfg.encoder_layers))
         self.decoder = nn.ModuleList(DecoderBlock(cfg, i) for i in range(cfg.n_layers))
         # Post-norm blocks already end in a norm; pre-norm stacks need one at the top.
         pre = cfg.norm_placement == "pre"
-        self.enc_final_norm = norm() if pre else None
-        self.final_norm = norm() if pre else None
+        self.enc_final_norm = make_norm(cfg) if pre else None
+        self.final_norm = make_norm(cfg) if pre else None
         self.lm_head = nn.Linear(d, cfg.vocab_size, bias=cfg.head_bias)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.tok_emb.weight
@@ -166,9 +165,8 @@ class EncoderDecoder(nn.Module):
         positions = torch.arange(S, device=src.device).expand(B, S)
         table = self.enc_tok_emb if self.enc_tok_emb is not None else self.tok_emb
         x = self._embed(src, positions, table, self.enc_pos_emb, self.enc_embed_norm)
-        inputs = AttentionInputs(positions=positions, rope=self._rope(positions),
-                                 mask=padding_mask(src_mask), bias=None, is_causal=False,
-                                 cache=None, capture=None, kv_len=S)
+        inputs = attention_inputs(positions, self._rope(positions), None, None, causal=False)
+        inputs.mask = padding_mask(src_mask)  # bidirectional: only padding is hidden
         for block in self.encoder:
             x = block(x, inputs)                                           # (B, S, d)
         return self.enc_final_norm(x) if self.enc_final_norm is not None else x
@@ -182,13 +180,6 @@ class EncoderDecoder(nn.Module):
         they come from the cache (built by `new_cache` from the same memory) and memory and
         src_mask may be None. positions (B, T) default to 0..T-1 (the cache's slots).
         """
-        return self.logits(self.decoder_hidden(tgt, memory, src_mask, positions, cache))
-
-    def decoder_hidden(self, tgt: torch.Tensor, memory: torch.Tensor | None,
-                       src_mask: torch.Tensor | None = None,
-                       positions: torch.Tensor | None = None,
-                       cache: Seq2SeqCache | None = None) -> torch.Tensor:
-        """The decoder's final hidden states (B, T, d_model), before the output head."""
         self._check_tokens(tgt, "target")
         B, T = tgt.shape
         if positions is None:
@@ -206,7 +197,7 @@ class EncoderDecoder(nn.Module):
         mask = padding_mask(src_mask)
         for block, kv in zip(self.decoder, cross, strict=True):
             x = block(x, inputs, kv, mask)                                 # (B, T, d)
-        return self.final_norm(x) if self.final_norm is not None else x
+        return self.logits(self.final_norm(x) if self.final_norm is not None else x)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Output head: hidden (..., d_model) -> logits (..., vocab_size) float32."""
@@ -253,10 +244,9 @@ class EncoderDecoder(nn.Module):
         token tables, learned position tables and an untied head)."""
         total = sum(p.numel() for p in self.parameters())
         if exclude_embeddings:
-            tables = [self.tok_emb, self.enc_tok_emb, self.enc_pos_emb, self.dec_pos_emb]
+            head = None if self.config.tie_embeddings else self.lm_head
+            tables = [self.tok_emb, self.enc_tok_emb, self.enc_pos_emb, self.dec_pos_emb, head]
             total -= sum(t.weight.numel() for t in tables if t is not None)
-            if not self.config.tie_embeddings:
-                total -= self.lm_head.weight.numel()
         return total
 
 
@@ -275,3 +265,9 @@ def check_supported(cfg: ModelConfig) -> None:
         if bad:
             raise ParrotError(f"Encoder-decoder models do not support {what}; "
                               "change that setting or set encoder_layers=0.")
+
+
+def build_model(cfg: ModelConfig) -> nn.Module:
+    """The module a config describes: an `EncoderDecoder` when cfg.encoder_layers > 0,
+    else a `Transformer` (decoder-only or encoder)."""
+    return EncoderDecoder(cfg) if cfg.is_encoder_decoder else Transformer(cfg)

@@ -16,10 +16,9 @@ import torch
 from torch import nn
 
 from parrot.errors import ParrotError
-from parrot.model.attention import AttentionInputs, causal_mask
+from parrot.model.attention import AttentionCapture, AttentionInputs, causal_mask
 from parrot.model.block import Block
 from parrot.model.cache import KVCache
-from parrot.model.capture import AttentionCapture
 from parrot.model.config import ModelConfig
 from parrot.model.heads import HeadTransform, check_encoder_inputs, with_padding
 from parrot.model.norms import LayerNorm, RMSNorm, make_norm
@@ -103,13 +102,12 @@ class Transformer(nn.Module):
         # BERT: segment (token-type) embeddings and a norm right after the embedding sum.
         types = cfg.type_vocab_size
         self.type_emb = nn.Embedding(types, cfg.d_model) if types else None
-        self.embed_norm = (make_norm(cfg.norm, cfg.d_model, cfg.norm_eps, cfg.bias)
-                           if cfg.embed_norm else None)
+        self.embed_norm = make_norm(cfg) if cfg.embed_norm else None
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
         # Post-norm blocks already end in a norm; pre-norm stacks need one before the head.
         pre = cfg.norm_placement in ("pre", "sandwich")
-        self.final_norm = make_norm(cfg.norm, cfg.d_model, cfg.norm_eps, cfg.bias) if pre else None
+        self.final_norm = make_norm(cfg) if pre else None
         head = cfg.output_head
         self.head_transform = HeadTransform(cfg) if head and cfg.head_transform else None
         self.lm_head = (nn.Linear(cfg.d_model, cfg.vocab_size, bias=cfg.head_transform)
@@ -244,11 +242,9 @@ class Transformer(nn.Module):
         """
         total = sum(p.numel() for p in self.parameters())
         if exclude_embeddings:
-            total -= self.tok_emb.weight.numel()
-            if self.pos_emb is not None:
-                total -= self.pos_emb.weight.numel()
-            if not self.config.tie_embeddings and self.lm_head is not None:
-                total -= self.lm_head.weight.numel()
+            head = None if self.config.tie_embeddings else self.lm_head
+            tables = [self.tok_emb, self.pos_emb, head]
+            total -= sum(t.weight.numel() for t in tables if t is not None)
         return total
 
     def flops_per_token(self) -> int:
