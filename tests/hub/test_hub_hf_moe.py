@@ -14,13 +14,12 @@ from parrot.hub.hf import export_hf, load_hf  # noqa: E402
 from parrot.hub.hf_moe import (  # noqa: E402
     HF_MIXTRAL,
     HF_QWEN2_MOE,
-    invert,
     mixtral_from_hf,
     mixtral_to_hf,
     qwen2_moe_from_hf,
     qwen2_moe_to_hf,
 )
-from parrot.hub.naming import rename  # noqa: E402
+from parrot.hub.naming import invert, rename  # noqa: E402
 from parrot.model import ModelConfig, Transformer  # noqa: E402
 from parrot.model.moe import moe_layers  # noqa: E402
 from parrot.tokenizer import Tokenizer  # noqa: E402

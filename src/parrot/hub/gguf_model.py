@@ -45,26 +45,33 @@ def _f32(value: float) -> float:
     return float(f"{float(value):.7g}")
 
 
-def llama_config(g: GGUFFile) -> ModelConfig:
-    """ModelConfig for a `llama` GGUF file."""
+def _rope_fields(g: GGUFFile, context: int, theta: float, eps: float) -> dict[str, Any]:
+    """The ModelConfig fields both GGUF families read alike (RoPE, RMSNorm, no biases);
+    `context`, `theta` and `eps` are the defaults when the file leaves them out."""
     scaling = g.arch_value("rope.scaling.type")
     if scaling not in (None, "none"):
         raise ParrotError(f"{g.path.name} uses RoPE scaling {scaling!r}, which parrot does not "
                           "support yet.")
-    d_model = int(g.arch_value("embedding_length"))
     n_heads = int(g.arch_value("attention.head_count"))
-    head_dim = int(g.arch_value("attention.key_length", d_model // n_heads))
     vocab = len(g.metadata.get("tokenizer.ggml.tokens", [])) or int(g.arch_value("vocab_size"))
-    return ModelConfig(
-        vocab_size=vocab, context_length=int(g.arch_value("context_length", 2048)),
-        d_model=d_model, n_layers=int(g.arch_value("block_count")), n_heads=n_heads,
-        n_kv_heads=int(g.arch_value("attention.head_count_kv", n_heads)),
-        head_dim=None if head_dim * n_heads == d_model else head_dim,
+    return dict(
+        vocab_size=vocab, context_length=int(g.arch_value("context_length", context)),
+        d_model=int(g.arch_value("embedding_length")), n_layers=int(g.arch_value("block_count")),
+        n_heads=n_heads, n_kv_heads=int(g.arch_value("attention.head_count_kv", n_heads)),
         d_ff=int(g.arch_value("feed_forward_length")), positions="rope",
-        rope_theta=_f32(g.arch_value("rope.freq_base", 10000.0)), norm="rmsnorm",
-        norm_eps=_f32(g.arch_value("attention.layer_norm_rms_epsilon", 1e-5)),
-        mlp="swiglu", bias=False, tie_embeddings="output.weight" not in g.tensors,
+        rope_theta=_f32(g.arch_value("rope.freq_base", theta)), norm="rmsnorm",
+        norm_eps=_f32(g.arch_value("attention.layer_norm_rms_epsilon", eps)), bias=False,
+        tie_embeddings="output.weight" not in g.tensors,
     )
+
+
+def llama_config(g: GGUFFile) -> ModelConfig:
+    """ModelConfig for a `llama` GGUF file."""
+    fields = _rope_fields(g, 2048, 10000.0, 1e-5)
+    d_model, n_heads = fields["d_model"], fields["n_heads"]
+    head_dim = int(g.arch_value("attention.key_length", d_model // n_heads))
+    return ModelConfig(**fields, mlp="swiglu",
+                       head_dim=None if head_dim * n_heads == d_model else head_dim)
 
 
 # llama.cpp's fixed Gemma 3 facts that the file does not store: every 6th layer is global,
@@ -75,27 +82,17 @@ GEMMA3_LOCAL_THETA = 10000.0
 
 
 def gemma3_config(g: GGUFFile) -> ModelConfig:
-    """ModelConfig for a `gemma3` GGUF file (the text model)."""
-    if g.arch_value("rope.scaling.type") not in (None, "none"):
-        raise ParrotError(f"{g.path.name} uses RoPE scaling, which parrot does not support "
-                          "for Gemma 3 yet (the 270M and 1B models have none).")
-    d_model = int(g.arch_value("embedding_length"))
-    n_heads, n_layers = int(g.arch_value("attention.head_count")), int(g.arch_value("block_count"))
-    vocab = len(g.metadata.get("tokenizer.ggml.tokens", [])) or int(g.arch_value("vocab_size"))
+    """ModelConfig for a `gemma3` GGUF file (the text model; the 270M and 1B models have no
+    RoPE scaling)."""
+    fields = _rope_fields(g, 32768, 1_000_000.0, 1e-6)
     window = g.arch_value("attention.sliding_window")
     return ModelConfig(
-        vocab_size=vocab, context_length=int(g.arch_value("context_length", 32768)),
-        d_model=d_model, n_layers=n_layers, n_heads=n_heads,
-        n_kv_heads=int(g.arch_value("attention.head_count_kv", n_heads)),
-        head_dim=int(g.arch_value("attention.key_length", 256)),
-        d_ff=int(g.arch_value("feed_forward_length")), positions="rope",
-        rope_theta=_f32(g.arch_value("rope.freq_base", 1_000_000.0)),
-        rope_local_theta=GEMMA3_LOCAL_THETA, norm="rmsnorm", norm_placement="sandwich",
-        norm_eps=_f32(g.arch_value("attention.layer_norm_rms_epsilon", 1e-6)),
-        mlp="geglu_tanh", bias=False, tie_embeddings="output.weight" not in g.tensors,
+        **fields, head_dim=int(g.arch_value("attention.key_length", 256)),
+        rope_local_theta=GEMMA3_LOCAL_THETA, norm_placement="sandwich", mlp="geglu_tanh",
         embed_scale=True, qk_norm=True, sliding_window=None if window is None else int(window),
         global_every=int(g.arch_value("attention.sliding_window_pattern", GEMMA3_SWA_PATTERN)),
-        attn_scale=(d_model / n_heads) ** -0.5 if n_layers == 62 else None,
+        attn_scale=((fields["d_model"] / fields["n_heads"]) ** -0.5
+                    if fields["n_layers"] == 62 else None),
     )
 
 

@@ -133,10 +133,9 @@ def _info(metadata: dict[str, Any], parts: TokenizerParts | SentencePieceParts
         value = metadata.get(f"tokenizer.ggml.{key}_token_id")
         return int(value) if value is not None else None
 
-    eos = token_id("eos")
-    eot = token_id("eot")
     ends = [i for name, i in parts.special_tokens.items() if name in END_OF_GENERATION]
-    eos_ids = tuple(dict.fromkeys(i for i in (eos, eot, *sorted(ends)) if i is not None))
+    eos_ids = tuple(dict.fromkeys(i for i in (token_id("eos"), token_id("eot"), *sorted(ends))
+                                  if i is not None))
     add_bos = bool(metadata.get("tokenizer.ggml.add_bos_token", False))
     template = metadata.get("tokenizer.chat_template")
     return GGUFTokenizerInfo(token_id("bos"), eos_ids, token_id("padding"), add_bos,

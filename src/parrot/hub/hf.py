@@ -1,11 +1,12 @@
 """Hugging Face model folders both ways: config.json + *.safetensors + tokenizer.json.
 
-Families: Llama (and Mistral-style files with the same layout), Qwen2, GPT-2 and Gemma 3
-(`hf_gemma3.py`). Each family is a pair of pure functions between its `config.json` and a
-`ModelConfig`, a name table in `naming.py`, and, for GPT-2, the tensor transform of its
-fused, transposed projections (for Gemma 3, its norm offset). BART, BERT and the
-mixtures of experts have their own modules (`hf_bart.py`, `hf_bert.py`, `hf_moe.py`);
-`load_hf` and `export_hf` dispatch to them, and what all share is in `hf_common.py`.
+Families: Llama (and Mistral-style files with the same layout), Qwen2, GPT-2, Gemma 3
+(`hf_gemma3.py`) and the mixtures of experts (`hf_moe.py`). Each family is a pair of pure
+functions between its `config.json` and a `ModelConfig`, a name table, and the tensor
+transforms that go with it (GPT-2's fused, transposed projections, Gemma 3's norm offset,
+the MoE selection bias). BART and BERT have their own modules (`hf_bart.py`,
+`hf_bert.py`); `load_hf` and `export_hf` dispatch to them, and what all share is in
+`hf_common.py`.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from parrot.hub.hf_common import (
 )
 from parrot.hub.hf_gemma3 import gemma3_from_hf, gemma3_to_hf, is_gemma3
 from parrot.hub.hf_moe import FAMILIES as MOE_FAMILIES
-from parrot.hub.hf_moe import export_moe, load_moe
+from parrot.hub.hf_moe import moe_family
 from parrot.hub.naming import (
     HF_GEMMA3,
     HF_GPT2,
@@ -173,13 +174,13 @@ FAMILIES: dict[str, tuple[Callable, Callable, dict[str, str], Transform, Transfo
     "gpt2": (gpt2_from_hf, gpt2_to_hf, HF_GPT2, split_gpt2, fuse_gpt2),
     "gemma3_text": (gemma3_from_hf, gemma3_to_hf, HF_GEMMA3, gemma_norms_to_canonical,
                     gemma_norms_from_canonical),
+    **MOE_FAMILIES,
 }
 
 
-# Families with a module of their own: BART (an encoder-decoder, hf_bart.py), BERT
-# (encoder-only, with or without its MLM head, hf_bert.py), mixtures of experts (hf_moe.py).
-OWN_LOADERS: dict[str, Callable] = {"bart": load_bart, "bert": load_bert,
-                                    **{family: load_moe for family in MOE_FAMILIES}}
+# Families with a module of their own: BART (an encoder-decoder, hf_bart.py) and BERT
+# (encoder-only, with or without its MLM head, hf_bert.py).
+OWN_LOADERS: dict[str, Callable] = {"bart": load_bart, "bert": load_bert}
 
 
 def is_hf_dir(path: str | Path) -> bool:
@@ -217,10 +218,9 @@ def export_hf(model: Transformer, tokenizer: Tokenizer, out: str | Path,
         return export_bart(model, tokenizer, out)
     if not cfg.causal and cfg.embed_norm:
         return export_bert(model, tokenizer, out)
-    if cfg.is_moe:
-        return export_moe(model, tokenizer, out, meta)
-    family = ("llama" if is_llama(cfg) else "qwen2" if is_qwen2(cfg)
-              else "gpt2" if is_gpt2(cfg) else "gemma3_text" if is_gemma3(cfg) else None)
+    family = (moe_family(cfg) if cfg.is_moe else "llama" if is_llama(cfg)
+              else "qwen2" if is_qwen2(cfg) else "gpt2" if is_gpt2(cfg)
+              else "gemma3_text" if is_gemma3(cfg) else None)
     if family is None:
         raise ParrotError("This model's architecture matches no Hugging Face family parrot "
                           "exports (Llama: RoPE+RMSNorm+SwiGLU; GPT-2: learned+LayerNorm+GELU; "

@@ -97,16 +97,15 @@ def is_bart(cfg: ModelConfig) -> bool:
                                                                             "gelu_tanh"))
 
 
-def bart_to_hf(cfg: ModelConfig, special_ids: dict[str, int] | None = None) -> dict[str, Any]:
+def bart_to_hf(cfg: ModelConfig) -> dict[str, Any]:
     """ModelConfig → BART `config.json` (dropouts 0: parrot exports for inference)."""
     if not is_bart(cfg):
         raise ParrotError("This encoder-decoder is not BART-shaped (it needs learned "
                           "positions, post-norm LayerNorm with biases, embed_norm, "
                           "shared_embeddings equal to tie_embeddings and multi-head "
-                          "attention), so it cannot be exported "
-                          "as BART.")
+                          "attention), so it cannot be exported as BART.")
     act = {v: k for k, v in BART_ACTIVATIONS.items()}[cfg.mlp]
-    config = {
+    return {
         "architectures": ["BartForConditionalGeneration"], "model_type": "bart",
         "is_encoder_decoder": True, "vocab_size": cfg.vocab_size, "d_model": cfg.d_model,
         "max_position_embeddings": cfg.context_length,
@@ -118,7 +117,6 @@ def bart_to_hf(cfg: ModelConfig, special_ids: dict[str, int] | None = None) -> d
         "activation_dropout": 0.0, "classifier_dropout": 0.0, "encoder_layerdrop": 0.0,
         "decoder_layerdrop": 0.0, "torch_dtype": "float32",
     }
-    return {**config, **(special_ids or {})}
 
 
 def bart_to_canonical(tensors: dict[str, torch.Tensor], cfg: ModelConfig,
@@ -187,14 +185,12 @@ def load_bart(root: Path, config: dict[str, Any], device: str | torch.device = "
     return model.to(device), tokenizer, info
 
 
-def export_bart(model: EncoderDecoder, tokenizer: Tokenizer, out: str | Path,
-                special_ids: dict[str, int] | None = None) -> Path:
+def export_bart(model: EncoderDecoder, tokenizer: Tokenizer, out: str | Path) -> Path:
     """Write `model` as a BART folder that `transformers` opens directly."""
     cfg = model.config
-    ids = {**default_special_ids(tokenizer), **(special_ids or {})}
-    hf_config = bart_to_hf(cfg, ids)
-    state = {k: v.contiguous() for k, v in bart_from_canonical(export_state(model), cfg).items()}
-    return write_folder(out, hf_config, state, tokenizer)
+    state = bart_from_canonical(export_state(model), cfg)
+    return write_folder(out, {**bart_to_hf(cfg), **default_special_ids(tokenizer)}, state,
+                        tokenizer)
 
 
 def default_special_ids(tokenizer: Tokenizer) -> dict[str, int]:

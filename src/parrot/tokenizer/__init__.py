@@ -8,6 +8,7 @@ from parrot.tokenizer.pretokenize import PATTERNS
 from parrot.tokenizer.spm import SentencePieceParts
 from parrot.tokenizer.tokenizer import SpecialTokenError, Tokenizer
 from parrot.tokenizer.wordpiece import WordPieceParts, WordPieceTokenizer
+from parrot.tokenizer.wordpiece_io import is_wordpiece_json
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer | WordPieceTokenizer:
@@ -15,8 +16,6 @@ def load_tokenizer(path: str | Path) -> Tokenizer | WordPieceTokenizer:
 
     A folder with only `vocab.txt` (older BERT releases) is read as WordPiece.
     """
-    from parrot.tokenizer.wordpiece_io import is_wordpiece_json
-
     path = Path(path)
     file = path / "tokenizer.json" if path.is_dir() else path
     if is_wordpiece_json(file) or (path.is_dir() and not file.is_file()

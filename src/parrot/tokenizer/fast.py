@@ -47,8 +47,9 @@ def special_set(spec: str | set[str] | frozenset[str], names: dict[str, int]) ->
 
 
 @lru_cache(maxsize=64)
-def special_splitter(specials: tuple[str, ...]) -> regex.Pattern | None:
-    """A regex that finds any of `specials` (longest first, so "<a><b>" beats "<a>")."""
+def special_splitter(specials: frozenset[str]) -> regex.Pattern | None:
+    """A regex that finds and captures any of `specials` (longest first, so "<a><b>" beats
+    "<a>"; `split` keeps the matches at odd indices); None when there are none."""
     if not specials:
         return None
     alternatives = "|".join(regex.escape(s) for s in sorted(specials, key=lambda s: (-len(s), s)))
@@ -63,7 +64,7 @@ class ReferenceEncoder:
         self._split = compile_pattern(tables.pattern).findall
 
     def encode(self, text: str, allowed: frozenset[str]) -> list[int]:
-        splitter = special_splitter(tuple(sorted(allowed)))
+        splitter = special_splitter(allowed)
         parts = splitter.split(text) if splitter else [text]
         ids: list[int] = []
         for i, part in enumerate(parts):

@@ -4,14 +4,13 @@ A byte-level BPE `tokenizer.json` stores each token as a printable string: GPT-2
 maps every byte to one visible character (bytes that print as themselves keep their
 character, the rest move to code points 256 and up). Merges are pairs of such strings.
 
-`read_tokenizer_json` dispatches on the model type through `MODEL_READERS`; another
-vocabulary kind (WordPiece for BERT-style encoders, #7) plugs in by adding a reader there,
-and other containers (GGUF vocabularies, #5) build a `TokenizerParts` directly.
+`read_tokenizer_json` reads BPE models, byte-level or SentencePiece-style (`spm_json.py`);
+WordPiece files belong to their own class (`wordpiece_io.py`), and other containers (GGUF
+vocabularies) build a `TokenizerParts` directly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -97,14 +96,16 @@ def read_tokenizer_json(path: Path) -> TokenizerParts:
     data = read_json_file(path)
     model = data.get("model") if isinstance(data, dict) else None
     kind = model.get("type", "BPE" if "merges" in model else None) if isinstance(model, dict) else None
-    reader = MODEL_READERS.get(kind)
-    if reader is None:
+    if kind == "WordPiece":  # not byte-level BPE: it has its own class (`wordpiece.py`)
+        raise ParrotError(f"{path} holds a WordPiece tokenizer model; this class reads only "
+                          "byte-level BPE, so load it with parrot.tokenizer.load_tokenizer.")
+    if kind != "BPE":
         raise ParrotError(
             f"{path} holds a {kind or 'unknown'} tokenizer model; parrot supports only "
             "byte-level BPE for now."
         )
     try:
-        return reader(data, str(path))
+        return _read_bpe(data, str(path))
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise ParrotError(f"{path} is a corrupt tokenizer.json ({type(err).__name__}: {err}).") from None
 
@@ -147,16 +148,3 @@ def _read_pattern(pre: dict[str, Any] | None, where: str) -> str:
             return regex
     raise ParrotError(f"{where} uses a pre-tokenizer ({kinds}) that parrot does not support yet.")
 
-
-def _refuse_wordpiece(data: dict[str, Any], where: str) -> TokenizerParts:
-    """WordPiece is not byte-level BPE: it has its own class (`tokenizer/wordpiece.py`)."""
-    raise ParrotError(f"{where} holds a WordPiece tokenizer model; this class reads only "
-                      "byte-level BPE, so load it with parrot.tokenizer.load_tokenizer.")
-
-
-# Model type in tokenizer.json → reader; WordPiece files are read by `wordpiece_io.py`
-# into a `WordPieceTokenizer` (`load_tokenizer` picks the class for a file).
-MODEL_READERS: dict[str | None, Callable[[dict[str, Any], str], TokenizerParts]] = {
-    "BPE": _read_bpe,
-    "WordPiece": _refuse_wordpiece,
-}

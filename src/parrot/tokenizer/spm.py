@@ -26,12 +26,13 @@ from __future__ import annotations
 import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import cached_property
 
 import regex
 
 from parrot.errors import ParrotError
 from parrot.tokenizer.bpe import merge_ranks
+from parrot.tokenizer.fast import special_splitter
 
 SPACE_PIECE = "▁"  # U+2581 LOWER ONE EIGHTH BLOCK stands for " " inside pieces
 _BYTE_PIECE = regex.compile(r"<0x([0-9A-F]{2})>")
@@ -123,23 +124,16 @@ def split_leftmost_longest(text: str, whole: dict[str, int]) -> list[str | int]:
     >>> split_leftmost_longest("<a><ab>", {"<a>": 1, "<ab>": 2, "a><": 3})
     [1, 2]
     """
-    pieces = frozenset(p for p in whole if p)
-    if not pieces:
+    splitter = special_splitter(frozenset(p for p in whole if p))
+    if splitter is None:
         return [text] if text else []
     parts: list[str | int] = []
-    for k, part in enumerate(_alternation(pieces).split(text)):
+    for k, part in enumerate(splitter.split(text)):
         if k % 2:
             parts.append(whole[part])
         elif part:
             parts.append(part)
     return parts
-
-
-@lru_cache(maxsize=64)
-def _alternation(pieces: frozenset[str]) -> regex.Pattern:
-    """A regex matching any of `pieces`, longest first, captured (so `split` keeps them)."""
-    return regex.compile("(" + "|".join(
-        regex.escape(p) for p in sorted(pieces, key=lambda p: (-len(p), p))) + ")")
 
 
 def normalize(stretch: str, dummy_prefix: bool) -> str:
@@ -285,9 +279,8 @@ class SentencePieceEncoder:
         self._piece_id = {p: i for i, p in enumerate(parts.pieces)}  # a later duplicate wins
         self._place = score_places(parts.pieces, parts.scores) if parts.merges is None else {}
         self._byte_ids = byte_piece_ids(parts.pieces)
-        self._ranks = None
-        if parts.merges is not None:
-            self._ranks = merge_ranks(parts.merges, parts.pieces, self._piece_id)
+        self._ranks = (None if parts.merges is None
+                       else merge_ranks(parts.merges, parts.pieces, self._piece_id))
         self._whole = list(parts.user_defined.items())
         self._spanning = word_cut_blockers(parts.pieces)
         if self._spanning is not None and not self._can_cut_words(self._spanning):

@@ -54,8 +54,8 @@ class Tokenizer:
         self.parts = parts
         self._tables = _build_tables(parts) if isinstance(parts, TokenizerParts) else None
         self._fast: ReferenceEncoder | TiktokenEncoder | SentencePieceEncoder | None = None
-        self.bos_id = _first_present(BOS_NAMES, parts.special_tokens)
-        self.eos_id = _first_present(EOS_NAMES, parts.special_tokens)
+        self.bos_id = first_special(BOS_NAMES, parts.special_tokens)
+        self.eos_id = first_special(EOS_NAMES, parts.special_tokens)
         # The model's own Jinja chat template travels with its tokenizer (set by loaders).
         self.chat_template: str | None = None
 
@@ -201,7 +201,7 @@ class Tokenizer:
         disallowed_set = (
             frozenset(names) - allowed_set if disallowed == "all" else special_set(disallowed, names)
         )
-        splitter = special_splitter(tuple(sorted(disallowed_set)))
+        splitter = special_splitter(disallowed_set)
         found = splitter.search(text) if splitter else None
         if found:
             raise SpecialTokenError(
@@ -225,7 +225,8 @@ def check_vocab_size(vocab_size: int, special_tokens: Sequence[str]) -> None:
         )
 
 
-def _first_present(candidates: Sequence[str], specials: dict[str, int]) -> int | None:
+def first_special(candidates: Sequence[str], specials: dict[str, int]) -> int | None:
+    """The id of the first of `candidates` that is one of `specials`, else None."""
     return next((specials[name] for name in candidates if name in specials), None)
 
 

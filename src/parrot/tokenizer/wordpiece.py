@@ -175,7 +175,7 @@ class WordPieceTokenizer:
         """Text → piece ids, no [CLS]/[SEP]. Allowed specials ("all", "none" or a set)
         written in the text become their ids; otherwise they are ordinary text."""
         allowed = special_set(allowed_special, self.parts.special_tokens)
-        splitter = special_splitter(tuple(sorted(allowed)))
+        splitter = special_splitter(allowed)
         ids: list[int] = []
         for k, part in enumerate(splitter.split(text) if splitter else [text]):
             # odd parts are the special tokens the splitter matched

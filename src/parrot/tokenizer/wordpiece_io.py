@@ -11,8 +11,6 @@ from parrot.errors import ParrotError
 from parrot.tokenizer.hf_json import added_token, by_id, read_json_file
 from parrot.utils.atomic import atomic_write_json
 
-DEFAULT_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-
 
 @dataclass(frozen=True)
 class WordPieceParts:

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from parrot.errors import ParrotError
+from parrot.tokenizer.tokenizer import first_special
 
 IGNORE = -100
 MASK_NAMES = ("[MASK]", "<mask>")
@@ -83,16 +84,10 @@ def mlm(model: nn.Module, batch: torch.Tensor, *, mask_id: int, vocab_size: int,
                   "mlm_accuracy": (correct.sum() / chosen.sum().clamp(min=1)).detach()}
 
 
-def mask_token_id(tokenizer: Any) -> int | None:
-    """The id of the tokenizer's mask token ([MASK] or <mask>), or None."""
-    specials = tokenizer.special_tokens
-    return next((specials[name] for name in MASK_NAMES if name in specials), None)
-
-
 def bind_mlm(tokenizer: Any) -> partial:
     """`mlm` with the tokenizer's mask id, vocabulary size and special ids bound;
     ParrotError when the tokenizer has no mask token."""
-    mask_id = mask_token_id(tokenizer)
+    mask_id = first_special(MASK_NAMES, tokenizer.special_tokens)  # [MASK] or <mask>
     if mask_id is None:
         raise ParrotError("The mlm objective needs a [MASK] token, and this tokenizer has "
                           "none; train without --tokenizer (a new one gets [MASK]) or give "
