@@ -4,24 +4,8 @@ import io
 import json
 
 import pytest
-import torch
 
 from parrot import cli
-from parrot.model import ModelConfig, Transformer
-from parrot.rundir import save_weights, write_config
-from parrot.tokenizer import Tokenizer
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("run")
-    tok = Tokenizer.train(["hello world " * 20], vocab_size=262, special_tokens=["<|endoftext|>"])
-    torch.manual_seed(0)
-    cfg = ModelConfig(vocab_size=262, context_length=192, d_model=32, n_layers=2, n_heads=2)
-    write_config(path, {"model": cfg.to_dict()})
-    save_weights(path, Transformer(cfg))
-    tok.save(path)
-    return path
 
 
 @pytest.fixture
