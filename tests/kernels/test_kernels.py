@@ -1,18 +1,16 @@
 """parrot's C decode kernels against plain-torch references written here from their formulas:
 int8 and int4 matrix-vector products, RMSNorm rows, decode attention through the model, and
-how the library is built, cached and skipped."""
+the wrappers' argument checks (building the library: test_kernel_build.py)."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 import torch
+from kernel_helpers import env_for, run_python
 from torch import nn
 
 from parrot import kernels
@@ -318,82 +316,6 @@ def test_decode_kernel_with_int32_positions(tmp_path):
     """)
     result = run_python(script, env_for(tmp_path))
     assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-2000:]
-
-
-# ---------------------------------------------------------------------------------- building
-
-
-def env_for(home: Path, **changes: str) -> dict[str, str]:
-    env = {**os.environ, "PARROT_HOME": str(home), "OMP_NUM_THREADS": "1"}
-    env.pop("PARROT_NATIVE", None)
-    env.pop("CC", None)
-    env.update(changes)
-    return env
-
-
-def run_python(script: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                          text=True, timeout=300)
-
-
-AVAILABLE = ("import os; from parrot import kernels; "
-             "print('available', kernels.load(**kernels.settings_from(os.environ)) is not None)")
-
-
-@native
-def test_first_use_builds_one_library_and_a_second_process_reuses_it(tmp_path):
-    first = run_python(AVAILABLE, env_for(tmp_path))
-    assert first.returncode == 0 and "available True" in first.stdout, first.stderr
-    built = sorted((tmp_path / "kernels").iterdir())
-    assert len(built) == 1 and built[0].suffix == ".so"  # no temporary left behind
-    stamp = built[0].stat().st_mtime_ns
-    second = run_python(AVAILABLE, env_for(tmp_path))
-    assert second.returncode == 0 and "available True" in second.stdout, second.stderr
-    assert sorted((tmp_path / "kernels").iterdir()) == built
-    assert built[0].stat().st_mtime_ns == stamp
-
-
-def test_parrot_native_0_disables_the_kernels_and_generation_still_works(tmp_path):
-    script = textwrap.dedent("""
-        import torch
-        import os
-        from parrot import kernels
-        from parrot.adapt.prepare import prepare_for_inference
-        from parrot.adapt.quantize import Int8Linear
-        from parrot.infer import Engine, SamplingParams
-        from parrot.model import Transformer, get_preset
-        from parrot.tokenizer import Tokenizer
-        torch.manual_seed(0)
-        model = Transformer(get_preset("llama-tiny", vocab_size=256)).eval()
-        settings = kernels.settings_from(os.environ)
-        model = prepare_for_inference(model, "int8", **settings)
-        layers = [m for m in model.modules() if isinstance(m, Int8Linear)]
-        assert layers and not any(m.kernels for m in layers)
-        tokenizer = Tokenizer.train(["hello parrot"], vocab_size=256)
-        params = SamplingParams(temperature=0.0, max_new_tokens=5, ignore_eos=True)
-        done = Engine(model, tokenizer, max_batch=2).generate("hi", params)
-        assert len(done.token_ids) == 5 and all(0 <= t < 256 for t in done.token_ids)
-        print("available", kernels.load(**settings) is not None, "tokens", done.token_ids)
-    """)
-    result = run_python(script, env_for(tmp_path, PARROT_NATIVE="0"))
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "available False tokens" in result.stdout
-    assert not (tmp_path / "kernels").exists()  # nothing was built
-
-
-@pytest.mark.parametrize("cc", ["/nonexistent/cc", None])
-def test_no_compiler_means_unavailable_not_a_crash(tmp_path, cc):
-    empty = tmp_path / "bin"
-    empty.mkdir()
-    env = env_for(tmp_path, PATH=str(empty))
-    if cc is not None:
-        env["CC"] = cc
-    result = run_python(AVAILABLE, env)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "available False" in result.stdout
-    assert "C kernels are unavailable" in result.stderr  # one logged warning
-    assert "Traceback" not in result.stderr
-    assert not list(tmp_path.glob("kernels/*.so"))
 
 
 # ---------------------------------------------------------------------------------- checks
