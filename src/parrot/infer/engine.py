@@ -181,8 +181,9 @@ class Engine:
         cut = self._bucket(length)
         keys = self.cache.keys[:, start:stop, :, :cut]
         values = self.cache.values[:, start:stop, :, :cut]
-        for view in (keys, values):  # one graph with a symbolic length, not one per bucket
-            torch._dynamo.maybe_mark_dynamic(view, 3)
+        if self.compiled:  # one graph with a symbolic length, not one per bucket
+            for view in (keys, values):
+                torch._dynamo.maybe_mark_dynamic(view, 3)
         return KVCache(self.config, stop - start, cut, _tensors=(keys, values))
 
     # ---- convenience API ------------------------------------------------------------
