@@ -93,11 +93,20 @@ class RagPipeline:
         *_, answer = self.stream(question, history)
         return answer
 
-    def generate_plain(self, question: str) -> str:
-        """The model's answer with no retrieval (the baseline of the evaluation)."""
-        messages = [{"role": "user", "content": question.strip()}]
-        ids = prompt_ids(messages, self.llm.engine.tokenizer, self.llm.template)
-        return self.llm.engine.generate(ids, self.params).text.strip()
+    def ask_batch(self, questions: Sequence[str]) -> list[Answer]:
+        """Grounded answers to several questions, decoded together by the engine."""
+        prompts = [self.prompt(q, self.retrieve(check_question(q, self.embedder)))
+                   for q in questions]
+        done = self.llm.engine.generate_batch([ids for ids, _ in prompts], self.params)
+        return [Answer(q, c.text.strip(), kept, citations(c.text, len(kept)), len(ids))
+                for q, (ids, kept), c in zip(questions, prompts, done, strict=True)]
+
+    def plain_batch(self, questions: Sequence[str]) -> list[str]:
+        """The model's answers with no retrieval and no rules (the evaluation's baseline)."""
+        tokenizer, template = self.llm.engine.tokenizer, self.llm.template
+        prompts = [prompt_ids([{"role": "user", "content": q}], tokenizer, template)
+                   for q in questions]
+        return [c.text.strip() for c in self.llm.engine.generate_batch(prompts, self.params)]
 
 
 class RagSession:
