@@ -107,9 +107,10 @@ def bm25_scores(query: Sequence[str], docs: Sequence[Sequence[str]], k1: float =
     """Okapi BM25 of each document (a list of words) for the query words:
 
         score(d) = Σ_q idf(q) · f(q,d)·(k1+1) / (f(q,d) + k1·(1 − b + b·|d|/avgdl))
-        idf(q)   = ln(1 + (N − n(q) + 0.5) / (n(q) + 0.5))
+        idf(q)   = max(ln((N − n(q) + 0.5) / (n(q) + 0.5)), 1e-6)
 
-    with f the term frequency, n(q) the number of documents holding q (FTS5's formula).
+    with f the term frequency and n(q) the number of documents holding q: SQLite FTS5's
+    bm25() term for term (its idf floor included), so the reference can check it.
     """
     n_docs = len(docs)
     if n_docs == 0:
@@ -120,7 +121,7 @@ def bm25_scores(query: Sequence[str], docs: Sequence[Sequence[str]], k1: float =
     scores = np.zeros(n_docs)
     for word in query:
         holding = sum(1 for c in counts if word in c)
-        idf = math.log(1 + (n_docs - holding + 0.5) / (holding + 0.5))
+        idf = max(math.log((n_docs - holding + 0.5) / (holding + 0.5)), 1e-6)
         freq = np.array([c.get(word, 0) for c in counts], dtype=np.float64)
         scores += idf * freq * (k1 + 1) / (freq + k1 * (1 - b + b * lengths / avgdl))
     return scores
@@ -176,8 +177,8 @@ class NumpyStore:
         if not ids:
             return []
         matrix = np.stack([self._vectors[i] for i in ids]).astype(np.float64)
-        scores = matrix @ np.asarray(query, dtype=np.float64)
-        order = sorted(range(len(ids)), key=lambda j: (-scores[j], ids[j]))[:k]
+        scores = matrix @ np.asarray(query, dtype=np.float64)  # cosine: rows are unit
+        order = np.lexsort((np.array(ids), -scores))[:k]
         return [(ids[j], float(scores[j])) for j in order]
 
     def keyword_search(self, query: str, k: int,
