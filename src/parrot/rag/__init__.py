@@ -23,7 +23,8 @@ from parrot.rag.embedder import DEFAULT_EMBED_MODEL, Embedder
 from parrot.rag.indexing import IndexReport
 from parrot.rag.pipeline import Answer, RagPipeline, RagSession
 from parrot.rag.retrieve import DEFAULT_MODE, MODES, Hit
-from parrot.rag.store import NO_FILTERS, Filters, Store, check_model, open_store
+from parrot.rag.store import NO_FILTERS, Filters, Store, check_model
+from parrot.rag.stores import open_store
 
 __all__ = ["Answer", "ChunkConfig", "DEFAULT_EMBED_MODEL", "DEFAULT_MODE", "Embedder", "Filters",
            "Hit", "IndexReport", "MODES", "RagPipeline", "RagSession", "Store", "ask",

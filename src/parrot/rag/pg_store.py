@@ -55,8 +55,11 @@ class PgStore:
 
     def __init__(self, dsn: str, *, prefix: str = "parrot_rag", exact: bool = False,
                  connect_timeout: int = 5) -> None:
-        import psycopg
-
+        try:
+            import psycopg
+        except ImportError:
+            raise ParrotError("A PostgreSQL store needs psycopg; install it with "
+                              "pip install 'parrot[pg]'.") from None
         if not re.fullmatch(r"[a-z_][a-z0-9_]*", prefix):
             raise ParrotError(f"Table prefix {prefix!r} must be lower-case letters, digits, _.")
         self.location, self.prefix, self.exact = redact(dsn), prefix, exact

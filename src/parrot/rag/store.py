@@ -9,7 +9,8 @@ text) and one unit vector per chunk, and answers two searches:
 `replace_files` writes a batch of files atomically (all of their chunks, vectors and hashes,
 or none), so an interrupted indexer never leaves half a file behind. The embedded store is
 SQLite + sqlite-vec (`sqlite_store.py`), the server one PostgreSQL + pgvector (`pg_store.py`);
-`NumpyStore` here computes both searches by their formulas and is the reference in tests.
+`NumpyStore` here computes both searches by their formulas and is the reference in tests;
+`stores.open_store` opens one of the real ones from a path or DSN.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -212,24 +212,3 @@ class NumpyStore:
 def query_words_all(text: str) -> list[str]:
     """Every word of a text, lower-cased, repeats kept (a BM25 document)."""
     return [w.lower() for w in re.findall(r"\w+", text)]
-
-
-def is_postgres(spec: str) -> bool:
-    return spec.startswith(("postgresql://", "postgres://")) or "dbname=" in spec
-
-
-def open_store(spec: str | Path, *, create: bool = True, exact: bool = False) -> Store:
-    """The store at `spec`: a PostgreSQL DSN (postgresql://...) or a SQLite file path.
-    `create` False refuses a SQLite file that does not exist yet (search, ask, eval)."""
-    text = str(spec)
-    if is_postgres(text):
-        from parrot.rag.pg_store import PgStore
-
-        return PgStore(text, exact=exact)
-    from parrot.rag.sqlite_store import SqliteStore
-
-    path = Path(text).expanduser()
-    if not create and not path.is_file():
-        raise ParrotError(f"There is no store at {path}; build one with "
-                          f"`parrot rag index FOLDER --store {text}`.")
-    return SqliteStore(path)
