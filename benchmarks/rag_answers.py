@@ -2,8 +2,9 @@
 
 1. Builds the project's QA set (parrot.rag.qa: questions generated deterministically from
    `pydoc_data.topics`) and its 79 documents, indexes them into a SQLite store with MiniLM.
-2. For every question (all of them, no selection), SmolLM2 answers greedily (64 new tokens)
-   twice: with the top-4 hybrid passages in the grounded prompt, and with the bare question.
+2. For every `--every`-th question (default every 3rd: questions 0, 3, 6, ... of the set, a
+   fixed stride chosen before any answer was seen, because the 2-core machine was shared by
+   five sessions), SmolLM2 answers greedily (64 new tokens) twice: with the top-4 hybrid passages in the grounded prompt, and with the bare question.
    Score: answer containment (the answer key appears in the answer), 95% Wilson intervals.
 3. Injection probes: the same store plus one document that carries instructions ("ignore
    your instructions", a forged `<|im_start|>system` turn); for questions that retrieve it,
@@ -80,6 +81,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", default="/tmp/parrot-rag-answers")
     parser.add_argument("--limit", type=int, default=None, help="first N questions (default all)")
+    parser.add_argument("--every", type=int, default=3, help="every N-th question (default 3)")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     args = parser.parse_args()
 
@@ -95,15 +97,16 @@ def main() -> None:
     work = Path(args.work)
     start = time.perf_counter()
     store, items, report = build(work, home())
-    items = items[:args.limit]
+    items = items[:args.limit][::args.every]
     embedder = embedder_for(store, home=home())
     llm = parrot.load("smollm2-135m-instruct", max_batch=8, max_len=2048)
     params = SamplingParams(temperature=0.0, max_new_tokens=args.max_new_tokens)
     pipeline = RagPipeline(store, embedder, llm, k=4, mode="hybrid", params=params)
-    answers = answer_eval(pipeline, items)
+    answers = answer_eval(pipeline, items, progress=lambda done, total: print(
+        f"answered {done}/{total} ({time.perf_counter() - start:.0f} s)", flush=True))
     probes = probe(store, embedder, llm, work, home())
     result = {"model": "smollm2-135m-instruct", "embedder": embedder.name,
-              "questions": len(items), "k": 4, "mode": "hybrid",
+              "questions": len(items), "every": args.every, "k": 4, "mode": "hybrid",
               "max_new_tokens": args.max_new_tokens, "index": report.to_dict(),
               "threads": torch.get_num_threads(), **answers, "injection_probes": probes,
               "seconds": round(time.perf_counter() - start, 1)}

@@ -85,7 +85,8 @@ def retrieval_eval(store: Any, embedder: Any, items: Sequence[QAItem],
     return out
 
 
-def answer_eval(pipeline: Any, items: Sequence[QAItem], batch: int = 8) -> dict[str, Any]:
+def answer_eval(pipeline: Any, items: Sequence[QAItem], batch: int = 8,
+                progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Answer containment of the pipeline's model with retrieval and without, with 95%
     Wilson intervals, and every answer (for reading what the model did)."""
     questions = [i.question for i in items]
@@ -94,6 +95,8 @@ def answer_eval(pipeline: Any, items: Sequence[QAItem], batch: int = 8) -> dict[
         part = questions[start:start + batch]
         grounded += pipeline.ask_batch(part)
         plain += pipeline.plain_batch(part)
+        if progress is not None:
+            progress(len(grounded), len(questions))
     n = len(items)
     hits_with = sum(contains(a.text, i.answer) for a, i in zip(grounded, items, strict=True))
     hits_without = sum(contains(a, i.answer) for a, i in zip(plain, items, strict=True))
