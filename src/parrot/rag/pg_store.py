@@ -163,7 +163,8 @@ class PgStore:
                 f"SELECT id, embedding <=> %s::vector AS d FROM {self._t('chunks')} "
                 f"WHERE true {where} ORDER BY d LIMIT %s",
                 (vector_text(query), *args, k)).fetchall()
-        return [(int(i), 1.0 - float(d)) for i, d in rows]
+        # ties in id order (ORDER BY d, id would keep the HNSW index from being used)
+        return [(int(i), 1.0 - float(d)) for i, d in sorted(rows, key=lambda r: (r[1], r[0]))]
 
     def keyword_search(self, query: str, k: int,
                        filters: Filters = NO_FILTERS) -> list[tuple[int, float]]:

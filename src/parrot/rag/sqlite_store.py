@@ -172,7 +172,8 @@ class SqliteStore:
                 "SELECT v.rowid, vec_distance_cosine(v.embedding, ?) AS d FROM vectors v "
                 f"JOIN chunks c ON c.id = v.rowid WHERE 1 {where} ORDER BY d, v.rowid LIMIT ?",
                 (blob, *args, k)).fetchall()
-        return [(int(i), 1.0 - float(d)) for i, d in rows]
+        # equal distances (a passage that two files share) in id order, as the reference
+        return [(int(i), 1.0 - float(d)) for i, d in sorted(rows, key=lambda r: (r[1], r[0]))]
 
     def keyword_search(self, query: str, k: int,
                        filters: Filters = NO_FILTERS) -> list[tuple[int, float]]:
