@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from parrot.errors import ParrotError
 from parrot.rag.embedder import Embedder
@@ -71,8 +72,9 @@ def check_question(question: str, embedder: Embedder) -> str:
 
 
 def search(store: Store, embedder: Embedder, query: str, k: int = 5, mode: str = DEFAULT_MODE,
-           filters: Filters = NO_FILTERS) -> list[Hit]:
-    """The top-k chunks of `store` for `query` (see the module docstring)."""
+           filters: Filters = NO_FILTERS, query_vector: Any = None) -> list[Hit]:
+    """The top-k chunks of `store` for `query` (see the module docstring); `query_vector`,
+    when given, is the query's embedding computed beforehand (batches, benchmarks)."""
     check_k(k)
     mode = check_mode(mode)
     check_question(query, embedder)
@@ -80,7 +82,8 @@ def search(store: Store, embedder: Embedder, query: str, k: int = 5, mode: str =
     ranked: list[tuple[int, float]] = []
     lists = []
     if mode in ("vector", "hybrid"):
-        ranked = store.vector_search(embedder.embed([query])[0], depth, filters)
+        vector = embedder.embed([query])[0] if query_vector is None else query_vector
+        ranked = store.vector_search(vector, depth, filters)
         lists.append([i for i, _ in ranked])
     if mode in ("keyword", "hybrid"):
         ranked = store.keyword_search(query, depth, filters)
