@@ -45,6 +45,17 @@ def sequence_logprobs(logits: torch.Tensor, labels: torch.Tensor,
     return (token_logprobs(logits, labels) * mask.to(torch.float32)).sum(-1)
 
 
+def sequence_kl(policy_logits: torch.Tensor, ref_logits: torch.Tensor,
+                mask: torch.Tensor) -> torch.Tensor:
+    """sum_t mask_t * KL(π_t || π_ref,t), KL = sum_v π(v) (log π(v) - log π_ref(v)), over
+    the whole vocabulary at each position: (B, T, V), (B, T, V), (B, T) → (B,). On
+    sequences sampled from π its mean estimates KL(π || π_ref) of whole answers."""
+    log_p = F.log_softmax(policy_logits.float(), dim=-1)
+    log_q = F.log_softmax(ref_logits.float(), dim=-1)
+    per_token = (log_p.exp() * (log_p - log_q)).sum(-1)                  # (B, T)
+    return (per_token * mask.to(torch.float32)).sum(-1)
+
+
 def batch_logprobs(model: nn.Module, batch: PreferenceBatch) -> torch.Tensor:
     """log π(y | x) of every row of a preference batch (2B,): one forward of the model."""
     logits = model(batch.tokens[:, :-1])                                  # (2B, T, V)
