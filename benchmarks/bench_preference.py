@@ -57,8 +57,8 @@ QUESTIONS = ["What is a good way to learn to cook?", "How do I start running?",
              "How do I write a thank-you note?", "What games can I play on a rainy day?"]
 TRAIN_NAMES, HELD_NAMES = NAMES[:16], NAMES[16:]
 TRAIN_QUESTIONS, HELD_QUESTIONS = QUESTIONS[:14], QUESTIONS[14:]
-K, MAX_NEW, TEMPERATURE, TOP_P = 4, 48, 0.7, 0.95
-N_TRAIN, N_HELD = 96, 40
+K, MAX_NEW, TEMPERATURE, TOP_P = 4, 40, 0.7, 0.95
+N_TRAIN, N_HELD = 64, 32
 TRAIN = {"steps": 40, "batch_size": 4, "log_every": 2, "eval_every": 10,
          "checkpoint_every": 10, "warmup": 4, "threads": 1}
 

@@ -133,3 +133,17 @@ def test_reference_log_probs_are_cached_and_reused(tmp_path, monkeypatch):
     assert first.shape == (4, 2)
     batch = collate_pairs(pairs)
     assert torch.allclose(first.T.reshape(-1), lp.batch_logprobs(model, batch), atol=1e-5)
+
+
+def test_the_reward_is_read_at_the_last_real_token_whatever_the_padding(tmp_path):
+    from parrot.model.reward import RewardModel
+
+    torch.manual_seed(0)
+    model = RewardModel(load_model(make_base(tmp_path / "base"))[0]).eval()
+    tokens = torch.randint(0, 250, (1, 9))
+    padded = torch.cat([tokens, torch.zeros(1, 5, dtype=torch.long)], dim=1)
+    alone = model(tokens, torch.tensor([9]))
+    with torch.no_grad():
+        want = model.head(model.backbone.hidden(tokens)[:, -1]).squeeze(-1)
+    torch.testing.assert_close(model(padded, torch.tensor([9])), alone)
+    torch.testing.assert_close(alone, want)

@@ -66,7 +66,8 @@ def run_reward(base, data, out, method="lora"):
                         show_progress=False)
 
 
-@pytest.mark.parametrize("kind, method", [("dpo", "lora"), ("dpo", "full"), ("reward", "lora")])
+@pytest.mark.parametrize("kind, method", [("dpo", "lora"), ("dpo", "full"), ("reward", "lora"),
+                                          ("reward", "full")])
 def test_a_stopped_run_resumes_bit_exactly(tmp_path, monkeypatch, setup, kind, method):
     base, data = setup
     start = run_dpo if kind == "dpo" else run_reward
@@ -146,3 +147,79 @@ def test_beta_not_positive_exits_2(tmp_path, capsys, setup, beta):
                  "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "--beta must be positive" in err and err.count("\n") == 0
+
+
+def test_a_dpo_run_is_served_like_any_model(tmp_path, setup):
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from parrot.serve import Loaded, ServeSettings, create_app
+
+    run_dpo(*setup, tmp_path / "dpo")
+
+    def load() -> Loaded:  # what `parrot serve RUN` loads
+        llm = parrot.load(tmp_path / "dpo", quantize="none", log=None)
+        return Loaded(llm.model, llm.tokenizer, llm.template, engine=llm.engine)
+
+    app = create_app(load, ServeSettings(model_name="dpo"))
+    with TestClient(app) as client:
+        deadline = time.monotonic() + 30
+        while client.get("/health").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        reply = client.post("/v1/chat/completions", json={
+            "model": "dpo", "max_tokens": 3, "temperature": 0,
+            "messages": [{"role": "user", "content": "say 1"}]})
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["choices"][0]["message"]["role"] == "assistant"
+
+
+def test_reward_scores_of_answers_match_the_pair_scores(tmp_path, setup):
+    from parrot.data.preference import load_preferences
+    from parrot.training.reward import score_answers
+
+    base, data = setup
+    run_reward(base, data, tmp_path / "rm")
+    model, tok, template, max_len = load_reward_model(tmp_path / "rm")
+    pairs = load_preferences(data)
+    items = [(p.prompt, p.chosen[0]["content"]) for p in pairs]
+    items += [(p.prompt, p.rejected[0]["content"]) for p in pairs]
+    got = score_answers(model, tok, template, items, max_len, batch_size=5)
+    want = score_file(tmp_path / "rm", data).rewards
+    torch.testing.assert_close(got, torch.cat([want[:, 0], want[:, 1]]), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.slow  # two CLI runs and a subprocess killed mid-run (~30 s here)
+def test_cli_dpo_killed_with_sigkill_resumes_bit_exactly(tmp_path, setup):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    base, data = setup
+    command = ["align", "dpo", str(base), "--data", str(data), "--rank", "2", "--quiet"]
+    flags = [*command]
+    for knob in ("steps=20", "batch_size=3", "checkpoint_every=3", "eval_every=10", "threads=1"):
+        flags += ["--set", f"train.{knob}"]
+    assert main([*flags, "--out", str(tmp_path / "whole")]) == 0
+    assert (tmp_path / "whole" / "preference.png").is_file()
+    cut = tmp_path / "cut"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    child = subprocess.Popen([sys.executable, "-m", "parrot", *flags, "--out", str(cut)],
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and child.poll() is None:
+        metrics = cut / "metrics.jsonl"
+        if metrics.exists() and any(json.loads(r).get("step", 0) >= 7
+                                    for r in metrics.read_text().splitlines() if r.strip()):
+            break
+        time.sleep(0.05)
+    os.kill(child.pid, signal.SIGKILL)  # mid-run: no chance to write anything more
+    child.wait()
+    step = torch.load(cut / "checkpoint.pt", weights_only=False)["step"]
+    assert 3 <= step < 20
+    assert main([*command, "--out", str(cut), "--resume"]) == 0
+    assert losses(cut) == losses(tmp_path / "whole")
+    a, b = saved(tmp_path / "whole"), saved(cut)
+    assert all(torch.equal(a[k], b[k]) for k in a)
