@@ -272,7 +272,7 @@ def evaluation(work: Path, held_items: list[dict], before: list[list[str]],
                                   for k, v in (("before", before), ("after", after))}}
 
 
-def speed(train_file: Path, pairs: int = 4, rounds: int = 7) -> dict:
+def speed(train_file: Path, pairs: int = 4, rounds: int = 6) -> dict:
     """Seconds per optimizer step (LoRA, forward + backward + AdamW), interleaved rounds,
     the first dropped as warm-up: DPO on B pairs with cached reference log-probs, SFT on
     the same 2B rows, SFT on the B chosen rows."""

@@ -223,3 +223,13 @@ def test_cli_dpo_killed_with_sigkill_resumes_bit_exactly(tmp_path, setup):
     assert losses(cut) == losses(tmp_path / "whole")
     a, b = saved(tmp_path / "whole"), saved(cut)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_cli_prints_held_out_results(tmp_path, setup, capsys):
+    base, data = setup
+    knobs = sum((["--set", t] for t in TRAIN), [])
+    assert main(["align", "dpo", str(base), "--data", str(data), "--rank", "2", "--quiet",
+                 "--out", str(tmp_path / "dpo"), *knobs]) == 0
+    out = capsys.readouterr().out
+    assert "held-out DPO loss 0.6931 before" in out and "held-out reward accuracy" in out
+    assert (tmp_path / "dpo" / "preference.png").is_file()

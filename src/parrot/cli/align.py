@@ -35,6 +35,9 @@ def run_dpo(args: argparse.Namespace) -> int:
     print(f"{result.run_dir}: DPO ({args.method}, {args.loss}, β={args.beta}), "
           f"{result.steps} steps")
     if result.final_val_loss is not None:
-        print(f"held-out DPO loss {result.metrics.get('val_loss_before', float('nan')):.4f} "
-              f"before, {result.final_val_loss:.4f} after")
+        m = result.metrics
+        print(f"held-out DPO loss {m.get('val_loss_before', float('nan')):.4f} before, "
+              f"{result.final_val_loss:.4f} after; held-out reward accuracy "
+              f"{m.get('val_rewards/accuracies', float('nan')):.3f}, margin "
+              f"{m.get('val_rewards/margins', float('nan')):+.4f}")
     return 0

@@ -42,7 +42,7 @@ from parrot.training.finetune import (
 from parrot.training.logprobs import reference_logprobs
 from parrot.training.loop import Hook
 from parrot.training.objectives_pref import DPOConfig, make_dpo_objective
-from parrot.training.reward import check_method
+from parrot.training.reward import check_method, with_last_validation
 from parrot.training.session import Job, Run, TrainResult, model_spec, run_training
 from parrot.utils.seed import seed_everything
 
@@ -68,8 +68,8 @@ def dpo(model: str | Path, data: str | Path, out: str | Path,
     build = partial(build_dpo, out=Path(out), spec=model_spec(model), data=data, cfg=cfg,
                     dpo_cfg=dpo_cfg, reference=reference, ref_cache=ref_cache,
                     overrides=overrides, show_progress=show_progress, home=home)
-    return run_training(Job(Path(out), build, resume, overrides=overrides, hooks=hooks,
-                            show_progress=show_progress))
+    return with_last_validation(run_training(Job(Path(out), build, resume, overrides=overrides,
+                                                 hooks=hooks, show_progress=show_progress)))
 
 
 def build_dpo(saved: dict[str, Any] | None, out: Path, spec: str, data: str | Path,

@@ -35,7 +35,7 @@ from parrot.data.preference import (
 from parrot.errors import ParrotError
 from parrot.hub.resolve import resolve_model
 from parrot.model.reward import RewardModel
-from parrot.rundir import REWARD_WEIGHTS, is_reward_dir, read_config
+from parrot.rundir import REWARD_WEIGHTS, is_reward_dir, read_config, read_metrics
 from parrot.training.config import TrainConfig, override
 from parrot.training.finetune import (
     FinetuneConfig,
@@ -83,8 +83,17 @@ def train_reward(model: str | Path, data: str | Path, out: str | Path,
     check_method(cfg, "A reward model")
     build = partial(build_reward, spec=model_spec(model), data=data, cfg=cfg,
                     overrides=overrides, home=home)
-    return run_training(Job(Path(out), build, resume, overrides=overrides, hooks=hooks,
-                            show_progress=show_progress))
+    return with_last_validation(run_training(Job(Path(out), build, resume, overrides=overrides,
+                                                 hooks=hooks, show_progress=show_progress)))
+
+
+def with_last_validation(result: TrainResult) -> TrainResult:
+    """The result with the last validation row's metrics (val_accuracy, val_rewards/...)."""
+    rows = [r for r in read_metrics(result.run_dir) if "val_loss" in r]
+    if rows:
+        result.metrics.update({k: v for k, v in rows[-1].items() if k.startswith("val_")
+                               and k != "val_loss"})
+    return result
 
 
 def build_reward(saved: dict[str, Any] | None, spec: str, data: str | Path,
