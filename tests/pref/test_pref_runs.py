@@ -233,3 +233,14 @@ def test_the_cli_prints_held_out_results(tmp_path, setup, capsys):
     out = capsys.readouterr().out
     assert "held-out DPO loss 0.6931 before" in out and "held-out reward accuracy" in out
     assert (tmp_path / "dpo" / "preference.png").is_file()
+
+
+def test_another_reference_model_is_used_and_cached(tmp_path, setup):
+    base, data = setup
+    other = make_base(tmp_path / "other", seed=1)
+    result = dpo(base, data, tmp_path / "run", FinetuneConfig(rank=2), DPOConfig(beta=0.2),
+                 reference=other, overrides=TRAIN, show_progress=False)
+    assert result.metrics["val_loss_before"] != pytest.approx(0.693147, abs=1e-3)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["dpo"]["reference"] == str(other.resolve())
+    assert len(list((tmp_path / "run" / "ref_cache").glob("ref-*.pt"))) == 1
