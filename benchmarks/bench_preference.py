@@ -186,6 +186,21 @@ def reward_stage(work: Path, train_file: Path, held_file: Path, train_pairs: lis
             "length_baseline": length_baseline(train_pairs, held_pairs)}
 
 
+def pair_intervals(work: Path, held_file: Path, held_pairs: list[dict], direction: str) -> dict:
+    """Held-out accuracies with 95% intervals from a bootstrap over prompts (the pairs of
+    one prompt share answers, so they are not independent draws)."""
+    held = parrot.reward_score(work / "rm", held_file)
+    groups: dict[str, dict[str, list[float]]] = {}
+    for pair, (rc, rr) in zip(held_pairs, held.rewards.tolist(), strict=True):
+        g = groups.setdefault(json.dumps(pair["prompt"]), {"rm": [], "length": []})
+        g["rm"].append(float(rc > rr))
+        longer = len(pair["chosen"]) > len(pair["rejected"])
+        g["length"].append(float(longer if direction == "longer" else
+                                 len(pair["chosen"]) < len(pair["rejected"])))
+    return {k: summary([g[k] for g in groups.values()]) | {"prompts": len(groups)}
+            for k in ("rm", "length")}
+
+
 def dpo_stage(work: Path, train_file: Path) -> dict:
     result = run_or_resume(lambda **kw: parrot.dpo(MODEL, train_file, **kw), work / "dpo",
                            beta=0.1, method="lora", rank=8, alpha=16.0, val_fraction=0.1,
@@ -374,6 +389,8 @@ def main() -> None:
     after = stage(work, "after", lambda: after_samples(work, held_items))
     ev = stage(work, "evaluation", lambda: evaluation(work, held_items, samples["held"], after))
     fast = stage(work, "speed", lambda: speed(train_file))
+    rm["by_prompt"] = stage(work, "pair_intervals", lambda: pair_intervals(
+        work, held_file, held_pairs, rm["length_baseline"]["direction"]))
     RESULTS.mkdir(exist_ok=True)
     judge_picture(ev, rm, RESULTS / "preference_results.png")
     for name in ("dpo", "rm"):
@@ -410,6 +427,10 @@ def print_table(r: dict) -> None:
     print(f"reward model held-out accuracy {rm['held_accuracy']:.3f} "
           f"[{rm['held_ci95'][0]:.3f}, {rm['held_ci95'][1]:.3f}] on {rm['held_pairs']} pairs; "
           f"length baseline ({lb['direction']}) {lb['held_accuracy']:.3f}")
+    if "by_prompt" in rm:
+        bp = rm["by_prompt"]
+        print(f"  bootstrap over {bp['rm']['prompts']} prompts: reward model {ci(bp['rm'])}, "
+              f"length {ci(bp['length'])}")
     print(f"speed: DPO {sp['tokens_per_s']['dpo']:.0f} tok/s, SFT same rows "
           f"{sp['tokens_per_s']['sft_same_rows']:.0f} tok/s; DPO/SFT per pair "
           f"{sp['dpo_over_sft_per_pair']:.2f}x, same rows {sp['dpo_over_sft_same_rows']:.2f}x")

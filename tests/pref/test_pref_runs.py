@@ -87,7 +87,8 @@ def test_a_stopped_run_resumes_bit_exactly(tmp_path, monkeypatch, setup, kind, m
 def test_dpo_logs_trl_metric_names_and_starts_at_log_2(tmp_path, setup):
     result = run_dpo(*setup, tmp_path / "run")
     logged = rows(tmp_path / "run")
-    assert logged[0]["step"] == 0 and logged[0]["val_loss"] == pytest.approx(0.693147, abs=1e-5)
+    assert logged[0]["step"] == 0 and logged[0]["val_loss"] == pytest.approx(0.693147, abs=1e-6)
+    assert logged[0]["val_rewards/margins"] == 0.0  # policy = reference, same batches
     assert all(name in logged[1] for name in TRL_NAMES)
     assert all(f"val_{name}" in logged[-1] for name in TRL_NAMES)
     assert result.final_val_loss < result.metrics["val_loss_before"]
@@ -243,4 +244,4 @@ def test_another_reference_model_is_used_and_cached(tmp_path, setup):
     assert result.metrics["val_loss_before"] != pytest.approx(0.693147, abs=1e-3)
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["dpo"]["reference"] == str(other.resolve())
-    assert len(list((tmp_path / "run" / "ref_cache").glob("ref-*.pt"))) == 1
+    assert len(list((tmp_path / "run" / "ref_cache").glob("ref-*.pt"))) == 2  # train, val

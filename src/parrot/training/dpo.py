@@ -94,13 +94,15 @@ def build_dpo(saved: dict[str, Any] | None, out: Path, spec: str, data: str | Pa
                                                           home)
     cache = Path(ref_cache) if ref_cache is not None else out / "ref_cache"
     batch = train.eval_batch_size or train.batch_size
-    ref = reference_logprobs(ref_model, train_ex + val_ex, cache, batch, show_progress,
-                             train.device)
+    # Validation pairs in the batches validation will use: at step 0 their rewards are 0.
+    ref_train, ref_val = (reference_logprobs(ref_model, part, cache, batch, show_progress,
+                                             train.device) if part else None
+                          for part in (train_ex, val_ex))
     del ref_model
     seed_everything(train.seed)
     policy = prepare_model(base, cfg)
-    val = fixed_preference_batches(val_ex, batch, ref[len(train_ex):])
-    sampler = PreferenceSampler(train_ex, train.batch_size, train.seed, ref[: len(train_ex)])
+    val = fixed_preference_batches(val_ex, batch, ref_val) if val_ex else []
+    sampler = PreferenceSampler(train_ex, train.batch_size, train.seed, ref_train)
     config = {**run_config(cfg, train, spec, template, data, policy),
               "dpo": {**dataclasses.asdict(dpo_cfg),
                       "reference": None if reference is None else model_spec(reference),
