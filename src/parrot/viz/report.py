@@ -28,7 +28,7 @@ SERIES = (  # (title, y label, [(record field, legend)], log scale)
     ("Learning rate", "learning rate", [("lr", "lr")], False),
     ("Gradient norm", "global L2 norm (before clipping)", [("grad_norm", "grad norm")], True),
     ("Throughput", "tokens / s", [("tokens_per_s", "tokens/s")], False),
-    ("Preference rewards", "implicit reward β log(π/π_ref)",
+    ("Preference rewards", "reward (DPO: β log π/π_ref; RM: r(x, y))",
      [("rewards/chosen", "chosen"), ("rewards/rejected", "rejected"),
       ("rewards/margins", "margin"), ("val_rewards/margins", "validation margin")], False),
     ("Preference accuracy", "share of pairs ranked right",
