@@ -151,3 +151,19 @@ def test_special_tokens_are_never_allowed_inside_a_document():
     cursor = grammars.cursor({"type": "string"})
     cursor.advance(ord('"'))
     assert not cursor.allowed(50)[EOS]
+
+
+def test_a_trigger_leaves_text_free_until_it_appears():
+    from parrot.infer.constrain import JsonCursor
+    grammar = _grammar({"type": "object", "properties": {"a": {"type": "integer"}},
+                        "required": ["a"]})
+    cursor = JsonCursor(grammar, lambda i: VOCAB[i], trigger="<tool_call>")
+    for byte in b"Let me check. <tool_call>\n":
+        assert cursor.allowed(50) is None
+        cursor.advance(byte)
+    allowed = cursor.allowed(50)
+    assert allowed is not None and allowed[ord("{")] and not allowed[ord("\n")]
+    for byte in b'{"a":7}':
+        assert cursor.allowed(50)[byte]
+        cursor.advance(byte)
+    assert cursor.allowed(50)[EOS_ID] and cursor.allowed(50).sum() == 1

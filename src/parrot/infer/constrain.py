@@ -162,14 +162,22 @@ class JsonCursor:
     """One request's place in a grammar: which tokens may come next, and advancing by one.
 
     Far from the end of the token budget the per-state masks are used; within `MARGIN` tokens
-    of needing every remaining token to finish, masks also keep the finish within budget."""
+    of needing every remaining token to finish, masks also keep the finish within budget.
+
+    With a `trigger`, the output is free until the trigger text appears; the document then
+    starts after it (leading whitespace skipped), as llama.cpp's lazy grammars do for tool
+    calls. `allowed` is None while the cursor is not active."""
 
     MARGIN = 128
 
-    def __init__(self, grammar: JsonGrammar, token_bytes) -> None:
+    def __init__(self, grammar: JsonGrammar, token_bytes, trigger: str | None = None) -> None:
         self.grammar, self.token_bytes, self.state = grammar, token_bytes, grammar.start()
+        self.trigger = None if trigger is None else trigger.encode()
+        self.seen = b""
 
-    def allowed(self, remaining_tokens: int) -> torch.Tensor:
+    def allowed(self, remaining_tokens: int) -> torch.Tensor | None:
+        if self.trigger is not None:
+            return None
         tight = remaining_tokens <= self.grammar._finish_length(self.state) + self.MARGIN
         mask = self.grammar.mask(self.state, remaining_tokens if tight else None)
         if tight and not mask.any():  # the budget was too small from the start: best effort
@@ -177,8 +185,18 @@ class JsonCursor:
         return mask
 
     def advance(self, token_id: int) -> None:
-        if token_id not in self.grammar.eos_ids:
-            self.state = self.grammar.step(self.state, self.token_bytes(token_id))
+        if token_id in self.grammar.eos_ids:
+            return
+        data = self.token_bytes(token_id)
+        if self.trigger is None:
+            self.state = self.grammar.step(self.state, data)
+            return
+        self.seen += data
+        at = self.seen.find(self.trigger)
+        if at >= 0:
+            rest = self.seen[at + len(self.trigger):].lstrip()
+            self.trigger, self.seen = None, b""
+            self.state = self.grammar.step(self.state, rest) or self.state
 
 
 def schema_key(schema: Any) -> str:
@@ -203,7 +221,7 @@ class Grammars:
                            for i in range(count)]
         return self._bytes
 
-    def cursor(self, schema: Any) -> JsonCursor:
+    def cursor(self, schema: Any, trigger: str | None = None) -> JsonCursor:
         key = schema_key(schema)
         grammar = self._grammars.pop(key, None)
         if grammar is None:
@@ -211,7 +229,7 @@ class Grammars:
         self._grammars[key] = grammar  # most recently used last
         while len(self._grammars) > self.size:
             self._grammars.pop(next(iter(self._grammars)))
-        return JsonCursor(grammar, self.tokenizer.token_bytes)
+        return JsonCursor(grammar, self.tokenizer.token_bytes, trigger)
 
 
 def mask_rows(logits: torch.Tensor, rows: Sequence[tuple[int, JsonCursor, int]]) -> torch.Tensor:
@@ -219,7 +237,10 @@ def mask_rows(logits: torch.Tensor, rows: Sequence[tuple[int, JsonCursor, int]])
     `rows` holds (row, cursor, tokens left). Unconstrained rows are copied, not touched."""
     masked = logits.clone()
     for row, cursor, remaining in rows:
-        allowed = cursor.allowed(remaining).to(logits.device)
+        allowed = cursor.allowed(remaining)
+        if allowed is None:
+            continue
+        allowed = allowed.to(logits.device)
         masked[row, : allowed.shape[0]].masked_fill_(~allowed, float("-inf"))
         masked[row, allowed.shape[0]:] = float("-inf")
     return masked

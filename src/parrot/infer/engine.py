@@ -120,13 +120,15 @@ class Engine:
         collect: bool = False,
         logprobs: int | None = None,
         json_schema: object = None,
+        json_trigger: str | None = None,
     ) -> int:
         """Queue a request; returns its id. A text prompt is encoded with special tokens allowed.
 
         `logprobs=k` (k >= 0) attaches each token's log-probability and its k best
         alternatives to the request's `StepOutput`s (None: not computed). With `json_schema`
         (a JSON schema; `{"type": "object"}` for any object) the output is constrained to a
-        document that parses and matches it (`infer.constrain`).
+        document that parses and matches it (`infer.constrain`); with `json_trigger` only
+        once that text has been written (the reply may be free text or, say, a tool call).
         """
         params = params or SamplingParams()
         ids = self.encode(prompt)
@@ -138,7 +140,7 @@ class Engine:
         request = Request(self._next_id, ids, params, checker, self._generator(params),
                           record_logits=record_logits, collect=collect, logprobs=logprobs,
                           constraint=None if json_schema is None else
-                          self._grammars().cursor(json_schema))
+                          self._grammars().cursor(json_schema, json_trigger))
         self._next_id += 1
         self.queue.append(request)
         return request.request_id
