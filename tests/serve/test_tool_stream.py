@@ -73,3 +73,19 @@ def test_the_call_schema_names_each_tool():
     tools = [{"function": {"name": n, "parameters": {"type": "object"}}} for n in ("a", "b")]
     schema = tool_call_schema(tools)
     assert [o["properties"]["name"]["const"] for o in schema["anyOf"]] == ["a", "b"]
+
+
+def test_a_template_that_knows_tools_gets_them_in_its_own_format():
+    from parrot.chat import render
+    from parrot.chat.templates import ChatTemplate
+    from parrot.serve.schemas import ChatCompletionRequest
+    from parrot.serve.tools import messages_for
+
+    source = ("{% for t in tools %}[TOOL {{ t.function.name }}]{% endfor %}"
+              "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}")
+    body = ChatCompletionRequest.model_validate({"messages": [{"role": "user", "content": "hi"}],
+        "tools": [{"type": "function", "function": {"name": "get_weather"}}]})
+    messages, extra = messages_for(body, source)
+    text = render(messages, ChatTemplate("custom", source), True, **extra)
+    assert text.startswith("[TOOL get_weather]user: hi")
+    assert messages == [{"role": "user", "content": "hi"}]  # no default system prompt added
