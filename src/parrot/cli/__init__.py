@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "seq2seq",
     "reward",
     "align",
+    "tools",
 )
 
 
