@@ -26,6 +26,9 @@ COMMAND_MODULES = (
     "finetune",
     "encoder",
     "seq2seq",
+    "reward",
+    "align",
+    "tools",
     "rag",
 )
 
