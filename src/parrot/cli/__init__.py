@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "reward",
     "align",
     "tools",
+    "rag",
 )
 
 

@@ -33,6 +33,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--embedding-model", default="minilm-l6", metavar="MODEL",
                         help="sentence encoder for POST /v1/embeddings, loaded (and pulled) "
                         "on its first request; 'none' turns the route off (default: minilm-l6)")
+    parser.add_argument("--rag", default=None, metavar="STORE",
+                        help="ground chat completions in this store (a `parrot rag index` "
+                             "SQLite file or postgresql:// DSN) and serve POST /v1/rag/search")
+    parser.add_argument("--rag-k", type=int, default=4, help="passages per answer with --rag")
+    parser.add_argument("--rag-mode", default="hybrid", choices=("hybrid", "vector", "keyword"),
+                        help="retrieval mode with --rag")
     parser.set_defaults(run=run)
 
 
@@ -43,6 +49,23 @@ def _check(args: argparse.Namespace) -> None:
             raise ParrotError(f"{flag} must be at least {low}, got {value}.")
     if args.timeout <= 0:
         raise ParrotError(f"--timeout must be a positive number of seconds, got {args.timeout}.")
+
+
+def _enable_rag(app, args: argparse.Namespace) -> None:
+    """Check the store now (a missing one is an error before the server starts), then
+    add the retrieval routes (parrot/serve/rag.py)."""
+    from parrot.api import home
+    from parrot.rag import open_store
+    from parrot.serve.rag import enable_rag
+
+    if args.rag_k < 1:
+        raise ParrotError(f"--rag-k must be at least 1, got {args.rag_k}.")
+    store = open_store(args.rag, create=False)
+    if not store.meta().get("model"):
+        raise ParrotError(f"{store.location} holds no index yet; build it with "
+                          f"`parrot rag index FOLDER --store {args.rag}`.")
+    store.close()
+    enable_rag(app, args.rag, str(home()), args.rag_k, args.rag_mode)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
         server.should_exit = True
 
     app = create_app(load, settings, on_load_error=stop)
+    if args.rag:
+        _enable_rag(app, args)
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port,
                                            log_level="warning"))
     server.run()
