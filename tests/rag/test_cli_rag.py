@@ -134,3 +134,17 @@ def test_serve_rag_search_route_and_chat_extension(store, tmp_path):
         assert "rag" not in plain and plain["usage"]["prompt_tokens"] < 40
         bad = client.post("/v1/rag/search", json={"query": "x", "k": 0})
         assert bad.status_code == 400
+
+
+def test_a_store_is_a_search_tool_for_agents(store):
+    from parrot.cli.tools import tool_registry
+
+    registry = tool_registry(f"calculator,rag:{store}")
+    assert registry.names() == ["calculator", "search"]
+    observation = registry.call("search", {"query": "how do I rotate the logs?", "k": 2})
+    assert observation.startswith("[1] (") and "logs.md" in observation.split("\n")[0]
+
+
+def test_an_agent_with_a_missing_store_exits_2(workspace, capsys):
+    _fails(capsys, ["agent", "smollm2-135m-instruct", "q", "--tools",
+                    f"rag:{workspace / 'missing.db'}"], "There is no store")

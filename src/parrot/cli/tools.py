@@ -56,7 +56,27 @@ def tool_registry(spec: str):
 
 
 def retrieval_tool(store: str):
-    raise ParrotError(f"rag:{store} needs retrieval (parrot rag), which this build lacks")
+    """A `search` tool over a parrot rag store: the top passages with their sources.
+
+    The store is opened (and its embedding model checked) now, so a bad store is a clear
+    error before the model loads, not an observation."""
+    from parrot import rag
+    from parrot.api import home
+    from parrot.tools.registry import Tool
+
+    opened = rag.open_store(store, create=False)
+    embedder = rag.embedder_for(opened, home=home())
+
+    def search(query: str, k: int = 3) -> str:
+        """Search the documents for passages about `query`; returns the best passages, each
+        with its source path."""
+        hits = rag.search(opened, query, k=max(1, min(k, 10)), embedder=embedder)
+        if not hits:
+            return "no passages found"
+        return "\n".join(f"[{h.rank}] ({h.path}:{h.start}-{h.end}) {h.text.strip()[:600]}"
+                         for h in hits)
+
+    return Tool.from_function(search)
 
 
 def run_ask(args: argparse.Namespace) -> int:
