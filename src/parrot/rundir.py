@@ -93,10 +93,14 @@ def write_config(path: str | Path, config: dict[str, Any]) -> None:
 
 def save_weights(path: str | Path, model: nn.Module) -> None:
     """Write model.safetensors atomically; tensors shared by tying are stored once."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_model
 
     with atomic_path(RunDir(Path(path)).weights) as tmp:
-        save_model(model, str(tmp))
+        try:
+            save_model(model, str(tmp))
+        except SafetensorError as err:  # its I/O failures (a full disk) are OS errors
+            raise OSError(str(err).rsplit(": ", 1)[-1]) from None
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple:

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from parrot.errors import ParrotError
 from parrot.rundir import RunDir, append_metrics, save_weights
 from parrot.training.checkpoint import save_checkpoint
 from parrot.training.config import TrainConfig
@@ -151,7 +152,12 @@ def checkpoint(loop: Loop, state: LoopState) -> None:
     """Weights and full training state (main rank only), then the hooks' on_checkpoint."""
     if loop.run is None or not loop.dist.is_main:
         return
-    loop.save_model(loop.run.root, loop.raw)
+    try:
+        loop.save_model(loop.run.root, loop.raw)
+    except OSError as err:  # atomic writes: the previous weights are still in place
+        raise ParrotError(f"Could not write the weights into {loop.run.root} "
+                          f"({err.strerror or err}); the previous checkpoint is intact: free "
+                          "some space and continue with --resume.") from None
     extra = {"tokens": state.tokens, "train_time": state.train_time}
     save_checkpoint(loop.run.checkpoint, loop.raw, loop.optimizer, state.step,
                     loop.sampler.state_dict(), extra)
