@@ -65,8 +65,9 @@ def load_conversations(path: str | Path) -> list[list[dict[str, Any]]]:
         where = f"{path}:{number}"
         try:
             record = json.loads(line)
-        except ValueError as err:
-            raise ParrotError(f"{where}: not valid JSON ({err.msg}); each line must be one "
+        except (ValueError, RecursionError) as err:
+            reason = getattr(err, "msg", "nested too deeply")
+            raise ParrotError(f"{where}: not valid JSON ({reason}); each line must be one "
                               "JSON object.") from None
         conversations.append(record_to_messages(record, where))
     if not conversations:
