@@ -167,3 +167,19 @@ def test_a_real_full_tmpfs_keeps_the_previous_checkpoint(tmp_path):
         assert ck.read_checkpoint(mount / "run" / "checkpoint.pt")["step"] == 2
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_damaged_sharded_checkpoint_fails_its_manifest_checksum(tmp_path):
+    from parrot.training.sharded import latest_folder
+
+    data = write_text(tmp_path / "text.txt")
+    run = tmp_path / "run"
+    train("tiny", run, data=[data], overrides=[*FAST, *STEPS, "train.strategy=fsdp"],
+          show_progress=False)
+    folder = latest_folder(run)
+    shard = next(folder.glob("*.distcp"))
+    raw = bytearray(shard.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    shard.write_bytes(bytes(raw))
+    with pytest.raises(ParrotError, match="checksum does not match the manifest"):
+        latest_folder(run)
