@@ -42,12 +42,12 @@ class Choice:
 
 
 def submit(worker: Worker, prompts: list[tuple[list[int], SamplingParams]],
-           logprobs: int | None) -> Ticket:
+           logprobs: int | None, constraint: dict | None = None) -> Ticket:
     """A ticket for the request's jobs, or 429 with Retry-After when the queue is full (503
     when the request alone is larger than the whole queue)."""
     ticket = Ticket(asyncio.get_running_loop())
     try:
-        worker.submit(ticket, prompts, logprobs)
+        worker.submit(ticket, prompts, logprobs, constraint)
     except BeyondCapacity:
         raise APIError(503, f"The request asks for {len(prompts)} generations at once but the "
                             f"server holds at most {worker.capacity}; lower n (or send fewer "

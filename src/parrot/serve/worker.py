@@ -68,6 +68,7 @@ class Job:
     ticket: Ticket
     deadline: float
     engine_id: int | None = None
+    constraint: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -108,8 +109,9 @@ class Worker:
     # ---- called from handlers ------------------------------------------------------
 
     def submit(self, ticket: Ticket, prompts: list[tuple[list[int], SamplingParams]],
-               logprobs: int | None = None) -> None:
-        """Queue one job per (ids, params), indexed in order; QueueFull when over capacity."""
+               logprobs: int | None = None, constraint: dict | None = None) -> None:
+        """Queue one job per (ids, params), indexed in order; QueueFull when over capacity.
+        `constraint` holds the engine's json_schema/json_trigger options for every job."""
         if len(prompts) > self.capacity:
             raise BeyondCapacity
         with self._lock:
@@ -118,7 +120,7 @@ class Worker:
             self._in_flight += len(prompts)
         deadline = time.monotonic() + self.timeout
         for index, (ids, params) in enumerate(prompts):
-            job = Job(index, ids, params, logprobs, ticket, deadline)
+            job = Job(index, ids, params, logprobs, ticket, deadline, constraint=constraint or {})
             ticket.jobs.append(job)
             self._inbox.put(("submit", job))
 
@@ -169,7 +171,8 @@ class Worker:
         if kind == "submit":
             job = command[1]
             try:
-                job.engine_id = self.engine.submit(job.ids, job.params, logprobs=job.logprobs)
+                job.engine_id = self.engine.submit(job.ids, job.params, logprobs=job.logprobs,
+                                                   **job.constraint)
             except Exception as err:  # noqa: BLE001 - reported to the client, not raised
                 self._finish(job, Event(job.index, error=str(err)))
                 return
