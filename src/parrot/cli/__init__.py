@@ -26,7 +26,10 @@ COMMAND_MODULES = (
     "finetune",
     "encoder",
     "seq2seq",
+    "reward",
+    "align",
     "tools",
+    "rag",
 )
 
 

@@ -26,6 +26,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--template", default=None,
                         help="chatml, llama3, gemma, plain, or a Jinja template string "
                              "(default: the model's own template, else plain)")
+    parser.add_argument("--rag", default=None, metavar="STORE",
+                        help="ground every turn in this store (a `parrot rag index` SQLite "
+                             "file or postgresql:// DSN); the sources follow each answer")
+    parser.add_argument("--k", type=int, default=4, help="passages per turn with --rag")
+    parser.add_argument("--mode", default="hybrid", help="retrieval mode with --rag")
     add_sampling_flags(parser, max_new_tokens=256)
     parser.set_defaults(run=run)
 
@@ -33,6 +38,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     params = sampling_params(args)
     llm = load_llm(args)
+    if args.rag:
+        from parrot.cli.rag_chat import run_rag_chat
+
+        return run_rag_chat(args, llm, params, _lines(sys.stdin.isatty()), _note)
     session = ChatSession(llm.engine, llm.template, params, args.system, note=_note)
     interactive = sys.stdin.isatty()
     if interactive:

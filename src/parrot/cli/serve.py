@@ -36,6 +36,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--cors-origin", dest="cors_origins", action="append", default=[],
                         metavar="ORIGIN", help="let web pages from ORIGIN (e.g. "
                         "http://localhost:3000) call the API; repeatable (default: none)")
+    parser.add_argument("--rag", default=None, metavar="STORE",
+                        help="ground chat completions in this store (a `parrot rag index` "
+                             "SQLite file or postgresql:// DSN) and serve POST /v1/rag/search")
+    parser.add_argument("--rag-k", type=int, default=4, help="passages per answer with --rag")
+    parser.add_argument("--rag-mode", default="hybrid", choices=("hybrid", "vector", "keyword"),
+                        help="retrieval mode with --rag")
     parser.set_defaults(run=run)
 
 
@@ -46,6 +52,23 @@ def _check(args: argparse.Namespace) -> None:
             raise ParrotError(f"{flag} must be at least {low}, got {value}.")
     if args.timeout <= 0:
         raise ParrotError(f"--timeout must be a positive number of seconds, got {args.timeout}.")
+
+
+def _enable_rag(app, args: argparse.Namespace) -> None:
+    """Check the store now (a missing one is an error before the server starts), then
+    add the retrieval routes (parrot/serve/rag.py)."""
+    from parrot.api import home
+    from parrot.rag import open_store
+    from parrot.serve.rag import enable_rag
+
+    if args.rag_k < 1:
+        raise ParrotError(f"--rag-k must be at least 1, got {args.rag_k}.")
+    store = open_store(args.rag, create=False)
+    if not store.meta().get("model"):
+        raise ParrotError(f"{store.location} holds no index yet; build it with "
+                          f"`parrot rag index FOLDER --store {args.rag}`.")
+    store.close()
+    enable_rag(app, args.rag, str(home()), args.rag_k, args.rag_mode)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
         server.should_exit = True
 
     app = create_app(load, settings, on_load_error=stop)
+    if args.rag:
+        _enable_rag(app, args)
     server = uvicorn.Server(server_config(app, args.host, args.port))
     server.run()
     error = app.state.parrot.load_error
