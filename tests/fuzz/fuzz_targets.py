@@ -124,6 +124,15 @@ def sft_seed() -> bytes:
     return "\n".join(json.dumps(r) for r in rows).encode()
 
 
+def preference_seed() -> bytes:
+    rows = [{"prompt": [{"role": "user", "content": "2+2?"}],
+             "chosen": [{"role": "assistant", "content": "4"}],
+             "rejected": [{"role": "assistant", "content": "5"}]},
+            {"chosen": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
+             "rejected": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "go"}]}]
+    return "\n".join(json.dumps(r) for r in rows).encode()
+
+
 def run_config_seed() -> bytes:
     from parrot.model import ModelConfig
 
@@ -215,6 +224,17 @@ def load_sft(data: bytes, tmp: Path) -> None:
     encode_conversations(conversations, tok, "chatml", 256)
 
 
+def load_preference(data: bytes, tmp: Path) -> None:
+    from parrot.data.preference import encode_preferences, load_preferences
+    from parrot.tokenizer import Tokenizer
+
+    (tmp / "pairs.jsonl").write_bytes(data)
+    pairs = load_preferences(tmp / "pairs.jsonl")
+    tok = Tokenizer.train([], 259, special_tokens=["<|endoftext|>", "<|im_start|>",
+                                                   "<|im_end|>"])
+    encode_preferences(pairs, tok, "chatml", 256)
+
+
 @dataclass(frozen=True)
 class Target:
     name: str
@@ -235,6 +255,7 @@ TARGETS = {t.name: t for t in [
            True),
     Target("chat_messages", chat_seed, render_chat, True),
     Target("sft_jsonl", sft_seed, load_sft, True),
+    Target("preference_jsonl", preference_seed, load_preference, True),
 ]}
 
 
