@@ -73,9 +73,10 @@ def is_run_dir(path: str | Path) -> bool:
     if not (run.config.is_file() and run.weights.is_file()):
         return False
     try:
-        return "model" in json.loads(run.config.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        config = json.loads(run.config.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
         return False
+    return isinstance(config, dict) and isinstance(config.get("model"), dict)
 
 
 def require_run_dir(path: str | Path) -> RunDir:
@@ -92,7 +93,16 @@ def require_run_dir(path: str | Path) -> RunDir:
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
-    return json.loads(RunDir(Path(path)).config.read_text(encoding="utf-8"))
+    """The run's config.json as a dict; ParrotError when it is unreadable or not an object."""
+    file = RunDir(Path(path)).config
+    try:
+        config = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise ParrotError(f"{file} is not readable JSON ({str(err)[:120]}); the run "
+                          "directory is damaged.") from None
+    if not isinstance(config, dict):
+        raise ParrotError(f"{file} must hold a JSON object; the run directory is damaged.")
+    return config
 
 
 def write_config(path: str | Path, config: dict[str, Any]) -> None:
@@ -101,14 +111,19 @@ def write_config(path: str | Path, config: dict[str, Any]) -> None:
 
 def save_weights(path: str | Path, model: nn.Module) -> None:
     """Write model.safetensors atomically; tensors shared by tying are stored once."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_model
 
     with atomic_path(RunDir(Path(path)).weights) as tmp:
-        save_model(model, str(tmp))
+        try:
+            save_model(model, str(tmp))
+        except SafetensorError as err:  # its I/O failures (a full disk) are OS errors
+            raise OSError(str(err).rsplit(": ", 1)[-1]) from None
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple:
     """(model in eval mode, tokenizer, model_config) from a run directory."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_model as load_weights
 
     from parrot.model import ModelConfig, build_model
@@ -116,12 +131,52 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple:
 
     run = require_run_dir(path)
     model_config = ModelConfig.from_dict(read_config(run.root)["model"])
+    check_weights_fit(model_config, run)  # before allocating what config.json describes
     model = build_model(model_config)  # a Transformer, or an EncoderDecoder for seq2seq runs
-    load_weights(model, str(run.weights), device="cpu")
+    try:
+        load_weights(model, str(run.weights), device="cpu")
+    except (SafetensorError, OSError) as err:
+        raise ParrotError(f"{run.weights} is not a readable safetensors file "
+                          f"({str(err)[:160]}); the run directory is damaged.") from None
+    except RuntimeError as err:  # missing, unexpected or misshapen tensors
+        raise ParrotError(f"{run.weights} does not fit the model in {run.config} "
+                          f"({str(err).splitlines()[0][:160]}).") from None
     if not run.tokenizer.is_file():
         raise ParrotError(f"{run.root} has no tokenizer.json; the run directory is incomplete.")
     tokenizer = Tokenizer.load(run.tokenizer)
     return model.to(device).eval(), tokenizer, model_config
+
+
+def check_weights_fit(model_config: Any, run: RunDir) -> None:
+    """ParrotError unless model.safetensors holds a tensor of the right shape for every
+    weight the config describes (compared on the meta device, so a config claiming a
+    model of 2^60 parameters allocates nothing)."""
+    from safetensors import SafetensorError, safe_open
+
+    from parrot.model import build_model
+
+    try:
+        with torch.device("meta"):
+            meta = build_model(model_config)
+        planned = {k: tuple(v.shape) for k, v in meta.state_dict().items()}
+    except (RuntimeError, TypeError, ValueError, OverflowError, MemoryError) as err:
+        raise ParrotError(f"{run.config} describes a model that cannot be built "
+                          f"({str(err).splitlines()[0][:120]}).") from None
+    try:
+        with safe_open(str(run.weights), framework="pt") as f:
+            stored = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (SafetensorError, OSError) as err:
+        raise ParrotError(f"{run.weights} is not a readable safetensors file "
+                          f"({str(err)[:160]}); the run directory is damaged.") from None
+    names: dict[int, set[str]] = {}  # a tied tensor is stored under one of its names
+    for n, p in meta.named_parameters(remove_duplicate=False):
+        names.setdefault(id(p), set()).add(n)
+    stored_as = {n for group in names.values() if group & set(stored) for n in group}
+    wrong = [k for k, shape in stored.items() if k in planned and planned[k] != shape]
+    missing = set(planned) - set(stored) - stored_as
+    if wrong or missing or not set(stored) <= set(planned):
+        raise ParrotError(f"{run.weights} does not fit the model in {run.config} (tensor "
+                          f"{(wrong or sorted(missing | (set(stored) - set(planned))))[0]!r}).")
 
 
 def append_metrics(path: str | Path, row: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ from parrot.chat import get_template
 from parrot.model import ModelConfig, Transformer
 from parrot.rundir import save_weights, write_config
 from parrot.serve import Loaded, ServeSettings, create_app
+from parrot.serve.limits import server_config
 from parrot.tokenizer import Tokenizer
 
 SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
@@ -46,12 +47,11 @@ def free_port() -> int:
 class LiveServer:
     """A uvicorn server in a thread on 127.0.0.1; `url` once started."""
 
-    def __init__(self, app) -> None:
+    def __init__(self, app, header_timeout: float = 10.0) -> None:
         self.app = app
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        self.server = uvicorn.Server(config)
+        self.server = uvicorn.Server(server_config(app, "127.0.0.1", self.port, header_timeout))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def start(self, wait_ready: bool = True) -> LiveServer:

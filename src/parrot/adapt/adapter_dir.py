@@ -42,9 +42,9 @@ def read_adapter_config(directory: str | Path) -> dict[str, Any]:
 
 def read_adapter_tensors(directory: str | Path) -> dict[str, torch.Tensor]:
     """The tensors in `directory/adapter.safetensors`."""
-    from safetensors.torch import load_file
+    from parrot.utils.safetensors_io import read_tensors
 
-    return load_file(str(Path(directory) / ADAPTER_WEIGHTS))
+    return read_tensors(Path(directory) / ADAPTER_WEIGHTS)
 
 
 def save_adapter_dir(directory: str | Path, tensors: dict[str, torch.Tensor],

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from parrot.chat.templates import ChatTemplate, compile_template, get_template
+from parrot.chat.templates import ChatTemplate, compile_template, get_template, render_template
 from parrot.errors import ParrotError
 
 Message = dict[str, Any]
@@ -18,6 +18,9 @@ Message = dict[str, Any]
 
 def check_messages(messages: Sequence[Message]) -> list[Message]:
     """The messages as plain dicts; ParrotError for a missing role or non-text content."""
+    if not isinstance(messages, (list, tuple)):
+        raise ParrotError("The conversation must be a list of messages, e.g. "
+                          "[{'role': 'user', 'content': 'Hello'}].")
     checked = []
     for i, message in enumerate(messages):
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
@@ -53,9 +56,9 @@ def render(
     template that uses them (chat.tool_format has the default for those that do not)."""
     program = compile_template(get_template(template).source)
     extra = {} if tools is None else {"tools": list(tools)}
-    return program.render(messages=check_messages(messages),
-                          add_generation_prompt=add_generation_prompt,
-                          bos_token=bos_token, eos_token=eos_token, **extra)
+    return render_template(program, messages=check_messages(messages),
+                           add_generation_prompt=add_generation_prompt,
+                           bos_token=bos_token, eos_token=eos_token, **extra)
 
 
 def render_ids(

@@ -33,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--embedding-model", default="minilm-l6", metavar="MODEL",
                         help="sentence encoder for POST /v1/embeddings, loaded (and pulled) "
                         "on its first request; 'none' turns the route off (default: minilm-l6)")
+    parser.add_argument("--cors-origin", dest="cors_origins", action="append", default=[],
+                        metavar="ORIGIN", help="let web pages from ORIGIN (e.g. "
+                        "http://localhost:3000) call the API; repeatable (default: none)")
     parser.add_argument("--rag", default=None, metavar="STORE",
                         help="ground chat completions in this store (a `parrot rag index` "
                              "SQLite file or postgresql:// DSN) and serve POST /v1/rag/search")
@@ -74,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         import uvicorn
 
         from parrot.serve import Loaded, ServeSettings, create_app
+        from parrot.serve.limits import server_config
     except ImportError as err:
         raise ParrotError(f"parrot serve needs FastAPI and uvicorn ({err.name} is missing); "
                           "install them with pip install fastapi uvicorn.") from None
@@ -88,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     settings = ServeSettings(model_name=name, api_key=args.api_key, max_batch=args.max_batch,
                              max_queue=args.max_queue, timeout=args.timeout,
                              embedding_model=args.embedding_model, device=args.device,
-                             home=str(home()))
+                             home=str(home()), cors_origins=tuple(args.cors_origins))
     print(f"parrot: serving {name} on http://{args.host}:{args.port}/ (loading the model)",
           flush=True)
     server: uvicorn.Server | None = None
@@ -99,8 +103,7 @@ def run(args: argparse.Namespace) -> int:
     app = create_app(load, settings, on_load_error=stop)
     if args.rag:
         _enable_rag(app, args)
-    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port,
-                                           log_level="warning"))
+    server = uvicorn.Server(server_config(app, args.host, args.port))
     server.run()
     error = app.state.parrot.load_error
     if error:

@@ -46,6 +46,10 @@ def add_training_flags(parser: argparse.ArgumentParser, sections: str) -> None:
                         help="continue the stopped run in --out with its saved settings "
                              "(bit-exact: as if it had never stopped)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--strategy", choices=("ddp", "fsdp"), default=None,
+                        help="how torchrun's processes share the work: ddp (a full copy per "
+                             "rank) or fsdp (sharded weights, gradients and optimizer state); "
+                             "short for --set train.strategy=NAME")
 
 
 def training_options(args: argparse.Namespace) -> dict:
@@ -53,7 +57,10 @@ def training_options(args: argparse.Namespace) -> dict:
     the hook the CLI adds to every run (loss.png / experts.png redrawn at checkpoints)."""
     from parrot.viz.report import RunPictures
 
-    return {"overrides": list(args.overrides), "resume": args.resume,
+    overrides = list(args.overrides)
+    if args.strategy is not None:
+        overrides.append(f"train.strategy={args.strategy}")
+    return {"overrides": overrides, "resume": args.resume,
             "hooks": [RunPictures()], "show_progress": not args.quiet}
 
 

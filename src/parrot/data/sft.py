@@ -65,8 +65,9 @@ def load_conversations(path: str | Path) -> list[list[dict[str, Any]]]:
         where = f"{path}:{number}"
         try:
             record = json.loads(line)
-        except ValueError as err:
-            raise ParrotError(f"{where}: not valid JSON ({err.msg}); each line must be one "
+        except (ValueError, RecursionError) as err:
+            reason = getattr(err, "msg", "nested too deeply")
+            raise ParrotError(f"{where}: not valid JSON ({reason}); each line must be one "
                               "JSON object.") from None
         conversations.append(record_to_messages(record, where))
     if not conversations:
@@ -91,14 +92,19 @@ def encode_conversations(conversations: Sequence[list[dict[str, Any]]], tokenize
 
 @dataclass(frozen=True)
 class SFTBatch:
-    """tokens (B, T+1) right-padded; mask (B, T): 1 where target tokens[:, 1:] carries loss."""
+    """tokens (B, T+1) right-padded; mask (B, T): 1 where target tokens[:, 1:] carries loss.
+
+    share: this rank's loss weight, world_size * (its loss tokens) / (the global batch's),
+    so that averaging the ranks' weighted means gives the mean over the global batch
+    (1 for a whole batch)."""
 
     tokens: torch.Tensor
     mask: torch.Tensor
+    share: float = 1.0
 
     def to(self, device: Any, non_blocking: bool = False) -> SFTBatch:
         return SFTBatch(self.tokens.to(device, non_blocking=non_blocking),
-                        self.mask.to(device, non_blocking=non_blocking))
+                        self.mask.to(device, non_blocking=non_blocking), self.share)
 
 
 def collate(examples: Sequence[Example], pad_id: int = 0) -> SFTBatch:
@@ -113,16 +119,31 @@ def collate(examples: Sequence[Example], pad_id: int = 0) -> SFTBatch:
 
 
 class SFTSampler(SeededSampler):
-    """Random batches of examples from a seeded generator (resumable like WindowSampler)."""
+    """Random batches of examples from a seeded generator (resumable like WindowSampler).
 
-    def __init__(self, examples: list[Example], batch_size: int, seed: int) -> None:
+    Data parallelism: every rank draws the same global batch, pads it to one width and keeps
+    its own contiguous rows, with `share` set so that the mean over ranks of each rank's
+    loss is the global batch's loss (see `SFTBatch`)."""
+
+    def __init__(self, examples: list[Example], batch_size: int, seed: int, rank: int = 0,
+                 world_size: int = 1) -> None:
+        if batch_size % world_size:
+            raise ParrotError(f"train.batch_size={batch_size} must be divisible by the "
+                              f"{world_size} processes.")
         super().__init__(batch_size, seed)
-        self.examples = examples
+        self.examples, self.rank, self.world_size = examples, rank, world_size
         self.seq_len = max(len(ids) for ids, _ in examples) - 1  # for tokens/s accounting
 
     def next(self) -> SFTBatch:
         picks = torch.randint(0, len(self.examples), (self.batch_size,), generator=self.generator)
-        return collate([self.examples[i] for i in picks.tolist()])
+        batch = collate([self.examples[i] for i in picks.tolist()])
+        if self.world_size == 1:
+            return batch
+        rows = slice(self.rank * self.batch_size // self.world_size,
+                     (self.rank + 1) * self.batch_size // self.world_size)
+        mine = batch.mask[rows]
+        share = self.world_size * mine.sum().item() / max(batch.mask.sum().item(), 1.0)
+        return SFTBatch(batch.tokens[rows], mine, share)
 
 
 def fixed_sft_batches(examples: list[Example], batch_size: int) -> list[SFTBatch]:

@@ -13,6 +13,7 @@ with unrelated numpy errors; the tests check that both agree on real and written
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +99,8 @@ class _Cursor:
 
 def parse_gguf(path: Path) -> tuple[dict[str, Any], list[TensorEntry], np.memmap]:
     """(metadata, tensor table, memory map of the whole file); ParrotError when corrupt."""
+    if Path(path).stat().st_size < 24:  # magic, version and the two counts
+        raise ParrotError(f"{path} is too short to be a GGUF file; download it again.")
     data = np.memmap(path, dtype=np.uint8, mode="r")
     cursor = _Cursor(memoryview(data), str(path))
     if bytes(cursor.take(4)) != b"GGUF":
@@ -111,7 +114,10 @@ def parse_gguf(path: Path) -> tuple[dict[str, Any], list[TensorEntry], np.memmap
         key = cursor.string()
         metadata[key] = cursor.value(cursor.u32())
     infos = [_tensor_info(cursor) for _ in range(n_tensors)]
-    alignment = int(metadata.get("general.alignment", 32))
+    alignment = metadata.get("general.alignment", 32)
+    if not isinstance(alignment, int) or isinstance(alignment, bool) or \
+            not 1 <= alignment <= 1 << 20:
+        raise ParrotError(f"{path} has general.alignment={alignment!r}; the file is corrupt.")
     base = -(-cursor.pos // alignment) * alignment
     tensors = [_entry(path, name, dims, kind, base + offset, len(data))
                for name, dims, kind, offset in infos]
@@ -134,8 +140,11 @@ def _entry(path: Path, name: str, dims: list[int], kind: int, start: int,
         raise ParrotError(f"{path} stores {name} with unknown GGML type {kind}; the file is "
                           "corrupt or newer than parrot.")
     qtype, block, block_bytes = GGML_TYPES[kind]
-    count = int(np.prod(dims)) if dims else 1
+    count = math.prod(dims)  # exact: numpy's int64 product wraps past 2^63
     n_bytes = count // block * block_bytes
+    if count % block:
+        raise ParrotError(f"{path} stores {name} with {count} weights, not a whole number of "
+                          f"{qtype} blocks of {block}; the file is corrupt.")
     if start + n_bytes > size:
         raise ParrotError(f"{path} is truncated: tensor {name} ends at byte {start + n_bytes} "
                           f"but the file has {size}; download it again.")

@@ -194,6 +194,8 @@ def load_hf(path: str | Path, device: str | torch.device = "cpu"
     root = Path(path)
     config = read_json(root / "config.json")
     family = config.get("model_type")
+    if not isinstance(family, str):
+        raise ParrotError(f"{root / 'config.json'} needs a model_type string, e.g. \"llama\".")
     if family in OWN_LOADERS:
         return OWN_LOADERS[family](root, config, device)
     if family not in FAMILIES:

@@ -17,8 +17,9 @@ from parrot.errors import ParrotError
 from parrot.hub.gguf_model import ModelInfo, instantiate
 from parrot.model import ModelConfig, Transformer
 from parrot.tokenizer import Tokenizer
-from parrot.tokenizer.hf_json import read_json_file
+from parrot.tokenizer.hf_json import MALFORMED, read_json_file
 from parrot.utils.atomic import atomic_path, atomic_write_json
+from parrot.utils.safetensors_io import read_tensors
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -31,11 +32,9 @@ def read_json(path: Path) -> dict[str, Any]:
 
 def read_safetensors(root: Path) -> dict[str, torch.Tensor]:
     """Every tensor of a folder's *.safetensors files (sharded checkpoints included)."""
-    from safetensors.torch import load_file
-
     tensors: dict[str, torch.Tensor] = {}
     for file in sorted(root.glob("*.safetensors")):
-        tensors.update(load_file(str(file)))
+        tensors.update(read_tensors(file))
     return tensors
 
 
@@ -46,6 +45,9 @@ def config_from_hf(from_hf: Callable[..., ModelConfig], config: dict[str, Any], 
         return from_hf(config, **kwargs)
     except KeyError as err:
         raise ParrotError(f"{root / 'config.json'} lacks the key {err.args[0]!r}.") from None
+    except MALFORMED as err:  # a string where a number belongs, a list for a dict, ...
+        raise ParrotError(f"{root / 'config.json'} has a value of the wrong kind "
+                          f"({type(err).__name__}: {str(err)[:120]}).") from None
 
 
 def llama_layout_from_hf(c: dict[str, Any], default_theta: float = 10000.0,

@@ -232,12 +232,35 @@ def _validate_extras(cfg: ModelConfig) -> None:
     _require(cfg.sliding_window is None or cfg.causal,
              "sliding_window needs a causal model (causal=true); remove it for an encoder.")
     _check_choice("moe_balance", cfg.moe_balance, MOE_BALANCE)
+    _check_scale(cfg)
     if cfg.is_moe:
         _require(1 <= cfg.experts_per_token <= cfg.n_experts,
                  f"experts_per_token ({cfg.experts_per_token}) must lie between 1 and "
                  f"n_experts ({cfg.n_experts}); lower it or add experts.")
     _require(cfg.moe_aux_coef >= 0 and cfg.moe_bias_rate >= 0,
              "moe_aux_coef and moe_bias_rate must be 0 or more.")
+
+
+# The largest model parrot builds: beyond these a config.json is damaged or hostile (a
+# header claiming 2^31 layers must fail at once, not after minutes of building).
+MAX_LAYERS, MAX_EXPERTS, MAX_WIDTH = 1024, 4096, 1 << 24
+MAX_POSITION_ENTRIES = 1 << 27  # context_length x head size: the RoPE tables stay < 1 GiB
+
+
+def _check_scale(cfg: ModelConfig) -> None:
+    _require(cfg.n_layers + cfg.encoder_layers <= MAX_LAYERS,
+             f"Model config asks for {cfg.n_layers + cfg.encoder_layers} layers; parrot builds "
+             f"at most {MAX_LAYERS}.")
+    _require(cfg.n_experts <= MAX_EXPERTS, f"Model config asks for {cfg.n_experts} experts; "
+                                           f"parrot builds at most {MAX_EXPERTS}.")
+    for key in ("vocab_size", "d_model", "d_ff", "head_dim", "expert_d_ff", "shared_d_ff",
+                "n_heads", "type_vocab_size"):
+        value = getattr(cfg, key) or 0
+        _require(value <= MAX_WIDTH, f"Model config {key}={value} is beyond the {MAX_WIDTH:,} "
+                                     "parrot builds; the config is damaged.")
+    _require(cfg.context_length * cfg.head_size <= MAX_POSITION_ENTRIES,
+             f"Model config context_length={cfg.context_length} with head size "
+             f"{cfg.head_size} needs position tables over 1 GiB; lower context_length.")
 
 
 def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:

@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 from parrot.infer import Engine
 from parrot.serve import embeddings, routes
 from parrot.serve.errors import APIError
+from parrot.serve.limits import key_matches
 from parrot.serve.worker import Loaded, Worker
 
 STATIC = Path(__file__).parent / "static"
@@ -37,6 +38,9 @@ class ServeSettings:
     max_queue: int = 64
     timeout: float = 600.0
     max_body_bytes: int = 4 * 1024 * 1024
+    body_timeout: float = 30.0  # seconds for a whole request body to arrive (408 after)
+    # Origins whose web pages may call the API (CORS); empty: no cross-origin access.
+    cors_origins: tuple[str, ...] = ()
     # The sentence encoder behind POST /v1/embeddings, loaded on first use (None: no route).
     embedding_model: str | None = None
     device: str = "cpu"
@@ -114,6 +118,12 @@ def create_app(loader: Callable[[], Loaded], settings: ServeSettings | None = No
                       include_in_schema=False)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     _add_guards(app, state)
+    if state.settings.cors_origins:  # closed unless asked for: no header, no preflight
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(state.settings.cors_origins),
+                           allow_methods=["GET", "POST"],
+                           allow_headers=["authorization", "content-type"])
     return app
 
 
@@ -127,7 +137,7 @@ def _add_guards(app: FastAPI, state: ServerState) -> None:
         # The API needs the key; /health, /tokenizer_info and the page stay open.
         guarded = path.startswith("/v1/") or path in {"/tokenize", "/detokenize"}
         if key and guarded:
-            if request.headers.get("authorization", "") != f"Bearer {key}":
+            if not key_matches(request.headers.get("authorization", ""), key):
                 return APIError(401, "Incorrect or missing API key; send it as "
                                      "'Authorization: Bearer KEY'.",
                                 code="invalid_api_key").response()

@@ -1,8 +1,9 @@
 """Errors in the OpenAI shape: {"error": {"message", "type", "param", "code"}} and a status.
 
 A handler raises `APIError`; the app turns it into that JSON body. The status codes follow
-the OpenAI API: 400 bad request, 401 key, 404 unknown model, 413 body too large, 429 queue
-full (with Retry-After), 503 not ready, 504 timed out.
+the OpenAI API: 400 bad request, 401 key, 404 unknown model, 408 headers or body too
+slow, 413 body too large, 429 queue full (with Retry-After), 503 not ready or a request
+larger than the server's capacity (with Retry-After), 504 timed out.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from fastapi.responses import JSONResponse
 
 _TYPES = {
     400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
+    408: "invalid_request_error",
     413: "invalid_request_error", 429: "rate_limit_error", 500: "server_error",
     503: "service_unavailable", 504: "timeout_error",
 }

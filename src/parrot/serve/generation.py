@@ -16,7 +16,7 @@ from fastapi import Request
 from parrot.infer import SamplingParams
 from parrot.infer.logprobs import TokenLogprob
 from parrot.serve.errors import APIError
-from parrot.serve.worker import Event, QueueFull, Ticket, Worker
+from parrot.serve.worker import BeyondCapacity, Event, QueueFull, Ticket, Worker
 
 POLL_S = 0.25  # how often a waiting handler checks whether its client is still there
 
@@ -43,10 +43,16 @@ class Choice:
 
 def submit(worker: Worker, prompts: list[tuple[list[int], SamplingParams]],
            logprobs: int | None, constraint: dict | None = None) -> Ticket:
-    """A ticket for the request's jobs, or 429 with Retry-After when the queue is full."""
+    """A ticket for the request's jobs, or 429 with Retry-After when the queue is full (503
+    when the request alone is larger than the whole queue)."""
     ticket = Ticket(asyncio.get_running_loop())
     try:
         worker.submit(ticket, prompts, logprobs, constraint)
+    except BeyondCapacity:
+        raise APIError(503, f"The request asks for {len(prompts)} generations at once but the "
+                            f"server holds at most {worker.capacity}; lower n (or send fewer "
+                            "prompts).", param="n", code="capacity_exceeded",
+                       headers={"Retry-After": "1"}) from None
     except QueueFull:
         raise APIError(429, "The server is busy (the request queue is full); retry shortly.",
                        headers={"Retry-After": "1"}) from None

@@ -6,6 +6,7 @@ body, a body that is too large and a wrong field type all answer in the OpenAI e
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any, TypeVar
@@ -30,21 +31,31 @@ Body = TypeVar("Body", bound=BaseModel)
 
 
 async def read_body(request: Request, schema: type[Body]) -> Body:
-    """The JSON body validated against `schema`: 413 if too large, 400 if malformed."""
-    limit = request.app.state.parrot.settings.max_body_bytes
+    """The JSON body validated against `schema`: 413 if too large, 408 if it arrives too
+    slowly, 400 if malformed (invalid UTF-8, nested too deeply, not an object)."""
+    settings = request.app.state.parrot.settings
+    limit = settings.max_body_bytes
     too_large = APIError(413, f"The request body is larger than {limit} bytes; send less.")
     declared = request.headers.get("content-length") or "0"
     if declared.isdigit() and int(declared) > limit:
         raise too_large
     raw = bytearray()
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > limit:  # a body that declared less, or nothing, is cut off here
-            raise too_large
     try:
-        data = json.loads(raw)
+        async with asyncio.timeout(settings.body_timeout):
+            async for chunk in request.stream():
+                raw += chunk
+                if len(raw) > limit:  # a body that declared less, or nothing, is cut off
+                    raise too_large
+    except TimeoutError:
+        raise APIError(408, f"The request body did not arrive within {settings.body_timeout:g}"
+                            " s; send it at once.", code="request_timeout") from None
+    try:
+        data = json.loads(raw.decode("utf-8"))  # strict: json.loads(bytes) admits surrogates
     except (ValueError, UnicodeDecodeError):
-        raise APIError(400, "The request body is not valid JSON; send a JSON object.",
+        raise APIError(400, "The request body is not valid JSON (UTF-8); send a JSON object.",
+                       code="invalid_json") from None
+    except RecursionError:
+        raise APIError(400, "The request body nests JSON too deeply; send a flatter object.",
                        code="invalid_json") from None
     if not isinstance(data, dict):
         raise APIError(400, "The request body must be a JSON object.", code="invalid_json")

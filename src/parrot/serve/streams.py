@@ -59,8 +59,28 @@ def _response(kind: str, prefix: str, worker: Worker, ticket: Ticket, http: Requ
             worker.cancel(ticket)  # a client that left mid-stream frees its slot now
         yield DONE
 
-    return StreamingResponse(chunks(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return _ClosingStream(worker, ticket, chunks(), media_type="text/event-stream",
+                          headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+class _ClosingStream(StreamingResponse):
+    """A stream that always releases its ticket when the response ends.
+
+    When the client disconnects while the generator is suspended at a `yield`, Starlette
+    cancels the sending task and leaves the generator unfinished: its `finally` would run
+    only when garbage collection closes it, holding a batch slot until then (1 in ~1,000
+    dropped streams). Closing the generator and cancelling here frees it at once."""
+
+    def __init__(self, worker: Worker, ticket: Ticket, content: Any, **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self.worker, self.ticket = worker, ticket
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.worker.cancel(self.ticket)  # jobs already finished are not counted again
+            await self.body_iterator.aclose()
 
 
 def chat_stream(worker: Worker, ticket: Ticket, http: Request, body: ChatCompletionRequest,

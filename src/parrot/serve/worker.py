@@ -44,6 +44,10 @@ class QueueFull(Exception):
     """Too many requests in flight; the client should retry later."""
 
 
+class BeyondCapacity(QueueFull):
+    """One request asks for more generations than the server ever holds at once."""
+
+
 @dataclass(frozen=True)
 class Event:
     """One message to a handler: a step output of choice `index`, or an error (`error`)."""
@@ -108,6 +112,8 @@ class Worker:
                logprobs: int | None = None, constraint: dict | None = None) -> None:
         """Queue one job per (ids, params), indexed in order; QueueFull when over capacity.
         `constraint` holds the engine's json_schema/json_trigger options for every job."""
+        if len(prompts) > self.capacity:
+            raise BeyondCapacity
         with self._lock:
             if self._in_flight + len(prompts) > self.capacity:
                 raise QueueFull

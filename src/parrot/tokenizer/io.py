@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from parrot.errors import ParrotError
-from parrot.tokenizer.hf_json import added_token, by_id, read_json_file, read_merge
+from parrot.tokenizer.hf_json import (
+    MALFORMED,
+    added_token,
+    added_tokens,
+    by_id,
+    read_json_file,
+    read_merge,
+)
 from parrot.tokenizer.pretokenize import PATTERNS
 from parrot.tokenizer.spm_json import is_spm_json, read_spm_json
 
@@ -106,8 +113,9 @@ def read_tokenizer_json(path: Path) -> TokenizerParts:
         )
     try:
         return _read_bpe(data, str(path))
-    except (KeyError, TypeError, ValueError, AttributeError) as err:
-        raise ParrotError(f"{path} is a corrupt tokenizer.json ({type(err).__name__}: {err}).") from None
+    except MALFORMED as err:
+        raise ParrotError(f"{path} is a corrupt tokenizer.json ({type(err).__name__}: "
+                          f"{str(err)[:160]}).") from None
 
 
 def _read_bpe(data: dict[str, Any], where: str) -> TokenizerParts:
@@ -119,7 +127,7 @@ def _read_bpe(data: dict[str, Any], where: str) -> TokenizerParts:
     if data.get("normalizer") is not None:
         raise ParrotError(f"{where} has a text normalizer; this is not supported yet.")
     pattern = _read_pattern(data.get("pre_tokenizer"), where)
-    specials = {t["content"]: int(t["id"]) for t in data.get("added_tokens") or []}
+    specials = {t["content"]: int(t["id"]) for t in added_tokens(data, where)}
     size = 1 + max([*model["vocab"].values(), *specials.values()])
     special_ids = set(specials.values())
     entries = [(str_to_bytes(token, where), i) for token, i in model["vocab"].items()

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from parrot.errors import ParrotError
-from parrot.tokenizer.hf_json import added_token, by_id, read_merge
+from parrot.tokenizer.hf_json import added_token, added_tokens, by_id, read_merge, text_field
 from parrot.tokenizer.spm import SPACE_PIECE, SentencePieceParts, normalize
 
 _REPLACE_SPACE = {"type": "Replace", "pattern": {"String": " "}, "content": SPACE_PIECE}
@@ -40,7 +40,7 @@ def read_spm_json(data: dict[str, Any], where: str) -> SentencePieceParts:
     model = data["model"]
     _check_supported(data, model, where)
     add_prefix = _read_normalizer(data.get("normalizer"), where)
-    added = data.get("added_tokens") or []
+    added = added_tokens(data, where)
     size = 1 + max([*model["vocab"].values(), *(int(t["id"]) for t in added)])
     pieces = by_id([*model["vocab"].items(), *((t["content"], int(t["id"])) for t in added)],
                    size, where)
@@ -56,6 +56,8 @@ def read_spm_json(data: dict[str, Any], where: str) -> SentencePieceParts:
     id_of = {p: i for i, p in enumerate(pieces)}
     merges = [read_merge(m, id_of, where) for m in model["merges"]]
     unk = model.get("unk_token")
+    if unk is not None:
+        text_field(unk, where, "unk_token")
     return SentencePieceParts(
         pieces, [0.0] * size, specials, user_defined, merges,
         add_dummy_prefix=add_prefix, unk_id=id_of.get(unk) if unk else None,

@@ -8,7 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from parrot.errors import ParrotError
-from parrot.tokenizer.hf_json import added_token, by_id, read_json_file
+from parrot.tokenizer.hf_json import (
+    MALFORMED,
+    added_token,
+    added_tokens,
+    by_id,
+    read_json_file,
+    text_field,
+)
 from parrot.utils.atomic import atomic_write_json
 
 
@@ -33,7 +40,7 @@ def read_wordpiece_json(data: dict[str, Any], where: str) -> WordPieceParts:
     """A parsed `tokenizer.json` whose model is WordPiece → `WordPieceParts`."""
     model = data["model"]
     vocab = by_id(model["vocab"].items(), len(model["vocab"]), where)
-    specials = {t["content"]: int(t["id"]) for t in data.get("added_tokens") or []
+    specials = {t["content"]: int(t["id"]) for t in added_tokens(data, where)
                 if t.get("special", True)}
     norm = data.get("normalizer") or {}
     if norm and norm.get("type") != "BertNormalizer":
@@ -45,14 +52,16 @@ def read_wordpiece_json(data: dict[str, Any], where: str) -> WordPieceParts:
                           "supports BERT's only.")
     return WordPieceParts(
         vocab=vocab, special_tokens=specials,
-        unk_token=model.get("unk_token", "[UNK]"),
-        prefix=model.get("continuing_subword_prefix", "##"),
+        unk_token=text_field(model.get("unk_token", "[UNK]"), where, "unk_token"),
+        prefix=text_field(model.get("continuing_subword_prefix", "##"), where,
+                          "continuing_subword_prefix"),
         max_word_chars=int(model.get("max_input_chars_per_word", 100)),
         lowercase=bool(norm.get("lowercase", False)),
         strip_accents=norm.get("strip_accents"),
         handle_chinese_chars=bool(norm.get("handle_chinese_chars", False)),
         clean_text=bool(norm.get("clean_text", False)),
-        **_frame_tokens(data.get("post_processor"), specials),
+        **{k: text_field(v, where, k)
+           for k, v in _frame_tokens(data.get("post_processor"), specials).items()},
     )
 
 
@@ -123,9 +132,9 @@ def load_wordpiece(path: Path) -> WordPieceParts:
             raise ParrotError(f"{file} is not a WordPiece tokenizer.")
         try:
             return read_wordpiece_json(data, str(file))
-        except (KeyError, TypeError, ValueError, IndexError) as err:
+        except MALFORMED as err:
             raise ParrotError(f"{file} is a corrupt tokenizer.json "
-                              f"({type(err).__name__}: {err}).") from None
+                              f"({type(err).__name__}: {str(err)[:160]}).") from None
     folder = path if path.is_dir() else path.parent
     if (folder / "vocab.txt").is_file():
         return read_vocab_txt(folder)

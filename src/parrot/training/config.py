@@ -63,6 +63,9 @@ class TrainConfig(Section):
     objective: str = "next_token"
     device: str = "cpu"
     threads: int | None = None  # torch intra-op threads; None leaves torch's default
+    # How several processes (torchrun) share the work: "ddp" copies the model to every rank
+    # and averages gradients; "fsdp" shards parameters, gradients and AdamW moments.
+    strategy: str = "ddp"
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -77,6 +80,11 @@ class TrainConfig(Section):
             raise ParrotError("train.warmup, train.grad_clip and train.weight_decay must be >= 0.")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise ParrotError("train.beta1 and train.beta2 must lie in [0, 1).")
+        if self.strategy not in ("ddp", "fsdp"):
+            raise ParrotError(f"train.strategy must be ddp or fsdp, got {self.strategy!r}.")
+        if self.strategy == "fsdp" and self.compile:
+            raise ParrotError("train.compile does not combine with train.strategy=fsdp here; "
+                              "turn one of them off.")
 
 
 @dataclass(frozen=True)

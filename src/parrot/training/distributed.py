@@ -1,5 +1,8 @@
 """Data-parallel training through torch.distributed (what `torchrun` launches).
 
+Two strategies (`train.strategy`): "ddp" (below) and "fsdp" (parameters, gradients and
+optimizer state sharded across ranks: `parrot.training.fsdp`).
+
 torchrun starts one process per worker and sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR
 and MASTER_PORT. Each process builds the same model, DDP averages gradients across them
 during backward, every rank trains on its own slice of each global batch, and only rank 0
@@ -9,6 +12,7 @@ writes files. On CPU the backend is gloo; on CUDA it is nccl with one GPU per pr
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -60,14 +64,31 @@ def rank_device(info: DistInfo, device: str) -> str:
     return device
 
 
-def wrap_model(model: nn.Module, info: DistInfo, device: str) -> nn.Module:
-    """DDP wrapper that averages gradients across ranks (the model itself when alone)."""
+def wrap_model(model: nn.Module, info: DistInfo, device: str, strategy: str = "ddp") -> nn.Module:
+    """DDP wrapper that averages gradients across ranks, or (strategy "fsdp") the model
+    sharded in place by `fsdp.shard_model`; the model itself when alone."""
     if not info.enabled:
         return model
+    if strategy == "fsdp":
+        from parrot.training.fsdp import shard_model
+
+        return shard_model(model)
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [torch.device(device).index] if device.startswith("cuda") else None
     return DistributedDataParallel(model, device_ids=ids)
+
+
+def gradient_sync(model: nn.Module, info: DistInfo,
+                  last: bool) -> contextlib.AbstractContextManager:
+    """Gradient averaging only on the last micro-batch of an optimizer step: DDP's
+    no_sync() before it, FSDP's set_requires_gradient_sync(last)."""
+    if not info.enabled:
+        return contextlib.nullcontext()
+    if hasattr(model, "set_requires_gradient_sync"):
+        model.set_requires_gradient_sync(last)
+        return contextlib.nullcontext()
+    return contextlib.nullcontext() if last else model.no_sync()
 
 
 def barrier(info: DistInfo) -> None:

@@ -51,6 +51,7 @@ from parrot.errors import ParrotError
 from parrot.hub.resolve import resolve_model
 from parrot.rundir import save_weights, write_config
 from parrot.training.config import TrainConfig, override
+from parrot.training.distributed import dist_info_from_env
 from parrot.training.loop import Hook
 from parrot.training.objectives_sft import sft
 from parrot.training.session import Job, Run, TrainResult, model_spec, run_training
@@ -166,7 +167,9 @@ def build_finetune(saved: dict[str, Any] | None, spec: str, data: str | Path,
     seed_everything(train.seed)
     trained = prepare_model(base, cfg)
     val = fixed_sft_batches(val_ex, train.eval_batch_size or train.batch_size) if val_ex else []
-    return Run(trained, sft, SFTSampler(train_ex, train.batch_size, train.seed), val, train,
+    info = dist_info_from_env()
+    sampler = SFTSampler(train_ex, train.batch_size, train.seed, info.rank, info.world_size)
+    return Run(trained, sft, sampler, val, train,
                run_config(cfg, train, spec, template, data, trained), tokenizer,
                model_saver(cfg, spec, {"template": template}), eval_at_start=True)
 

@@ -25,12 +25,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from parrot.errors import ParrotError
 from parrot.rundir import RunDir, append_metrics, save_weights
 from parrot.training.checkpoint import save_checkpoint
 from parrot.training.config import TrainConfig
-from parrot.training.distributed import DistInfo, mean_across_ranks
+from parrot.training.distributed import DistInfo, gradient_sync, mean_across_ranks
+from parrot.training.fsdp import full_value, full_view
 from parrot.training.objectives import Objective
 from parrot.training.schedule import lr_at
+from parrot.training.sharded import save_sharded
 from parrot.utils.progress import progress_bar
 
 
@@ -81,6 +84,9 @@ class Loop:
     # plain next-token loss so distilled and hard-label runs compare on one scale.
     eval_objective: Objective | None = None
     hooks: Sequence[Hook] = ()
+    # FSDP across ranks: a meta-device copy of the model that checkpoints fill with the
+    # gathered full weights (see parrot.training.fsdp.full_view).
+    shadow: nn.Module | None = None
 
 
 def autocast(config: TrainConfig, device: str) -> contextlib.AbstractContextManager:
@@ -110,16 +116,14 @@ def train_step(loop: Loop, lr: float) -> dict[str, float]:
     sums: dict[str, torch.Tensor] = {}
     for micro in range(cfg.grad_accum):
         batch = loop.sampler.next().to(loop.device, non_blocking=True)
-        # DDP all-reduces gradients only on the last micro-batch of the step.
-        last = micro == cfg.grad_accum - 1
-        sync = contextlib.nullcontext() if last or not loop.dist.enabled else loop.model.no_sync()
-        with sync:
+        # Gradients are averaged across ranks only on the last micro-batch of the step.
+        with gradient_sync(loop.model, loop.dist, micro == cfg.grad_accum - 1):
             with autocast(cfg, loop.device):
                 loss, metrics = loop.objective(loop.model, batch)
             (loss / cfg.grad_accum).backward()
         _accumulate(sums, loss, metrics)
     max_norm = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
-    grad_norm = torch.nn.utils.clip_grad_norm_(loop.raw.parameters(), max_norm)
+    grad_norm = full_value(torch.nn.utils.clip_grad_norm_(loop.raw.parameters(), max_norm))
     loop.optimizer.step()
     loop.optimizer.zero_grad(set_to_none=True)
     names = list(sums)
@@ -148,15 +152,35 @@ def evaluate(loop: Loop) -> dict[str, float]:
 
 
 def checkpoint(loop: Loop, state: LoopState) -> None:
-    """Weights and full training state (main rank only), then the hooks' on_checkpoint."""
-    if loop.run is None or not loop.dist.is_main:
+    """Weights and full training state, then the hooks' on_checkpoint (main rank).
+
+    DDP and single runs: the main rank writes model.safetensors and checkpoint.pt. FSDP:
+    every rank takes part (gathering the full weights, writing its own slices)."""
+    if loop.run is None:
         return
-    loop.save_model(loop.run.root, loop.raw)
     extra = {"tokens": state.tokens, "train_time": state.train_time}
-    save_checkpoint(loop.run.checkpoint, loop.raw, loop.optimizer, state.step,
-                    loop.sampler.state_dict(), extra)
-    for hook in loop.hooks:
-        hook.on_checkpoint(loop.run.root)
+    if loop.config.strategy == "fsdp":
+        module = full_view(loop.shadow, loop.raw) if loop.shadow is not None else loop.raw
+        if loop.dist.is_main:
+            _save_model(loop, module)
+        save_sharded(loop.run.root, loop.raw, loop.optimizer, state.step,
+                     loop.sampler.state_dict(), extra, loop.dist.is_main)
+    elif loop.dist.is_main:
+        _save_model(loop, loop.raw)
+        save_checkpoint(loop.run.checkpoint, loop.raw, loop.optimizer, state.step,
+                        loop.sampler.state_dict(), extra)
+    if loop.dist.is_main:
+        for hook in loop.hooks:
+            hook.on_checkpoint(loop.run.root)
+
+
+def _save_model(loop: Loop, module: nn.Module) -> None:
+    try:
+        loop.save_model(loop.run.root, module)
+    except OSError as err:  # atomic writes: the previous weights are still in place
+        raise ParrotError(f"Could not write the weights into {loop.run.root} "
+                          f"({err.strerror or err}); the previous checkpoint is intact: free "
+                          "some space and continue with --resume.") from None
 
 
 def log(loop: Loop, row: dict) -> None:

@@ -3,7 +3,8 @@
     loss = sum_t m_t * CE(logits_t, target_t) / sum_t m_t
 
 where m_t is 1 on target tokens that belong to an assistant turn (from the chat renderer)
-and 0 on prompts, system text and padding.
+and 0 on prompts, system text and padding. A data-parallel rank holding part of a batch
+scales its mean by `batch.share`, so the ranks' average is the whole batch's loss.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def sft(model: nn.Module, batch: SFTBatch) -> tuple[torch.Tensor, dict]:
     predicted exactly by argmax)."""
     logits = model(batch.tokens[:, :-1])                                  # (B, T, V)
     targets, mask = batch.tokens[:, 1:], batch.mask.bool()
-    loss = masked_next_token_loss(logits, targets, batch.mask)
+    loss = masked_next_token_loss(logits, targets, batch.mask) * batch.share
     tokens = mask.sum()
     correct = ((logits.argmax(-1) == targets) & mask).sum()
     return loss, {"loss": loss.detach(), "loss_tokens": tokens.detach(),

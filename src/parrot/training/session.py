@@ -48,9 +48,11 @@ from parrot.training.distributed import (
     shutdown,
     wrap_model,
 )
+from parrot.training.fsdp import meta_copy
 from parrot.training.loop import Hook, Loop, LoopState, evaluate, run_loop
 from parrot.training.objectives import Objective
 from parrot.training.optim import build_adamw
+from parrot.training.sharded import has_sharded, load_sharded
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,7 @@ def check_out_dir(out: Path, resume: bool, overrides: Sequence[str] = ()) -> Non
     run = RunDir(out)
     if resume and overrides:
         raise ParrotError("--set cannot change a resumed run; resume it without --set.")
-    if resume and not run.checkpoint.is_file():
+    if resume and not (run.checkpoint.is_file() or has_sharded(out)):
         raise ParrotError(f"{out} has no checkpoint to resume; start it without --resume.")
     if not resume and run.config.exists():
         raise ParrotError(f"{out} already holds a run; pass --resume to continue it or "
@@ -151,32 +153,40 @@ def build_loop(run: Run, job: Job, info: DistInfo) -> Loop:
         torch.set_num_threads(cfg.threads)
     device = rank_device(info, cfg.device)
     raw = run.model.to(device)
+    sharded = cfg.strategy == "fsdp" and info.enabled
+    shadow = meta_copy(raw) if sharded else None  # on every rank: full_view is collective
+    model = wrap_model(raw, info, device, cfg.strategy)  # FSDP shards `raw` in place
     optimizer = build_adamw(raw, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2))
-    model = wrap_model(raw, info, device)
     if cfg.compile:
         model = torch.compile(model)
     hooks = [*balance_hooks(raw), *run.hooks, *job.hooks]
     return Loop(model, raw, optimizer, run.sampler, run.val_batches, cfg, run.objective,
                 RunDir(Path(job.out)), info, device, job.show_progress, run.save_model,
-                run.eval_objective, hooks)
+                run.eval_objective, hooks, shadow)
 
 
 def start(loop: Loop, run: Run) -> LoopState:
     """A new run: config.json and tokenizer.json (main rank), and with eval_at_start the
     step-0 validation row (kept in metrics.jsonl, so a resumed run still reports it)."""
+    # every rank evaluates: a sharded model's forward pass is collective
+    before = evaluate(loop) if run.eval_at_start and loop.val_batches else None
     if loop.dist.is_main:
         root = loop.run.root
         root.mkdir(parents=True, exist_ok=True)
         run.tokenizer.save(root)
         write_config(root, run.config)
-        if run.eval_at_start and loop.val_batches:
-            append_metrics(root, {"step": 0, **evaluate(loop)})
+        if before is not None:
+            append_metrics(root, {"step": 0, **before})
     return LoopState()
 
 
 def resume_state(loop: Loop) -> LoopState:
     """Restore the checkpoint into the loop's parts and return where it stopped."""
-    state = load_checkpoint(loop.run.checkpoint, loop.raw, loop.optimizer)
+    root = loop.run.root
+    if loop.config.strategy == "fsdp" and has_sharded(root):
+        state = load_sharded(root, loop.raw, loop.optimizer)
+    else:
+        state = load_checkpoint(loop.run.checkpoint, loop.raw, loop.optimizer)
     loop.sampler.load_state_dict(state["sampler"])
     if loop.dist.is_main:
         truncate_metrics(loop.run.root, state["step"])
