@@ -81,7 +81,7 @@ def plot(rows: list[dict], out: Path) -> None:
         ax.plot([m[0] for m in mine], [max(m[1], 0.1) for m in mine], "o-", label=path)
     lengths = sorted({r["length"] for r in rows})
     ax.plot(lengths, [HEADS * t * t * 4 / 2**20 for t in lengths], "k:",
-            label="one T x T float32 score matrix per head")
+            label="H x T x T float32 scores")
     ax.set(xscale="log", yscale="log", xlabel="sequence length T",
            ylabel="extra peak memory (MiB)",
            title=f"Causal attention, H={HEADS}, Hkv={KV_HEADS}, D={HEAD_DIM}, float32")

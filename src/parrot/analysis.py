@@ -1,0 +1,149 @@
+"""Looking inside models and cutting them down: the Python API of `parrot analyze heads`,
+`parrot prune`, `parrot eval calibration` and `parrot eval report`.
+
+    import parrot
+    report = parrot.analyze_heads("runs/tiny", ablation=True)   # .importance (L, H)
+    parrot.prune("runs/tiny", "runs/tiny-pruned", heads=0.5)   # a smaller run directory
+
+Like `parrot.api`, every function takes a MODEL (any spec the one loader reads).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from parrot.api import load_model
+from parrot.errors import ParrotError
+
+
+def _windows(model: str | Path, data: Sequence[str | Path] | None, seq_len: int,
+             windows: int, text_field: str) -> tuple[Any, Any, Any, torch.Tensor]:
+    """(model, tokenizer, info, token windows (N, seq_len + 1)) for a head analysis."""
+    from parrot.data.corpus import load_texts
+    from parrot.eval.heads import head_shape, text_windows
+
+    net, tokenizer, info = load_model(model)
+    head_shape(net)  # a model without attention heads fails before reading the data
+    length = min(seq_len, net.config.context_length)
+    text = "\n".join(load_texts(data, text_field=text_field))
+    return net, tokenizer, info, text_windows(tokenizer.encode(text), length, windows)
+
+
+def analyze_heads(model: str | Path, data: Sequence[str | Path] | None = None, *,
+                  seq_len: int = 128, windows: int = 8, ablation: bool = True,
+                  text_field: str = "text", show_progress: bool = True) -> Any:
+    """Each head's importance E|dL/dxi| and single-head ablation on `data` (default: the
+    embedded corpus), as a `parrot.eval.heads.HeadReport`."""
+    from parrot.eval.heads import analyze_heads as analyze
+    from parrot.utils.progress import progress_bar
+
+    net, _, _, ids = _windows(model, data, seq_len, windows, text_field)
+    layers, heads = net.config.n_layers, net.config.n_heads
+    with progress_bar("head ablation", layers * heads, show_progress and ablation) as bar:
+        return analyze(net, ids, ablation, lambda done, _: bar.update(0, completed=done))
+
+
+def prune(model: str | Path, out: str | Path, *, heads: float = 0.3,
+          data: Sequence[str | Path] | None = None, unit: str = "auto",
+          order: str = "importance", seed: int = 0, seq_len: int = 128, windows: int = 8,
+          text_field: str = "text") -> Path:
+    """Remove the `heads` fraction of attention heads least important on `data` (or in a
+    random order, `order="random"`) and write the smaller model as a run directory."""
+    from parrot.adapt.prune import check_fraction, heads_to_keep, prune_heads, random_importance
+    from parrot.eval.heads import head_importance
+    from parrot.rundir import save_weights, write_config
+
+    check_fraction(heads)
+    if order not in ("importance", "random"):
+        raise ParrotError(f"order must be 'importance' or 'random', got {order!r}.")
+    out = Path(out)
+    if (out / "config.json").exists():
+        raise ParrotError(f"{out} already holds a model; choose another --out.")
+    net, tokenizer, _, ids = _windows(model, data, seq_len, windows, text_field)
+    scores = head_importance(net, ids)[0] if order == "importance" else \
+        random_importance(net.config, seed)
+    keep = heads_to_keep(net.config, scores, heads, unit)
+    pruned = prune_heads(net, keep)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(out)
+    save_weights(out, pruned)
+    write_config(out, {"model": pruned.config.to_dict(), "pruned": {
+        "from": str(model), "fraction": heads, "unit": unit, "order": order, "seed": seed,
+        "kept_heads": keep, "heads_before": net.config.n_heads}})
+    return out
+
+
+def model_path(model: str | Path, info: Any) -> Path:
+    """Where files that travel with MODEL go: the path given, else where it is stored."""
+    return Path(model) if Path(model).exists() else Path(info.path)
+
+
+def calibration_predictions(net: Any, tokenizer: Any, data: Sequence[str | Path] | None,
+                            max_tokens: int, seq_len: int, text_field: str
+                            ) -> tuple[str, torch.Tensor, torch.Tensor]:
+    """(kind, logits or choice scores (N, C), labels (N,)) for a text or a choice task."""
+    from parrot.data.corpus import load_texts
+    from parrot.eval.predictions import (
+        choice_scores,
+        is_choice_task,
+        load_choice_task,
+        token_predictions,
+    )
+
+    context = net.config.context_length
+    bos = tokenizer.bos_id if getattr(tokenizer, "add_bos", False) else None
+    if data is not None and len(data) == 1 and is_choice_task(data[0]):
+        items = load_choice_task(data[0])
+        return ("multiple_choice", *choice_scores(net, tokenizer.encode, items, context, bos))
+    ids = ([] if bos is None else [bos]) + \
+        tokenizer.encode("\n".join(load_texts(data, text_field=text_field)))
+    return ("next_token", *token_predictions(net, ids, min(seq_len, context), 2 * max_tokens))
+
+
+def calibrate(model: str | Path, data: Sequence[str | Path] | None = None, *,
+              fit: bool = False, n_bins: int = 15, max_tokens: int = 2048, seq_len: int = 256,
+              text_field: str = "text", save: bool = True) -> dict[str, Any]:
+    """ECE (equal-width and equal-mass bins), NLL and accuracy of MODEL's probabilities on
+    the second half of `data` (the held-out split); with `fit`, T is fitted on the first
+    half by L-BFGS, the second half is measured again at T, and (with `save`) T is saved
+    beside the model, where `parrot.load` finds it for `calibrated=True` sampling.
+
+    `data`: text files (next-token predictions, up to max_tokens per split) or one JSONL
+    multiple-choice task {"context", "choices", "answer"} (choices scored by
+    log-likelihood). Returns a JSON-ready dict; result["bins"] holds the diagrams' bins.
+    """
+    from dataclasses import asdict
+
+    from parrot.eval.calibration import fit_temperature, measure, reliability, save_temperature
+    from parrot.eval.predictions import split_halves
+
+    net, tokenizer, info = load_model(model)
+    kind, logits, labels = calibration_predictions(net, tokenizer, data, max_tokens, seq_len,
+                                                   text_field)
+    val, test = split_halves(len(labels))
+
+    def summary(temperature: float) -> tuple[dict, dict]:
+        result, confidence, correct = measure(logits[test], labels[test], temperature, n_bins)
+        bins = {scheme: [asdict(b) for b in reliability(confidence, correct, n_bins, scheme)]
+                for scheme in ("width", "mass")}
+        return asdict(result), bins
+
+    before, before_bins = summary(1.0)
+    record: dict[str, Any] = {"model": str(model), "kind": kind, "before": before,
+                              "validation_predictions": val.stop - val.start,
+                              "bins": {"before": before_bins}}
+    if fit:
+        temperature = fit_temperature(logits[val], labels[val])
+        record["after"], record["bins"]["after"] = summary(temperature)
+        record["temperature"] = temperature
+        if save:
+            saved = save_temperature(model_path(model, info), temperature, {
+                "kind": kind, "data": [str(d) for d in data or ["embedded corpus"]],
+                "test_ece_width_before": before["ece_width"],
+                "test_ece_width_after": record["after"]["ece_width"]})
+            record["saved"] = str(saved)
+    return record
