@@ -203,6 +203,9 @@ def load(model: str | Path = DEFAULT_MODEL, *, device: str = "cpu", quantize: st
     from parrot.infer.encoder import is_encoder_only
 
     net, tokenizer, info = load_model(model, device, pull=pull, log=log)
+    if not hasattr(net.config, "causal"):  # not a transformer: the lesson's GRU models
+        raise ParrotError(f"{model} is a GRU encoder-decoder from `parrot lesson rnn`; it has "
+                          "no engine to generate with; load a transformer.")
     count = net.num_parameters() if hasattr(net, "num_parameters") else \
         sum(p.numel() for p in net.parameters())  # a soft-prompt run wraps its base
     if is_encoder_only(net.config):

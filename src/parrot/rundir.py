@@ -60,12 +60,13 @@ class RunDir:
 
 
 def is_run_dir(path: str | Path) -> bool:
-    """True when `path` holds a config with a model section and saved weights."""
+    """True when `path` holds a config with a model (or rnn) section and saved weights."""
     run = RunDir(Path(path))
     if not (run.config.is_file() and run.weights.is_file()):
         return False
     try:
-        return "model" in json.loads(run.config.read_text(encoding="utf-8"))
+        config = json.loads(run.config.read_text(encoding="utf-8"))
+        return "model" in config or "rnn" in config
     except (OSError, ValueError):
         return False
 
@@ -107,13 +108,31 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple:
     from parrot.tokenizer import Tokenizer
 
     run = require_run_dir(path)
-    model_config = ModelConfig.from_dict(read_config(run.root)["model"])
-    model = build_model(model_config)  # a Transformer, or an EncoderDecoder for seq2seq runs
+    config = read_config(run.root)
+    if "rnn" in config:  # the GRU encoder-decoders of the RNN history lesson
+        from parrot.model.rnn import RNNConfig, build_rnn
+
+        model_config = RNNConfig.from_dict(config["rnn"])
+        model = build_rnn(model_config)
+    else:
+        model_config = ModelConfig.from_dict(config["model"])
+        model = build_model(model_config)  # a Transformer, or an EncoderDecoder (seq2seq)
     load_weights(model, str(run.weights), device="cpu")
     if not run.tokenizer.is_file():
         raise ParrotError(f"{run.root} has no tokenizer.json; the run directory is incomplete.")
     tokenizer = Tokenizer.load(run.tokenizer)
     return model.to(device).eval(), tokenizer, model_config
+
+
+def save_rnn_run(path: str | Path, model: nn.Module, tokenizer: Any,
+                 config: dict[str, Any]) -> Path:
+    """Write a run directory (config.json with an "rnn" section, weights, tokenizer)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(path)
+    save_weights(path, model)
+    write_config(path, config)
+    return path
 
 
 def append_metrics(path: str | Path, row: dict[str, Any]) -> None:

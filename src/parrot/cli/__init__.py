@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "encoder",
     "seq2seq",
     "analyze",
+    "lesson",
 )
 
 
