@@ -10,6 +10,7 @@ Like `parrot.api`, every function takes a MODEL (any spec the one loader reads).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -147,3 +148,86 @@ def calibrate(model: str | Path, data: Sequence[str | Path] | None = None, *,
                 "test_ece_width_after": record["after"]["ece_width"]})
             record["saved"] = str(saved)
     return record
+
+
+def _held_out_text(text: Sequence[str | Path] | None, folder: Path, max_chars: int) -> Path:
+    """A file of held-out text: the given files, else the embedded corpus's validation
+    documents (the last 10%, which `parrot train` does not train on)."""
+    from parrot.data.corpus import embedded_corpus, load_texts
+    from parrot.data.shards import split_documents
+
+    docs = load_texts(text) if text else split_documents(embedded_corpus(), 0.1)[1]
+    path = folder / "held_out.txt"
+    path.write_text("\n".join(docs)[:max_chars], encoding="utf-8")
+    return path
+
+
+def _model_card(model: str | Path, text_file: Path, tasks: dict[str, Path], folder: Path,
+                limit: int, max_tokens: int) -> dict[str, Any]:
+    from parrot.eval.calibration import MIN_FIT
+    from parrot.eval.harness import ParrotLM, run_tasks
+    from parrot.eval.perplexity import evaluate_text
+
+    net, tokenizer, _ = load_model(model)
+    context = net.config.context_length
+    ppl = evaluate_text(net, tokenizer, text_file.read_text(encoding="utf-8"), context,
+                        max(1, context // 2))
+    first_task = next(iter(tasks.values()))
+    card = {"model": str(model), "parameters": net.num_parameters(),
+            "perplexity": {"perplexity": ppl.perplexity, "bits_per_byte": ppl.bits_per_byte,
+                           "nll": ppl.nll, "tokens": ppl.tokens},
+            "calibration_next_token": calibrate(model, [text_file], fit=True, save=False,
+                                                max_tokens=max_tokens),
+            # too few questions to fit T (MIN_FIT per half): measured at T = 1 only
+            "calibration_choices": calibrate(model, [first_task], save=False, fit=len(
+                first_task.read_text(encoding="utf-8").splitlines()) >= 2 * MIN_FIT)}
+    import parrot.api
+
+    llm = parrot.api.load(model, quantize="none", max_batch=1, log=None)
+    card["tasks"] = run_tasks(ParrotLM(net, tokenizer, llm.engine), tasks, folder, limit)
+    return card
+
+
+def report_card(models: Sequence[str | Path], out: str | Path, *,
+                text: Sequence[str | Path] | None = None, tasks: Sequence[str | Path] = (),
+                limit: int = 200, max_tokens: int = 2048, max_chars: int = 40000) -> Path:
+    """One HTML page for one model or two side by side (viz/report_card.py): perplexity
+    and bits per byte on held-out text, calibration of next-token and multiple-choice
+    predictions, and local JSONL tasks run by lm-evaluation-harness in-process (default:
+    a continuation task generated from held-out documents with seed 0)."""
+    import tempfile
+
+    from parrot.eval.predictions import is_choice_task
+    from parrot.eval.tasks import continuation_task, write_jsonl
+    from parrot.utils.atomic import atomic_write_text
+    from parrot.viz.report_card import render
+
+    if not 1 <= len(models) <= 2:
+        raise ParrotError(f"A report card shows one or two models, got {len(models)}.")
+    for task in tasks:
+        if not is_choice_task(task):
+            raise ParrotError(f"{task} is not a multiple-choice JSONL task (one "
+                              "{\"context\", \"choices\", \"answer\"} object per line).")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        text_file = _held_out_text(text, folder, max_chars)
+        named = {f"parrot_{Path(t).stem}".replace("-", "_"): Path(t).resolve() for t in tasks}
+        described = {name: str(path) for name, path in named.items()}
+        if not named:
+            from parrot.data.corpus import embedded_corpus
+            from parrot.data.shards import split_documents
+
+            docs = split_documents(embedded_corpus(), 0.1)[1]
+            named["parrot_continuation"] = write_jsonl(folder / "continuation.jsonl",
+                                                       continuation_task(docs, limit, seed=0))
+            described["parrot_continuation"] = (f"{limit} generated items: which of 4 six-word "
+                                                "spans continues a held-out passage (seed 0)")
+        cards = [_model_card(m, text_file, named, folder, limit, max_tokens) for m in models]
+    page = render({"models": cards, "text": ", ".join(map(str, text)) if text else
+                   f"the embedded corpus's validation documents (first {max_chars} characters)",
+                   "tasks": described})
+    out = Path(out)
+    atomic_write_text(out, page)
+    atomic_write_text(out.with_suffix(".json"), json.dumps(
+        {"models": cards, "tasks": described}, indent=1, default=str) + "\n")
+    return out

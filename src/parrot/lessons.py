@@ -31,34 +31,39 @@ def _state(run: Path) -> str:
     return "partial" if (run / "config.json").is_file() else "new"
 
 
-def _train_all(out: Path, train_file: Path, steps: int, batch_size: int, seed: int,
-               d_hidden: int, show_progress: bool) -> None:
+MODELS = ("gru-fixed", "gru-attention", "transformer")
+
+
+def _train_one(out: Path, name: str, train_file: Path, steps: int, batch_size: int,
+               seed: int, d_hidden: int, show_progress: bool) -> None:
+    """Train (or resume, or keep) model `name` of the lesson into out/name."""
     from parrot.api import seq2seq_train
     from parrot.model.rnn import RNNConfig
     from parrot.training.config import TrainConfig
     from parrot.training.rnn_lesson import train_gru
 
+    state = _state(out / name)
+    if state == "done":
+        return
     train = TrainConfig(steps=steps, batch_size=batch_size, lr=3e-3, min_lr=3e-4,
-                        warmup=min(100, steps // 10), weight_decay=0.0, eval_every=max(1, steps // 5),
-                        eval_iters=5, checkpoint_every=max(1, steps // 5), log_every=25,
-                        seed=seed, grad_clip=1.0)
-    for name, attention in (("gru-fixed", False), ("gru-attention", True)):
-        state = _state(out / name)
-        if state != "done":
-            train_gru(out / name, train_file, RNNConfig(vocab_size=1, d_embed=64, d_hidden=d_hidden,
-                                                        attention=attention),
-                      train, resume=state == "partial", show_progress=show_progress)
-    state = _state(out / "transformer")
-    if state != "done":
-        sets = {"data.tokenizer": "bytes", "data.val_fraction": 0.1, "model.d_model": 96,
-                "model.n_layers": 2, "model.encoder_layers": 2, "model.n_heads": 4,
-                "model.context_length": 96, **{f"train.{k}": v for k, v in train.to_dict().items()
-                                               if k not in ("objective", "threads", "device")}}
-        overrides = [] if state == "partial" else \
-            [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in sets.items()
-             if v is not None]
-        seq2seq_train(train_file, out / "transformer", overrides=overrides,
-                      resume=state == "partial", show_progress=show_progress)
+                        warmup=min(100, steps // 10), weight_decay=0.0,
+                        eval_every=max(1, steps // 5), eval_iters=5,
+                        checkpoint_every=max(1, steps // 10), log_every=25, seed=seed)
+    if name != "transformer":
+        cfg = RNNConfig(vocab_size=1, d_embed=64, d_hidden=d_hidden,
+                        attention=name == "gru-attention")
+        train_gru(out / name, train_file, cfg, train, resume=state == "partial",
+                  show_progress=show_progress)
+        return
+    # About the GRUs' parameter count: width 96, 2 encoder + 2 decoder layers.
+    sets = {"data.tokenizer": "bytes", "model.d_model": 96, "model.n_layers": 2,
+            "model.encoder_layers": 2, "model.n_heads": 4, "model.context_length": 96,
+            **{f"train.{k}": v for k, v in train.to_dict().items()
+               if k not in ("objective", "threads", "device") and v is not None}}
+    overrides = [] if state == "partial" else \
+        [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in sets.items()]
+    seq2seq_train(train_file, out / name, overrides=overrides, resume=state == "partial",
+                  show_progress=show_progress)
 
 
 def _outputs(out: Path, sources: list[str]) -> tuple[dict[str, list[str]], dict[str, Any]]:
@@ -85,8 +90,11 @@ def _outputs(out: Path, sources: list[str]) -> tuple[dict[str, list[str]], dict[
 
 def rnn_lesson(out: str | Path, *, steps: int = 1500, pairs: int = 6000, test_pairs: int = 800,
                batch_size: int = 32, d_hidden: int = 128, seed: int = 0,
-               show_progress: bool = True) -> dict[str, Any]:
-    """Train the three models (module docstring) and score them; returns lesson.json."""
+               only: str | None = None, show_progress: bool = True) -> dict[str, Any] | None:
+    """Train the three models (module docstring) and score them; returns lesson.json.
+
+    only: train just this model and return None (several processes can then train the
+    three at once; a last call without `only` finds them done and scores them)."""
     from parrot.data.pairs import load_pairs
     from parrot.eval.tasks import write_jsonl
     from parrot.training.rnn_lesson import by_length, token_accuracy, toy_pairs
@@ -96,6 +104,8 @@ def rnn_lesson(out: str | Path, *, steps: int = 1500, pairs: int = 6000, test_pa
 
     if steps < 1 or pairs < 20 or test_pairs < 1:
         raise ParrotError("The lesson needs steps >= 1, pairs >= 20 and test_pairs >= 1.")
+    if only is not None and only not in MODELS:
+        raise ParrotError(f"--only must be one of {', '.join(MODELS)}, got {only!r}.")
     out = Path(out)
     data = out / "data"
     data.mkdir(parents=True, exist_ok=True)
@@ -103,7 +113,10 @@ def rnn_lesson(out: str | Path, *, steps: int = 1500, pairs: int = 6000, test_pa
     if not train_file.is_file():  # the same seed writes the same files
         write_jsonl(train_file, toy_pairs(pairs, seed))
         write_jsonl(test_file, toy_pairs(test_pairs, seed + 1))
-    _train_all(out, train_file, steps, batch_size, seed, d_hidden, show_progress)
+    for name in MODELS if only is None else (only,):
+        _train_one(out, name, train_file, steps, batch_size, seed, d_hidden, show_progress)
+    if only is not None:
+        return None
     test = load_pairs(test_file)
     outputs, extra = _outputs(out, [p.source for p in test])
     results = {name: {"parameters": extra[name]["parameters"],

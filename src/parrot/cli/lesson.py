@@ -17,6 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rnn.add_argument("--batch-size", type=int, default=32)
     rnn.add_argument("--d-hidden", type=int, default=128, help="GRU state size")
     rnn.add_argument("--seed", type=int, default=0)
+    rnn.add_argument("--only", default=None, metavar="MODEL",
+                     help="train just gru-fixed, gru-attention or transformer (run three at "
+                          "once, then once more without --only to score them)")
     rnn.add_argument("--quiet", action="store_true", help="no progress bars")
     rnn.set_defaults(run=run_rnn)
 
@@ -26,7 +29,11 @@ def run_rnn(args: argparse.Namespace) -> int:
 
     record = rnn_lesson(args.out, steps=args.steps, pairs=args.pairs,
                         test_pairs=args.test_pairs, batch_size=args.batch_size,
-                        d_hidden=args.d_hidden, seed=args.seed, show_progress=not args.quiet)
+                        d_hidden=args.d_hidden, seed=args.seed, only=args.only,
+                        show_progress=not args.quiet)
+    if record is None:
+        print(f"trained {args.only} in {args.out}/{args.only}")
+        return 0
     print(f"{'model':>14} {'params':>8} {'exact match':>12} {'token acc':>10}")
     for name, result in record["models"].items():
         print(f"{name:>14} {result['parameters']:>8} {result['exact_match']:>12.3f} "
