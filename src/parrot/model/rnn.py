@@ -18,7 +18,9 @@ token, h_j = [forward_j; backward_j] (B, S, 2H), and final states of both direct
 Either way the decoder step is s_i = GRU([emb(y_{i-1}); c_i], s_{i-1}), started at
 s_0 = tanh(W_0 [forward_S; backward_1]), and the logits are W_o [s_i; c_i; emb(y_{i-1})].
 `forward(src, tgt_in, src_mask)` has the shape of parrot's transformer encoder-decoder,
-so the same seq2seq objective trains all three models.
+so the same seq2seq objective trains all three models. With a fixed c every decoder input
+is known in advance, so teacher forcing runs the decoder GRU in one call; attention makes
+c_i depend on s_{i-1}, so that model steps through the target one token at a time.
 """
 
 from __future__ import annotations
@@ -93,7 +95,7 @@ class GRUEncoderDecoder(nn.Module):
         self.embed = nn.Embedding(cfg.vocab_size, E)
         self.encoder = nn.GRU(E, H, batch_first=True, bidirectional=True)
         self.init_state = nn.Linear(2 * H, H)
-        self.decoder = nn.GRUCell(E + 2 * H, H)
+        self.decoder = nn.GRU(E + 2 * H, H, batch_first=True)
         self.out = nn.Linear(H + 2 * H + E, cfg.vocab_size)
         if cfg.attention:
             self.w_s, self.w_h, self.v = nn.Linear(H, A), nn.Linear(2 * H, A), nn.Linear(A, 1)
@@ -116,17 +118,24 @@ class GRUEncoderDecoder(nn.Module):
             return s0, self.w_h(enc.annotations)                              # (B, S, A)
         return s0, torch.tanh(self.fixed(enc.final))                          # (B, 2H)
 
-    def step(self, y_prev: torch.Tensor, state: torch.Tensor, enc: Encoded, source: Any
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """One decoder step: (logits (B, V), s_i (B, H), alpha (B, S) or None)."""
-        emb = self.embed(y_prev)                                              # (B, E)
+    def recur(self, emb: torch.Tensor, state: torch.Tensor, enc: Encoded, source: Any
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """One decoder step before the output layer: emb (B, E) of y_{i-1}, state s_{i-1}
+        -> (s_i (B, H), c_i (B, 2H), alpha (B, S) or None)."""
         alpha = None
         if self.config.attention:
             context, alpha = additive_attention(state, source, enc.annotations, enc.mask,
                                                 self.w_s, self.v)
         else:
             context = source                                  # the same c at every step
-        state = self.decoder(torch.cat([emb, context], -1), state)
+        _, state = self.decoder(torch.cat([emb, context], -1)[:, None], state[None])
+        return state[0], context, alpha
+
+    def step(self, y_prev: torch.Tensor, state: torch.Tensor, enc: Encoded, source: Any
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """One decoder step: (logits (B, V), s_i (B, H), alpha (B, S) or None)."""
+        emb = self.embed(y_prev)                                              # (B, E)
+        state, context, alpha = self.recur(emb, state, enc, source)
         return self.out(torch.cat([state, context, emb], -1)), state, alpha
 
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor, src_mask: torch.Tensor,
@@ -137,16 +146,22 @@ class GRUEncoderDecoder(nn.Module):
 
     def decode(self, enc: Encoded, tgt_in: torch.Tensor,
                capture: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Teacher forcing from an Encoded source: logits (B, T, V)."""
         state, source = self.start(enc)
-        logits, weights = [], []
-        for t in range(tgt_in.shape[1]):
-            out, state, alpha = self.step(tgt_in[:, t], state, enc, source)
-            logits.append(out)
-            if alpha is not None:
-                weights.append(alpha)
-        if capture is not None and weights:
-            capture.append(torch.stack(weights, 1).detach())
-        return torch.stack(logits, 1)
+        emb = self.embed(tgt_in)                                              # (B, T, E)
+        if not self.config.attention:  # every input is known: one fused GRU call
+            context = source[:, None].expand(-1, emb.shape[1], -1)            # (B, T, 2H)
+            states, _ = self.decoder(torch.cat([emb, context], -1), state[None])
+        else:  # c_i depends on s_{i-1}: step by step
+            steps = []
+            for t in range(emb.shape[1]):
+                state, context, alpha = self.recur(emb[:, t], state, enc, source)
+                steps.append((state, context, alpha))
+            states = torch.stack([s for s, _, _ in steps], 1)                 # (B, T, H)
+            context = torch.stack([c for _, c, _ in steps], 1)                # (B, T, 2H)
+            if capture is not None:
+                capture.append(torch.stack([a for _, _, a in steps], 1).detach())
+        return self.out(torch.cat([states, context, emb], -1))
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
