@@ -46,15 +46,33 @@ def test_attention_weights_sum_to_one_over_the_real_source_tokens():
 
 def test_additive_attention_is_the_formula():
     g = torch.Generator().manual_seed(1)
-    state, ann = torch.randn(2, 4, generator=g), torch.randn(2, 5, 6, generator=g)
+    state, ann = torch.randn(2, 3, 4, generator=g), torch.randn(2, 5, 6, generator=g)
     w_s, w_h, v = torch.nn.Linear(4, 3), torch.nn.Linear(6, 3), torch.nn.Linear(3, 1)
     mask = torch.ones(2, 5, dtype=torch.bool)
     context, alpha = additive_attention(state, w_h(ann), ann, mask, w_s, v)
-    e = torch.stack([torch.stack([v(torch.tanh(w_s(state[b]) + w_h(ann[b, j])))[0]
-                                  for j in range(5)]) for b in range(2)])
+    e = torch.tensor([[[v(torch.tanh(w_s(state[b, i]) + w_h(ann[b, j])))[0].item()
+                        for j in range(5)] for i in range(3)] for b in range(2)])
     expected = torch.softmax(e, -1)
     torch.testing.assert_close(alpha, expected)
-    torch.testing.assert_close(context, (expected[:, :, None] * ann).sum(1))
+    torch.testing.assert_close(context, expected @ ann)
+
+
+def test_greedy_steps_equal_teacher_forcing():
+    from parrot.model.rnn import greedy_decode
+
+    for attention in (False, True):
+        model = _model(attention)
+        src, mask, _ = _batch()
+        ids, alpha = greedy_decode(model, src, mask, start_id=1, eos_id=999, max_len=4)
+        tgt_in = torch.tensor([[1, *row[:3]] for row in ids])
+        with torch.no_grad():
+            logits = model(src, tgt_in, mask)
+        assert logits.argmax(-1).tolist() == ids
+        if attention:
+            capture = []
+            with torch.no_grad():
+                model(src, tgt_in, mask, capture=capture)
+            torch.testing.assert_close(alpha, capture[0])
 
 
 def test_the_fixed_vector_model_sees_only_the_final_state():

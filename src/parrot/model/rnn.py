@@ -7,20 +7,24 @@ token, h_j = [forward_j; backward_j] (B, S, 2H), and final states of both direct
   - Fixed vector (RNN encoder-decoder): the decoder sees the source only through
     c = tanh(W_c [forward_S; backward_1]), the same c at every step. Everything about a
     source of 80 tokens must fit in these d_hidden numbers.
-  - Additive attention (RNNsearch): at step i the decoder scores every annotation
-    against its previous state s_{i-1},
+  - Additive attention (RNNsearch): before emitting y_i the decoder scores every
+    annotation against its state s_{i-1},
 
         e_ij = v^T tanh(W_s s_{i-1} + W_h h_j),   alpha_ij = softmax_j(e_ij)
         c_i  = sum_j alpha_ij h_j
 
     so it searches the source afresh for each output token.
 
-Either way the decoder step is s_i = GRU([emb(y_{i-1}); c_i], s_{i-1}), started at
-s_0 = tanh(W_0 [forward_S; backward_1]), and the logits are W_o [s_i; c_i; emb(y_{i-1})].
-`forward(src, tgt_in, src_mask)` has the shape of parrot's transformer encoder-decoder,
-so the same seq2seq objective trains all three models. With a fixed c every decoder input
-is known in advance, so teacher forcing runs the decoder GRU in one call; attention makes
-c_i depend on s_{i-1}, so that model steps through the target one token at a time.
+The decoder state runs s_i = GRU(x_i, s_{i-1}) from s_0 = tanh(W_0 [forward_S; backward_1])
+and the logits are W_o [s_i; c_i; emb(y_{i-1})]. The fixed-vector model reads
+x_i = [emb(y_{i-1}); c] (c at every step, as Cho et al. do); the attention model reads
+x_i = emb(y_{i-1}) and takes c_i into the output layer only. That is one difference from
+Bahdanau et al., who also feed c_i into the recurrence: without it every s_i is known
+from the target prefix alone, so teacher forcing runs the decoder GRU in one fused call
+and scores all (i, j) pairs at once, instead of 80 sequential steps (the difference
+between minutes and hours on this shared CPU). The search over the source, which is the
+lesson, is the same. `forward(src, tgt_in, src_mask)` has the shape of parrot's
+transformer encoder-decoder, so the same seq2seq objective trains all three models.
 """
 
 from __future__ import annotations
@@ -75,14 +79,15 @@ class Encoded:
     final: torch.Tensor
 
 
-def additive_attention(state: torch.Tensor, keys: torch.Tensor, annotations: torch.Tensor,
+def additive_attention(queries: torch.Tensor, keys: torch.Tensor, annotations: torch.Tensor,
                        mask: torch.Tensor, w_s: nn.Linear, v: nn.Linear
                        ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(c (B, 2H), alpha (B, S)): alpha_j = softmax_j(v^T tanh(W_s s + W_h h_j)), c = sum_j
-    alpha_j h_j. keys = W_h h_j, precomputed once per source (B, S, A); padding is masked."""
-    scores = v(torch.tanh(w_s(state)[:, None, :] + keys)).squeeze(-1)         # (B, S)
-    alpha = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
-    return (alpha[:, :, None] * annotations).sum(1), alpha
+    """(c (B, T, 2H), alpha (B, T, S)): alpha_ij = softmax_j(v^T tanh(W_s s_i + W_h h_j)),
+    c_i = sum_j alpha_ij h_j, for queries s (B, T, H). keys = W_h h_j, computed once per
+    source (B, S, A); padding keys (mask False) get weight 0."""
+    scores = v(torch.tanh(w_s(queries)[:, :, None, :] + keys[:, None])).squeeze(-1)  # (B,T,S)
+    alpha = torch.softmax(scores.masked_fill(~mask[:, None, :], float("-inf")), dim=-1)
+    return alpha @ annotations, alpha
 
 
 class GRUEncoderDecoder(nn.Module):
@@ -95,7 +100,7 @@ class GRUEncoderDecoder(nn.Module):
         self.embed = nn.Embedding(cfg.vocab_size, E)
         self.encoder = nn.GRU(E, H, batch_first=True, bidirectional=True)
         self.init_state = nn.Linear(2 * H, H)
-        self.decoder = nn.GRU(E + 2 * H, H, batch_first=True)
+        self.decoder = nn.GRU(E if cfg.attention else E + 2 * H, H, batch_first=True)
         self.out = nn.Linear(H + 2 * H + E, cfg.vocab_size)
         if cfg.attention:
             self.w_s, self.w_h, self.v = nn.Linear(H, A), nn.Linear(2 * H, A), nn.Linear(A, 1)
@@ -118,25 +123,28 @@ class GRUEncoderDecoder(nn.Module):
             return s0, self.w_h(enc.annotations)                              # (B, S, A)
         return s0, torch.tanh(self.fixed(enc.final))                          # (B, 2H)
 
-    def recur(self, emb: torch.Tensor, state: torch.Tensor, enc: Encoded, source: Any
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """One decoder step before the output layer: emb (B, E) of y_{i-1}, state s_{i-1}
-        -> (s_i (B, H), c_i (B, 2H), alpha (B, S) or None)."""
-        alpha = None
-        if self.config.attention:
-            context, alpha = additive_attention(state, source, enc.annotations, enc.mask,
-                                                self.w_s, self.v)
-        else:
-            context = source                                  # the same c at every step
-        _, state = self.decoder(torch.cat([emb, context], -1)[:, None], state[None])
-        return state[0], context, alpha
+    def run_decoder(self, emb: torch.Tensor, state: torch.Tensor, enc: Encoded, source: Any
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Decoder states and contexts for inputs emb (B, T, E) of y_0..y_{T-1} from state
+        s_0 (B, H): (states s_1..s_T (B, T, H), contexts (B, T, 2H), alpha (B, T, S) or
+        None)."""
+        if not self.config.attention:
+            context = source[:, None].expand(-1, emb.shape[1], -1)            # (B, T, 2H)
+            states, _ = self.decoder(torch.cat([emb, context], -1), state[None])
+            return states, context, None
+        states, _ = self.decoder(emb, state[None])                            # (B, T, H)
+        previous = torch.cat([state[:, None], states[:, :-1]], 1)             # s_0..s_{T-1}
+        context, alpha = additive_attention(previous, source, enc.annotations, enc.mask,
+                                            self.w_s, self.v)
+        return states, context, alpha
 
     def step(self, y_prev: torch.Tensor, state: torch.Tensor, enc: Encoded, source: Any
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """One decoder step: (logits (B, V), s_i (B, H), alpha (B, S) or None)."""
-        emb = self.embed(y_prev)                                              # (B, E)
-        state, context, alpha = self.recur(emb, state, enc, source)
-        return self.out(torch.cat([state, context, emb], -1)), state, alpha
+        emb = self.embed(y_prev)[:, None]                                     # (B, 1, E)
+        states, context, alpha = self.run_decoder(emb, state, enc, source)
+        logits = self.out(torch.cat([states, context, emb], -1))[:, 0]
+        return logits, states[:, 0], None if alpha is None else alpha[:, 0]
 
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor, src_mask: torch.Tensor,
                 capture: list[torch.Tensor] | None = None) -> torch.Tensor:
@@ -149,18 +157,9 @@ class GRUEncoderDecoder(nn.Module):
         """Teacher forcing from an Encoded source: logits (B, T, V)."""
         state, source = self.start(enc)
         emb = self.embed(tgt_in)                                              # (B, T, E)
-        if not self.config.attention:  # every input is known: one fused GRU call
-            context = source[:, None].expand(-1, emb.shape[1], -1)            # (B, T, 2H)
-            states, _ = self.decoder(torch.cat([emb, context], -1), state[None])
-        else:  # c_i depends on s_{i-1}: step by step
-            steps = []
-            for t in range(emb.shape[1]):
-                state, context, alpha = self.recur(emb[:, t], state, enc, source)
-                steps.append((state, context, alpha))
-            states = torch.stack([s for s, _, _ in steps], 1)                 # (B, T, H)
-            context = torch.stack([c for _, c, _ in steps], 1)                # (B, T, 2H)
-            if capture is not None:
-                capture.append(torch.stack([a for _, _, a in steps], 1).detach())
+        states, context, alpha = self.run_decoder(emb, state, enc, source)
+        if capture is not None and alpha is not None:
+            capture.append(alpha.detach())
         return self.out(torch.cat([states, context, emb], -1))
 
     def num_parameters(self) -> int:

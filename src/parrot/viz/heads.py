@@ -16,9 +16,11 @@ def _panel(fig: Figure, ax, values: torch.Tensor, title: str, cmap: str) -> None
     ax.set_xticks(np.arange(data.shape[1]))
     step = max(1, data.shape[0] // 16)
     ax.set_yticks(np.arange(0, data.shape[0], step))
-    if data.size <= 160:  # small grids carry their numbers
+    if data.size <= 160:  # small grids carry their numbers, light on dark cells
+        middle = (data.min() + data.max()) / 2
         for (row, col), value in np.ndenumerate(data):
-            ax.text(col, row, f"{value:.2g}", ha="center", va="center", fontsize=6)
+            ax.text(col, row, f"{value:.2g}", ha="center", va="center", fontsize=6,
+                    color="white" if value < middle else "black")
     fig.colorbar(image, ax=ax, shrink=0.8)
 
 
