@@ -50,7 +50,8 @@ def _train_one(out: Path, name: str, train_file: Path, steps: int, batch_size: i
                         eval_every=max(1, steps // 5), eval_iters=5,
                         checkpoint_every=max(1, steps // 10), log_every=25, seed=seed)
     if name != "transformer":
-        cfg = RNNConfig(vocab_size=1, d_embed=64, d_hidden=d_hidden,
+        # Additive scores are a (B, T, S, d_attn) tensor: a narrow d_attn keeps it cheap.
+        cfg = RNNConfig(vocab_size=1, d_embed=64, d_hidden=d_hidden, d_attn=32,
                         attention=name == "gru-attention")
         train_gru(out / name, train_file, cfg, train, resume=state == "partial",
                   show_progress=show_progress)
