@@ -118,6 +118,25 @@ def plot(studies: list[dict], out: Path) -> None:
     save_png(fig, out, dpi=120)
 
 
+def decode_only(model: str, pruned: list[str], tokens: int) -> None:
+    paths = {"unpruned": model, **{Path(p).name: p for p in pruned}}
+    speed: dict[str, list[float]] = {name: [] for name in paths}
+    for _ in range(3):
+        for name, path in paths.items():
+            speed[name].append(decode_rate(path, tokens))
+    rows = {name: {"median_tok_s": statistics.median(v), "runs": v,
+                   "parameters": parrot.load_model(paths[name])[0].num_parameters()}
+            for name, v in speed.items()}
+    base = rows["unpruned"]["median_tok_s"]
+    print(f"{'model':>48} {'params':>11} {'tok/s':>7} {'vs unpruned':>11}")
+    for name, row in rows.items():
+        print(f"{name:>48} {row['parameters']:>11} {row['median_tok_s']:>7.1f} "
+              f"{row['median_tok_s'] / base:>10.2f}x")
+    (RESULTS / "prune_decode.json").write_text(json.dumps(
+        {"model": model, "threads": torch.get_num_threads(), "rows": rows,
+         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, indent=1) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", required=True)
@@ -125,7 +144,13 @@ def main() -> None:
     parser.add_argument("--context", type=int, default=256)
     parser.add_argument("--max-chars", type=int, default=20000)
     parser.add_argument("--decode-tokens", type=int, default=48)
+    parser.add_argument("--decode-only", nargs="+", metavar="PRUNED", default=None,
+                        help="only time decoding of --model and these pruned run directories "
+                             "(interleaved, 3 rounds); writes prune_decode.json")
     args = parser.parse_args()
+    if args.decode_only:
+        decode_only(args.model[0], args.decode_only, args.decode_tokens)
+        return
     torch.manual_seed(0)
     importance_file, text = halves(args.max_chars)
     work = Path(tempfile.mkdtemp())

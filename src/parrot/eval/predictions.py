@@ -70,19 +70,19 @@ def token_predictions(model: nn.Module, ids: Sequence[int], context: int,
     """(logits (N, V) float32, labels (N,)) for up to max_tokens next-token predictions
     over disjoint windows of `context` inputs."""
     ids_t = torch.tensor(list(ids), dtype=torch.long)
-    logits, labels, total = [], [], 0
-    for start in range(0, len(ids_t) - 1, context):
-        window = ids_t[start:start + context + 1]
-        if len(window) < 2 or total >= max_tokens:
-            break
-        rows = model(window[None, :-1])[0].float()                         # (T, V)
-        take = min(len(rows), max_tokens - total)
-        logits.append(rows[:take])
-        labels.append(window[1:take + 1])
-        total += take
-    if not logits:
+    n = min(max_tokens, max(0, len(ids_t) - 1))
+    if n == 0:
         raise ParrotError("The text is too short to score: it needs at least two tokens.")
-    return torch.cat(logits), torch.cat(labels)
+    logits, total = None, 0  # filled in place: (N, V) for a large vocabulary is big
+    for start in range(0, n, context):
+        window = ids_t[start:start + context + 1]
+        rows = model(window[None, :-1])[0].float()                         # (T, V)
+        take = min(len(rows), n - total)
+        if logits is None:
+            logits = torch.empty(n, rows.shape[-1])
+        logits[total:total + take] = rows[:take]
+        total += take
+    return logits, ids_t[1:n + 1]
 
 
 @torch.no_grad()
