@@ -29,6 +29,9 @@ COMMAND_MODULES = (
     "seq2seq",
     "analyze",
     "lesson",
+    "reward",
+    "align",
+    "tools",
 )
 
 
