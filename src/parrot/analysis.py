@@ -165,7 +165,13 @@ def _held_out_text(text: Sequence[str | Path] | None, folder: Path, max_chars: i
 def _model_card(model: str | Path, text_file: Path, tasks: dict[str, Path], folder: Path,
                 limit: int, max_tokens: int) -> dict[str, Any]:
     from parrot.eval.calibration import MIN_FIT
-    from parrot.eval.harness import ParrotLM, run_tasks
+
+    try:
+        from parrot.eval.harness import ParrotLM, run_tasks
+    except ImportError as err:
+        raise ParrotError(f"parrot eval report runs lm-evaluation-harness in-process ({err.name} "
+                          "is missing); install it with pip install 'lm-eval[api]==0.4.13'.") \
+            from None
     from parrot.eval.perplexity import evaluate_text
 
     net, tokenizer, _ = load_model(model)
