@@ -24,7 +24,7 @@ LAYER = {
     "eval": 5, "training": 5,
     "tools": 6, "rag": 6,
     "serve": 7, "viz": 7,
-    "api": 8, "cli": 8, "__main__": 8, "__init__": 8,
+    "api": 8, "analysis": 8, "lessons": 8, "cli": 8, "__main__": 8, "__init__": 8,
 }
 # Same-layer packages that stay independent of each other, in both directions. eval and
 # train: STYLE.md gives train no arrow to eval (the loop computes its own validation

@@ -14,7 +14,8 @@ __version__ = "0.1.0"
 
 _API = ("LLM", "load", "load_model", "load_tokenizer", "train", "finetune", "distill",
         "seq2seq_train", "merge", "reward_train", "reward_score", "dpo")
-__all__ = ["__version__", *_API]
+_ANALYSIS = ("analyze_heads", "prune")
+__all__ = ["__version__", *_API, *_ANALYSIS]
 
 
 def __getattr__(name: str) -> Any:
@@ -22,4 +23,8 @@ def __getattr__(name: str) -> Any:
         from parrot import api
 
         return getattr(api, name)
+    if name in _ANALYSIS:
+        from parrot import analysis
+
+        return getattr(analysis, name)
     raise AttributeError(f"module 'parrot' has no attribute {name!r}")

@@ -46,12 +46,17 @@ class LLM:
     """A loaded model with its tokenizer, chat template and (for decoders) an engine.
 
     `num_parameters` is the true count, taken before weights are packed for inference.
+    `calibration_temperature` is the T that `parrot eval calibration --fit-temperature`
+    saved beside the model (None without one); sampling with `calibrated=True` samples
+    from softmax(logits / T) at the requested temperature, i.e. at temperature * T.
     """
 
     def __init__(self, model: torch.nn.Module, tokenizer: Any, info: Any, *,
-                 engine: Any = None, template: Any = None, num_parameters: int = 0) -> None:
+                 engine: Any = None, template: Any = None, num_parameters: int = 0,
+                 calibration_temperature: float | None = None) -> None:
         self.model, self.tokenizer, self.info = model, tokenizer, info
         self.template, self.num_parameters = template, num_parameters
+        self.calibration_temperature = calibration_temperature
         self._engine = engine
 
     @property
@@ -74,19 +79,19 @@ class LLM:
 
         `json_schema` constrains the output to JSON matching it (`{"type": "object"}`: any
         object); the text then always parses."""
-        return self.engine.generate(prompt, _params(sampling), truncate=truncate,
+        return self.engine.generate(prompt, self.sampling(**sampling), truncate=truncate,
                                     json_schema=json_schema)
 
     def stream(self, prompt: str | Sequence[int], *, truncate: bool = False,
                json_schema: Any = None, **sampling: Any) -> Any:
         """An iterator of text pieces; its `.completion` is set once it is exhausted."""
-        return self.engine.stream(prompt, _params(sampling), truncate=truncate,
+        return self.engine.stream(prompt, self.sampling(**sampling), truncate=truncate,
                                   json_schema=json_schema)
 
     def generate_batch(self, prompts: Sequence[str | Sequence[int]], *, json_schema: Any = None,
                        **sampling: Any) -> list:
         """Completions of several prompts decoded together (continuous batching), in order."""
-        return self.engine.generate_batch(list(prompts), _params(sampling),
+        return self.engine.generate_batch(list(prompts), self.sampling(**sampling),
                                           json_schema=json_schema)
 
     def chat(self, messages: Sequence[dict[str, Any]], *, json_schema: Any = None,
@@ -113,7 +118,7 @@ class LLM:
         """A multi-turn `ChatSession` (what `parrot chat` runs)."""
         from parrot.infer.chat_session import ChatSession
 
-        return ChatSession(self.engine, self.template, _params(sampling), system, note)
+        return ChatSession(self.engine, self.template, self.sampling(**sampling), system, note)
 
     # ---- encoders -----------------------------------------------------------------
 
@@ -151,10 +156,21 @@ class LLM:
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids))
 
+    def sampling(self, calibrated: bool = False, **sampling: Any) -> Any:
+        """SamplingParams from keyword options; `calibrated` multiplies the temperature by
+        the saved calibration temperature (a ParrotError when none was fitted)."""
+        params = _params(sampling)
+        if not calibrated:
+            return params
+        if self.calibration_temperature is None:
+            raise ParrotError(f"{self.info.name} has no fitted temperature; run `parrot eval "
+                              f"calibration MODEL --data TEXT --fit-temperature` first.")
+        return params.replace(temperature=params.temperature * self.calibration_temperature)
+
     # ---- internals ----------------------------------------------------------------
 
     def _chat_params(self, sampling: dict[str, Any]) -> Any:
-        params = _params(sampling)
+        params = self.sampling(**sampling)
         return params.replace(stop=tuple(params.stop) + self.template.stop)
 
 
@@ -198,11 +214,18 @@ def load(model: str | Path = DEFAULT_MODEL, *, device: str = "cpu", quantize: st
     from parrot.infer.encoder import is_encoder_only
 
     net, tokenizer, info = load_model(model, device, pull=pull, log=log)
+    if not hasattr(net.config, "causal"):  # not a transformer: the lesson's GRU models
+        raise ParrotError(f"{model} is a GRU encoder-decoder from `parrot lesson rnn`; it has "
+                          "no engine to generate with; load a transformer.")
     count = net.num_parameters() if hasattr(net, "num_parameters") else \
         sum(p.numel() for p in net.parameters())  # a soft-prompt run wraps its base
     if is_encoder_only(net.config):
         return LLM(net, tokenizer, info, num_parameters=count)
+    from parrot.eval.calibration import read_temperature
+
+    where = Path(model) if Path(model).exists() else info.path
     return LLM(net, tokenizer, info, num_parameters=count,
+               calibration_temperature=read_temperature(where),
                template=template_for(tokenizer, template),
                engine=_build_engine(net, tokenizer, info, quantize, max_batch, max_len, compile))
 
@@ -368,3 +391,4 @@ def _split(settings: dict[str, Any], config_class: type) -> tuple[dict, dict]:
     own = {f.name for f in fields(config_class)}
     return ({k: v for k, v in settings.items() if k in own},
             {k: v for k, v in settings.items() if k not in own})
+

@@ -68,7 +68,7 @@ def is_reward_dir(path: str | Path) -> bool:
 
 
 def is_run_dir(path: str | Path) -> bool:
-    """True when `path` holds a config with a model section and saved weights."""
+    """True when `path` holds a config with a model (or rnn) section and saved weights."""
     run = RunDir(Path(path))
     if not (run.config.is_file() and run.weights.is_file()):
         return False
@@ -76,7 +76,9 @@ def is_run_dir(path: str | Path) -> bool:
         config = json.loads(run.config.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError):
         return False
-    return isinstance(config, dict) and isinstance(config.get("model"), dict)
+    # "rnn": the GRU encoder-decoders of the RNN history lesson
+    return isinstance(config, dict) and (isinstance(config.get("model"), dict)
+                                         or isinstance(config.get("rnn"), dict))
 
 
 def require_run_dir(path: str | Path) -> RunDir:
@@ -130,9 +132,16 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple:
     from parrot.tokenizer import Tokenizer
 
     run = require_run_dir(path)
-    model_config = ModelConfig.from_dict(read_config(run.root)["model"])
-    check_weights_fit(model_config, run)  # before allocating what config.json describes
-    model = build_model(model_config)  # a Transformer, or an EncoderDecoder for seq2seq runs
+    config = read_config(run.root)
+    if "rnn" in config:  # the GRU encoder-decoders of the RNN history lesson
+        from parrot.model.rnn import RNNConfig, build_rnn
+
+        model_config = RNNConfig.from_dict(config["rnn"])
+        model = build_rnn(model_config)
+    else:
+        model_config = ModelConfig.from_dict(config["model"])
+        check_weights_fit(model_config, run)  # before allocating what config.json describes
+        model = build_model(model_config)  # a Transformer, or an EncoderDecoder (seq2seq)
     try:
         load_weights(model, str(run.weights), device="cpu")
     except (SafetensorError, OSError) as err:
@@ -177,6 +186,17 @@ def check_weights_fit(model_config: Any, run: RunDir) -> None:
     if wrong or missing or not set(stored) <= set(planned):
         raise ParrotError(f"{run.weights} does not fit the model in {run.config} (tensor "
                           f"{(wrong or sorted(missing | (set(stored) - set(planned))))[0]!r}).")
+
+
+def save_rnn_run(path: str | Path, model: nn.Module, tokenizer: Any,
+                 config: dict[str, Any]) -> Path:
+    """Write a run directory (config.json with an "rnn" section, weights, tokenizer)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(path)
+    save_weights(path, model)
+    write_config(path, config)
+    return path
 
 
 def append_metrics(path: str | Path, row: dict[str, Any]) -> None:

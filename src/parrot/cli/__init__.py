@@ -20,12 +20,15 @@ COMMAND_MODULES = (
     "generate",
     "chat",
     "train",
+    "evaluate",
     "hub",
     "viz",
     "serve",
     "finetune",
     "encoder",
     "seq2seq",
+    "analyze",
+    "lesson",
     "reward",
     "align",
     "tools",
@@ -45,8 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from parrot.cli.evaluate import with_eval_command
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(with_eval_command(sys.argv[1:] if argv is None else argv))
     if not hasattr(args, "run"):
         parser.print_help()
         return 2

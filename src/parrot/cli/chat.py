@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from parrot.cli.generate import add_sampling_flags, load_llm, sampling_params
+from parrot.cli.generate import add_sampling_flags, calibrated, load_llm, sampling_params
 from parrot.errors import ParrotError
 from parrot.hub.registry import DEFAULT_MODEL
 from parrot.infer.chat_session import ChatSession
@@ -38,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     params = sampling_params(args)
     llm = load_llm(args)
+    params = calibrated(llm, params, args)
     if args.rag:
         from parrot.cli.rag_chat import run_rag_chat
 

@@ -27,6 +27,9 @@ def add_sampling_flags(parser: argparse.ArgumentParser, max_new_tokens: int = 12
     group.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
     group.add_argument("--stop", action="append", default=[], metavar="TEXT",
                        help="stop when this text appears (repeatable)")
+    group.add_argument("--calibrated", action="store_true",
+                       help="scale the temperature by the one `parrot eval calibration "
+                            "--fit-temperature` saved with the model")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quantize", choices=("auto", "none", "int8", "int4"), default="auto",
                         help="weights kept int8/int4 in memory (auto, on a CPU: int4 for a Q4_1 "
@@ -73,6 +76,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
+def calibrated(llm: Any, params: SamplingParams, args: argparse.Namespace) -> SamplingParams:
+    """params at temperature * the model's fitted temperature when --calibrated asks."""
+    if not getattr(args, "calibrated", False):
+        return params
+    scale = llm.sampling(calibrated=True).temperature  # 1 * T, or the error saying how to fit T
+    return params.replace(temperature=params.temperature * scale)
+
+
 def read_schema(path: Path | None) -> Any:
     """The JSON schema in `path`, checked to compile (None: no constraint)."""
     if path is None:
@@ -93,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
     params = sampling_params(args)  # validate flags before loading the model
     schema = read_schema(args.json_schema)
     llm = load_llm(args)
+    params = calibrated(llm, params, args)
     if args.json:
         completion = llm.engine.generate(args.prompt, params, truncate=args.truncate,
                                          json_schema=schema)

@@ -1,4 +1,5 @@
-"""`parrot train`, `parrot eval` and `parrot sample`: pretraining and a first look at a run."""
+"""`parrot train` and `parrot sample`: pretraining and a first look at a run (`parrot eval`
+is in evaluate.py)."""
 
 from __future__ import annotations
 
@@ -19,14 +20,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--out", required=True, help="the run directory to write")
     add_training_flags(train, "model, train and data")
     train.set_defaults(run=run_train)
-
-    evaluate = subparsers.add_parser("eval", help="perplexity and bits per byte on a text")
-    evaluate.add_argument("run_dir", metavar="RUN_DIR")
-    evaluate.add_argument("--data", nargs="+", required=True, metavar="PATH")
-    evaluate.add_argument("--text-field", default="text")
-    evaluate.add_argument("--stride", type=int, default=None,
-                          help="tokens between windows (default: half the context)")
-    evaluate.set_defaults(run=run_eval)
 
     sample = subparsers.add_parser("sample", help="a quick sample from a run directory")
     sample.add_argument("run_dir", metavar="RUN_DIR")
@@ -75,22 +68,6 @@ def run_train(args: argparse.Namespace) -> int:
     if result.final_val_loss is not None:
         print(f"{result.run_dir}: {result.steps} steps, validation loss "
               f"{result.final_val_loss:.4f}, {result.train_time_s:.1f} s training")
-    return 0
-
-
-def run_eval(args: argparse.Namespace) -> int:
-    from parrot.api import load_model
-    from parrot.data.corpus import load_texts
-    from parrot.eval.perplexity import evaluate_text
-
-    model, tokenizer, _ = load_model(args.run_dir, pull=False)
-    config = model.config
-    text = "\n".join(load_texts(args.data, text_field=args.text_field))
-    stride = args.stride or max(1, config.context_length // 2)
-    result = evaluate_text(model, tokenizer, text, config.context_length, stride)
-    print(f"tokens {result.tokens}  bytes {result.bytes}")
-    print(f"nll {result.nll:.4f}  perplexity {result.perplexity:.3f}  "
-          f"bits/byte {result.bits_per_byte:.4f}")
     return 0
 
 

@@ -122,9 +122,12 @@ def gpt2_to_hf(cfg: ModelConfig) -> dict[str, Any]:
 
 
 def is_gpt2(cfg: ModelConfig) -> bool:
+    # GPT-2's config has no head size of its own (always n_embd / n_head): a pruned model
+    # with fewer heads of the old size is not GPT-2.
     return (cfg.positions, cfg.norm, cfg.bias, cfg.norm_placement, cfg.kv_heads) == (
         "learned", "layernorm", True, "pre", cfg.n_heads) and cfg.mlp in ("gelu_tanh", "gelu",
-                                                                            "relu")
+                                                                            "relu") \
+        and cfg.head_size * cfg.n_heads == cfg.d_model
 
 
 def _transpose_conv1d(name: str, w: torch.Tensor) -> torch.Tensor:

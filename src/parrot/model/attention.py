@@ -115,6 +115,9 @@ class AttentionInputs:
     (all of a decoder's cache: the engine passes a view cut to the length it needs).
     local: the variant for sliding-window layers (their own window mask and RoPE base),
     built once per forward beside this one; None when no layer slides.
+    head_mask (n_layers, n_heads) float or None: the caller's gates xi on each head's
+    output (Michel et al. 2019): head h of layer l contributes xi[l, h] * head_h(x) to
+    the output projection; 1 keeps a head, 0 removes it, and d loss / d xi measures it.
     """
 
     positions: torch.Tensor
@@ -127,6 +130,7 @@ class AttentionInputs:
     kv_len: int
     local: AttentionInputs | None = None
     window: int | None = None  # the sliding window of `mask`, if it has one
+    head_mask: torch.Tensor | None = None
 
     def for_layer(self, sliding: bool) -> AttentionInputs:
         """The inputs a layer of this kind reads (sliding layers take `local`)."""
@@ -181,6 +185,8 @@ class Attention(nn.Module):
         else:
             out = fast_attention(q, k, v, inputs.mask, inputs.bias, inputs.is_causal, p,
                                  self.scale)
+        if inputs.head_mask is not None:                                # gate each head
+            out = out * inputs.head_mask[layer].to(out.dtype)[None, :, None, None]
         return out.transpose(1, 2).reshape(B, T, -1)                    # (B, T, H * D)
 
     def _heads(self, x: torch.Tensor, n: int) -> torch.Tensor:

@@ -81,6 +81,17 @@ def attention_inputs(positions: torch.Tensor, rope: tuple[torch.Tensor, torch.Te
     return AttentionInputs(positions, rope, mask, bias, is_causal, cache, capture, kv_len)
 
 
+def with_head_mask(inputs: AttentionInputs, head_mask: torch.Tensor,
+                   cfg: ModelConfig) -> AttentionInputs:
+    """The inputs with per-head gates (n_layers, n_heads), for global and sliding layers."""
+    if tuple(head_mask.shape) != (cfg.n_layers, cfg.n_heads):
+        raise ParrotError(f"head_mask must have shape (n_layers, n_heads) = "
+                          f"({cfg.n_layers}, {cfg.n_heads}), got {tuple(head_mask.shape)}.")
+    local = None if inputs.local is None else \
+        dataclasses.replace(inputs.local, head_mask=head_mask)
+    return dataclasses.replace(inputs, head_mask=head_mask, local=local)
+
+
 class Transformer(nn.Module):
     """A decoder (or, with causal=False, an encoder) configured by a `ModelConfig`."""
 
@@ -126,7 +137,8 @@ class Transformer(nn.Module):
                 cache: KVCache | None = None,
                 capture: AttentionCapture | None = None,
                 token_types: torch.Tensor | None = None,
-                attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+                attention_mask: torch.Tensor | None = None,
+                head_mask: torch.Tensor | None = None) -> torch.Tensor:
         """tokens (B, T) long -> logits (B, T, vocab_size) float32.
 
         positions (B, T) default to 0..T-1 in every row. With a cache, keys/values are
@@ -136,15 +148,17 @@ class Transformer(nn.Module):
         positions in the position table and the cache; the engine checks them.
         token_types (B, T) pick BERT's segment embeddings (default 0); attention_mask
         (B, T), 1 = real token, hides padding keys (rows of a padded batch).
+        head_mask (n_layers, n_heads) scales each head's output (`AttentionInputs`).
         """
         return self.logits(self.hidden(tokens, positions, cache, capture, token_types,
-                                       attention_mask))
+                                       attention_mask, head_mask))
 
     def hidden(self, tokens: torch.Tensor, positions: torch.Tensor | None = None,
                cache: KVCache | None = None,
                capture: AttentionCapture | None = None,
                token_types: torch.Tensor | None = None,
-               attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+               attention_mask: torch.Tensor | None = None,
+               head_mask: torch.Tensor | None = None) -> torch.Tensor:
         """The final hidden states (B, T, d_model), after the final norm, before the head.
 
         Split from `forward` so callers that need logits at a few positions only (the
@@ -169,6 +183,8 @@ class Transformer(nn.Module):
         inputs = self._attention_inputs(positions, cache, capture)
         if attention_mask is not None:
             inputs = with_padding(inputs, attention_mask)
+        if head_mask is not None:
+            inputs = with_head_mask(inputs, head_mask, self.config)
         for block in self.blocks:
             x = block(x, inputs)                                       # (B, T, d)
         if self.final_norm is not None:
