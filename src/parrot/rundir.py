@@ -103,12 +103,16 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple:
     """(model in eval mode, tokenizer, model_config) from a run directory."""
     from safetensors.torch import load_model as load_weights
 
-    from parrot.model import ModelConfig, build_model
+    from parrot.model import ModelConfig, VisionConfig, VisionLanguageModel, build_model
     from parrot.tokenizer import Tokenizer
 
     run = require_run_dir(path)
-    model_config = ModelConfig.from_dict(read_config(run.root)["model"])
-    model = build_model(model_config)  # a Transformer, or an EncoderDecoder for seq2seq runs
+    saved = read_config(run.root)
+    model_config = ModelConfig.from_dict(saved["model"])
+    if "vision" in saved:  # a vision-language run: the language model plus its image side
+        model = VisionLanguageModel(model_config, VisionConfig.from_dict(saved["vision"]))
+    else:  # a Transformer, or an EncoderDecoder for seq2seq runs
+        model = build_model(model_config)
     load_weights(model, str(run.weights), device="cpu")
     if not run.tokenizer.is_file():
         raise ParrotError(f"{run.root} has no tokenizer.json; the run directory is incomplete.")
