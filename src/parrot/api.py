@@ -69,14 +69,22 @@ class LLM:
     # ---- generation ---------------------------------------------------------------
 
     def generate(self, prompt: str | Sequence[int], *, truncate: bool = False,
-                 **sampling: Any) -> Any:
-        """One completion (`parrot.infer.Completion`: .text, .token_ids, .finish_reason)."""
-        return self.engine.generate(prompt, _params(sampling), truncate=truncate)
+                 images: Sequence[Any] | None = None, **sampling: Any) -> Any:
+        """One completion (`parrot.infer.Completion`: .text, .token_ids, .finish_reason).
+        `images` (paths, data URLs, bytes, PIL images) go with a vision-language model's
+        prompt, one per `<image>` in it (placed in front when the text has none)."""
+        from parrot.infer.vision import with_images
+
+        return self.engine.generate(with_images(prompt, images), _params(sampling),
+                                    truncate=truncate)
 
     def stream(self, prompt: str | Sequence[int], *, truncate: bool = False,
-               **sampling: Any) -> Any:
+               images: Sequence[Any] | None = None, **sampling: Any) -> Any:
         """An iterator of text pieces; its `.completion` is set once it is exhausted."""
-        return self.engine.stream(prompt, _params(sampling), truncate=truncate)
+        from parrot.infer.vision import with_images
+
+        return self.engine.stream(with_images(prompt, images), _params(sampling),
+                                  truncate=truncate)
 
     def generate_batch(self, prompts: Sequence[str | Sequence[int]], **sampling: Any) -> list:
         """Completions of several prompts decoded together (continuous batching), in order."""
@@ -90,12 +98,16 @@ class LLM:
         """`chat`, as an iterator of text pieces."""
         return self.engine.stream(self.chat_prompt(messages), self._chat_params(sampling))
 
-    def chat_prompt(self, messages: Sequence[dict[str, Any]]) -> str:
-        """The text the model continues for `messages` (generation prompt added)."""
+    def chat_prompt(self, messages: Sequence[dict[str, Any]]) -> Any:
+        """The text the model continues for `messages` (generation prompt added); with
+        image_url content parts, an `ImagePrompt` of that text and the images."""
         from parrot.chat import render, special_tokens_text
+        from parrot.infer.vision import ImagePrompt, split_images
 
-        return render(list(messages), self.template, add_generation_prompt=True,
+        messages, images = split_images(messages)
+        text = render(messages, self.template, add_generation_prompt=True,
                       **special_tokens_text(self.tokenizer))
+        return ImagePrompt(text, images) if images else text
 
     def session(self, system: str | None = None, note: Callable[[str], None] | None = None,
                 **sampling: Any) -> Any:

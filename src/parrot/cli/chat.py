@@ -11,7 +11,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from parrot.cli.generate import add_sampling_flags, load_llm, sampling_params
+from parrot.cli.generate import (
+    add_image_flag,
+    add_sampling_flags,
+    load_llm,
+    read_images,
+    sampling_params,
+)
 from parrot.errors import ParrotError
 from parrot.hub.registry import DEFAULT_MODEL
 from parrot.infer.chat_session import ChatSession
@@ -26,6 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--template", default=None,
                         help="chatml, llama3, gemma, plain, or a Jinja template string "
                              "(default: the model's own template, else plain)")
+    add_image_flag(parser, "the first message")
     add_sampling_flags(parser, max_new_tokens=256)
     parser.set_defaults(run=run)
 
@@ -33,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     params = sampling_params(args)
     llm = load_llm(args)
-    session = ChatSession(llm.engine, llm.template, params, args.system, note=_note)
+    session = ChatSession(llm.engine, llm.template, params, args.system, note=_note,
+                          images=read_images(args, llm))
     interactive = sys.stdin.isatty()
     if interactive:
         _note(f"chatting with {args.model} ({llm.template.name} template); /quit to leave")

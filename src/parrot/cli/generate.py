@@ -45,6 +45,25 @@ def load_llm(args: argparse.Namespace, max_batch: int = 1) -> Any:
     return llm
 
 
+def add_image_flag(parser: argparse.ArgumentParser, where: str) -> None:
+    parser.add_argument("--image", action="append", default=[], metavar="PATH",
+                        help=f"a PNG or JPEG picture for a vision-language model, placed in "
+                             f"front of {where} (repeatable; a data URL works too)")
+
+
+def read_images(args: argparse.Namespace, llm: Any) -> list:
+    """The --image pictures, read and checked now (a bad file fails before any prompt)."""
+    from parrot.data.images import image_tensor
+    from parrot.infer.vision import text_only_error
+
+    if not args.image:
+        return []
+    vision = getattr(llm.model, "vision_config", None)
+    if vision is None:
+        raise text_only_error(str(args.model))
+    return [image_tensor(source, vision.image_size) for source in args.image]
+
+
 def sampling_params(args: argparse.Namespace, extra_stop: tuple[str, ...] = ()) -> SamplingParams:
     """SamplingParams from the flags (validated: a bad value is a ParrotError)."""
     return SamplingParams(
@@ -65,15 +84,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="print one JSON object (text, tokens, finish reason, stats)")
     parser.add_argument("--truncate", action="store_true",
                         help="keep the end of a prompt longer than the context")
+    add_image_flag(parser, "the prompt")
     add_sampling_flags(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from parrot.infer.vision import with_images
+
     params = sampling_params(args)  # validate flags before loading the model
     llm = load_llm(args)
+    prompt = with_images(args.prompt, read_images(args, llm))
     if args.json:
-        completion = llm.engine.generate(args.prompt, params, truncate=args.truncate)
+        completion = llm.engine.generate(prompt, params, truncate=args.truncate)
         print(json.dumps({
             "prompt": args.prompt, "text": completion.text,
             "prompt_ids": completion.prompt_ids, "token_ids": completion.token_ids,
@@ -81,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
             "stats": completion.stats.to_dict(),
         }, ensure_ascii=False))
         return 0
-    for delta in llm.engine.stream(args.prompt, params, truncate=args.truncate):
+    for delta in llm.engine.stream(prompt, params, truncate=args.truncate):
         print(delta, end="", flush=True)
     print()
     return 0

@@ -57,8 +57,11 @@ def load_image(source: Any) -> Any:
     if isinstance(source, Image.Image):
         return _to_rgb(source)
     data, name = image_bytes(source)
+    limit = f"over {MAX_PIXELS // 1_000_000} megapixels, the most parrot reads; downscale it first."
     try:
         image = Image.open(io.BytesIO(data))  # reads the header only
+    except Image.DecompressionBombError:  # Pillow's own limit (about 179 MP) came first
+        raise ParrotError(f"{name} is {limit}") from None
     except (UnidentifiedImageError, OSError):
         raise ParrotError(f"{name} is not a PNG or JPEG image; give a PNG or JPEG file."
                           ) from None
@@ -69,8 +72,7 @@ def load_image(source: Any) -> Any:
     if width * height > MAX_PIXELS and image.format == "JPEG":
         image.draft("RGB", _draft_target(width, height))  # the decoder's own downscaling
     if image.size[0] * image.size[1] > MAX_PIXELS:
-        raise ParrotError(f"{name} is {width} x {height} pixels; parrot reads images of up to "
-                          f"{MAX_PIXELS // 1_000_000} megapixels, downscale it first.")
+        raise ParrotError(f"{name} is {width} x {height} pixels, {limit}")
     try:
         image.load()
     except (OSError, SyntaxError, ValueError):  # Pillow: "image file is truncated", bad CRC

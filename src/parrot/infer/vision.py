@@ -46,9 +46,53 @@ class ImagePrompt(list):
         self.images = list(images)
 
 
+def with_images(prompt: str | Sequence[int], images: Sequence[Any] | None
+                ) -> str | Sequence[int] | ImagePrompt:
+    """`prompt` with `images` attached; a text without any `<image>` gets one placeholder
+    per image in front (the layout `parrot generate --image` and training's raw one use)."""
+    if not images:
+        return prompt
+    if isinstance(prompt, str) and IMAGE_PLACEHOLDER not in prompt:
+        prompt = IMAGE_PLACEHOLDER * len(images) + prompt
+    return ImagePrompt(prompt, images)
+
+
+def split_images(messages: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Any]]:
+    """OpenAI-style messages whose content may be a list of parts -> (messages with text
+    content, each image part written as `<image>` where it stood, the images in order).
+
+    Parts: {"type": "text", "text": ...} and {"type": "image_url", "image_url": {"url":
+    ...}} (or "image_url": "..."); any other part is dropped, as text-only servers do.
+    """
+    out, images = [], []
+    for message in messages:
+        content = message.get("content")
+        if not isinstance(content, list):
+            out.append(dict(message))
+            continue
+        text = []
+        for part in content:
+            if part.get("type") == "text":
+                text.append(str(part.get("text", "")))
+            elif part.get("type") == "image_url":
+                url = part.get("image_url")
+                images.append(url.get("url") if isinstance(url, dict) else url)
+                text.append(IMAGE_PLACEHOLDER)
+        out.append({**message, "content": "".join(text)})
+    return out, images
+
+
 def text_only_error(name: str = "This model") -> ParrotError:
     return ParrotError(f"{name} is a text-only model; it cannot read images. Drop the image "
                        "or load a vision-language model (e.g. parrot train --preset vlm-tiny).")
+
+
+def expand_placeholders(ids: Sequence[int], image_id: int, per_image: int) -> list[int]:
+    """Each placeholder id repeated per_image times: [5, P, 7] with 2 -> [5, P, P, 7]."""
+    out: list[int] = []
+    for t in ids:
+        out += [t] * per_image if t == image_id else [t]
+    return out
 
 
 def picture_key(pixels: torch.Tensor) -> int:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from parrot.chat import render, special_tokens_text
 from parrot.errors import ParrotError
 from parrot.infer import SamplingParams
-from parrot.serve import generation, responses
+from parrot.serve import generation, images, responses
 from parrot.serve.errors import APIError, validation_error
 from parrot.serve.schemas import (
     ChatCompletionRequest,
@@ -110,27 +110,27 @@ async def list_models(request: Request) -> Any:
 async def chat_completions(request: Request) -> Any:
     body = await read_body(request, ChatCompletionRequest)
     name, loaded, worker = served(request, body.model)
-    messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
-                for m in body.messages]
+    messages, urls = images.chat_messages(body.messages)
     try:
         text = render(messages, loaded.template, True, **special_tokens_text(loaded.tokenizer))
     except ParrotError as err:
         raise APIError(400, err.message, param="messages") from None
-    ids = loaded.tokenizer.encode(text, allowed_special="all")
+    ids, length = images.image_prompt(worker.engine,
+                                      loaded.tokenizer.encode(text, allowed_special="all"), urls)
     max_len = worker.engine.max_len
-    check_context(ids, max_len)
-    limit = body.max_completion_tokens or body.max_tokens or max_len - len(ids)
+    check_context(range(length), max_len)  # the length with image tokens expanded
+    limit = body.max_completion_tokens or body.max_tokens or max_len - length
     prompts = [(ids, sampling(body, limit, i, loaded.template.stop)) for i in range(body.n)]
     top = (body.top_logprobs or 0) if body.logprobs else None
     ticket = generation.submit(worker, prompts, top)
     if body.stream:
-        return chat_stream(worker, ticket, request, body, name, len(ids), loaded.tokenizer)
+        return chat_stream(worker, ticket, request, body, name, length, loaded.tokenizer)
     choices = await generation.collect(worker, ticket, request)
     return {**responses.envelope("chat.completion", responses.new_id("chatcmpl"), name, [
         {"index": c.index, "message": {"role": "assistant", "content": "".join(c.text)},
          "logprobs": responses.chat_logprobs(c.scored, loaded.tokenizer) if body.logprobs else None,
          "finish_reason": c.finish_reason} for c in choices]),
-        "usage": responses.usage(len(ids), sum(len(c.token_ids) for c in choices))}
+        "usage": responses.usage(length, sum(len(c.token_ids) for c in choices))}
 
 
 async def completions(request: Request) -> Any:

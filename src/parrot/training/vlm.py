@@ -3,8 +3,8 @@
 `parrot train --preset vlm-tiny --out runs/vlm` runs, in order (each a `run_training` Job
 with its own run directory, resumable like any other run):
 
-    stages/lm     the language model, from scratch, on the questions' text without the
-                  pictures (blind): what can be answered from priors alone
+    stages/lm     the language model, from scratch, on the questions and captions without
+                  the pictures (blind): what can be answered from priors alone
     stages/align  encoder + projector trained to caption the pictures (scenes and the
                   scikit-learn training digits), the language model frozen (LLaVA stage 1)
     RUN_DIR       the answers: LoRA on the language model (vlm.tune=lora) or all of it
@@ -172,7 +172,9 @@ def stage_run(stage: str, root: Path, recipe: VLMRecipe, data: Data) -> Run:
               "chat_template": CHAT_TEMPLATE}
     if stage == "lm":
         model = Transformer(model_cfg)
-        items = encode(data.train + data.digits_train, captions=False, image=False)
+        # Captions too, so the frozen language model of the next stage can write them.
+        items = [*encode(data.train + data.digits_train, captions=False, image=False),
+                 *encode(data.train + data.digits_train, captions=True, image=False)]
         val = encode(data.test, captions=False, image=False)
         del config["vision"]
         return Run(model, vision_answer_loss, VisionSampler(items, None, train_cfg.batch_size,
