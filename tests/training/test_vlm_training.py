@@ -31,7 +31,8 @@ def tokenizer():
 def test_the_loss_falls_on_the_answer_tokens_only(tokenizer, layout):
     ids, mask = encode_qa(tokenizer, "What colour is the square?", "red", layout, True, 4)
     image = tokenizer.special_tokens[IMAGE]
-    assert ids.count(image) == 4 and all(m == 0 for t, m in zip(ids, mask) if t == image)
+    assert ids.count(image) == 4 and all(m == 0 for t, m in zip(ids, mask, strict=True)
+                                           if t == image)
     answer = tokenizer.decode([t for t, m in zip(ids, mask, strict=True) if m])
     assert answer.strip() in ("red<|im_end|>", "red<|endoftext|>")
 
