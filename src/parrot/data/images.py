@@ -45,17 +45,23 @@ def image_bytes(source: str | Path | bytes) -> tuple[bytes, str]:
             raise ParrotError("The image data URL is not valid base64; encode the PNG or "
                               "JPEG file's bytes with base64.") from None
     path = Path(text)
-    if not path.is_file():
-        raise ParrotError(f"No image file {text}; give a PNG or JPEG path or a data URL.")
-    return path.read_bytes(), str(path)
+    try:
+        return path.read_bytes(), str(path)
+    except OSError:  # missing, a folder, unreadable, or a name too long to be a path
+        raise ParrotError(f"No image file {text[:200]}; give a PNG or JPEG path or a data "
+                          "URL.") from None
 
 
 def load_image(source: Any) -> Any:
-    """A decoded RGB `PIL.Image` from a path, data URL, bytes or PIL image (rule 1-2)."""
+    """A decoded RGB `PIL.Image` from a path, data URL, bytes, PIL image or (3, H, W)
+    tensor in [0, 1] (rules 1-2)."""
     from PIL import Image, UnidentifiedImageError
 
     if isinstance(source, Image.Image):
         return _to_rgb(source)
+    if isinstance(source, torch.Tensor):  # (3, H, W) floats in [0, 1], e.g. a drawn scene
+        array = (source.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0)
+        return Image.fromarray(array.contiguous().numpy(), "RGB")
     data, name = image_bytes(source)
     limit = f"over {MAX_PIXELS // 1_000_000} megapixels, the most parrot reads; downscale it first."
     try:
@@ -103,6 +109,8 @@ def image_tensor(source: Any, size: int) -> torch.Tensor:
     """(3, size, size) float32 in [0, 1] by the module's rule (load, shrink, letterbox)."""
     from PIL import Image
 
+    if isinstance(source, torch.Tensor) and tuple(source.shape) == (3, size, size):
+        return source.float()  # already what the rule makes
     image = load_image(source)
     width, height = image.size
     scale = size / max(width, height)

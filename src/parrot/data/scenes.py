@@ -10,7 +10,7 @@ drawn from Pillow's bundled font (sizes, strokes, colours and offsets vary). Que
     position  "Is the green triangle on the left or the right?"                    -> "left"
     digit     "Which digit is this?"                                               -> "7"
 
-Splits: "train" and "test" draw different scenes (different seeds); no train scene holds
+Splits: "train", "val" and "test" draw different scenes (different seeds); no train scene holds
 a colour-shape pair of HELD_OUT, and the "combo" split holds only scenes with one, asked
 about it. scikit-learn's 1,797 handwritten digits (8 x 8, shipped inside the package) are
 split once, 1,347 train and 450 test (`train_test_split`, random_state=0, stratified).
@@ -177,10 +177,11 @@ def digit_scene(rng: random.Random) -> Example:
 
 
 def scenes(split: str, n: int, seed: int = 0, digit_share: float = 0.2) -> list[Example]:
-    """n examples of split "train", "test" or "combo" (no digits in "combo")."""
-    offsets = {"train": 0, "test": 1_000_003, "combo": 2_000_003}
+    """n examples of split "train", "val" (for validation losses), "test" or "combo" (no
+    digits in "combo"); "val" and "test" follow the training distribution."""
+    offsets = {"train": 0, "test": 1_000_003, "combo": 2_000_003, "val": 3_000_003}
     if split not in offsets:
-        raise ValueError(f"split must be train, test or combo, got {split!r}")
+        raise ValueError(f"split must be train, val, test or combo, got {split!r}")
     rng = random.Random(seed + offsets[split])
     return [digit_scene(rng) if split != "combo" and rng.random() < digit_share
             else shape_scene(rng, split) for _ in range(n)]

@@ -64,6 +64,7 @@ class VLMSpec(Section):
 
     section = "vlm"
     train_scenes: int = 3000
+    val_scenes: int = 200  # validation losses (the test scenes are only for the final answers)
     test_scenes: int = 400
     combo_scenes: int = 150
     digit_share: float = 0.2
@@ -71,11 +72,11 @@ class VLMSpec(Section):
     raw_share: float = 0.3
     vocab_size: int = 384
     lm_steps: int = 300
-    align_steps: int = 300
-    tune_steps: int = 600
+    align_steps: int = 400
+    tune_steps: int = 900
     lm_lr: float = 3e-3
-    align_lr: float = 2e-3
-    tune_lr: float = 1e-3
+    align_lr: float = 3e-3
+    tune_lr: float = 2e-3
     tune: str = "lora"
     lora_rank: int = 16
     lora_targets: str = "all"
@@ -109,13 +110,13 @@ class VLMRecipe:
 
 def vlm_tiny() -> VLMRecipe:
     """A 4-layer, 128-wide language model (RoPE, RMSNorm, SwiGLU, GQA 4/2) and a 2-layer,
-    96-wide encoder over 32 x 32 pictures in 4 x 4 patches (64 image tokens), spliced."""
+    96-wide encoder over 32 x 32 pictures in 8 x 8 patches (16 image tokens), spliced."""
     model = ModelConfig(vocab_size=384, context_length=256, d_model=128, n_layers=4,
                         n_heads=4, n_kv_heads=2, positions="rope", norm="rmsnorm",
                         mlp="swiglu", bias=False, tie_embeddings=True)
     train = TrainConfig(steps=1, batch_size=32, lr=1e-3, min_lr=1e-4, warmup=30,
                         weight_decay=0.0, eval_every=100, checkpoint_every=100, log_every=10)
-    return VLMRecipe(model, VisionConfig(), train, VLMSpec())
+    return VLMRecipe(model, VisionConfig(patch_size=8), train, VLMSpec())
 
 
 VLM_RECIPES = {"vlm-tiny": vlm_tiny}
@@ -134,6 +135,7 @@ class Data:
 
     tokenizer: Tokenizer
     train: list
+    val: list
     test: list
     combo: list
     digits_train: list
@@ -146,8 +148,9 @@ def build_data(recipe: VLMRecipe, tokenizer: Tokenizer | None = None) -> Data:
     digits_train = digits_examples("train") if spec.digits else []
     if tokenizer is None:
         tokenizer = train_tokenizer(train + digits_train, spec.vocab_size)
-    return Data(tokenizer, train, scenes("test", spec.test_scenes, spec.data_seed,
+    return Data(tokenizer, train, scenes("val", spec.val_scenes, spec.data_seed,
                                          spec.digit_share),
+                scenes("test", spec.test_scenes, spec.data_seed, spec.digit_share),
                 scenes("combo", spec.combo_scenes, spec.data_seed), digits_train,
                 digits_examples("test") if spec.digits else [])
 
@@ -175,17 +178,17 @@ def stage_run(stage: str, root: Path, recipe: VLMRecipe, data: Data) -> Run:
         # Captions too, so the frozen language model of the next stage can write them.
         items = [*encode(data.train + data.digits_train, captions=False, image=False),
                  *encode(data.train + data.digits_train, captions=True, image=False)]
-        val = encode(data.test, captions=False, image=False)
+        val = encode(data.val, captions=False, image=False)
         del config["vision"]
         return Run(model, vision_answer_loss, VisionSampler(items, None, train_cfg.batch_size,
                                                             train_cfg.seed),
                    fixed_vision_batches(val, None, 64), train_cfg, config, tok)
     model = VisionLanguageModel(model_cfg, vc)
     pictures = pixels_of(data.train + data.digits_train)
-    val_pictures = pixels_of(data.test)
+    val_pictures = pixels_of(data.val)
     captions = stage == "align"
     items = encode(data.train + data.digits_train, captions=captions)
-    val = encode(data.test, captions=captions)
+    val = encode(data.val, captions=captions)
     save = save_weights
     if stage == "align":
         load_weights(model.lm, str(RunDir(root / "stages" / "lm").weights))

@@ -38,7 +38,7 @@ Item = tuple[list[int], list[int], int]  # ids, loss mask, picture index (-1: no
 
 def train_tokenizer(examples: Sequence[Example], vocab_size: int) -> Tokenizer:
     """BPE over every caption, question and answer, with the chat and image specials."""
-    texts = [CAPTION_QUESTION]
+    texts = [CAPTION_QUESTION, *["user\n", "assistant\n"] * len(examples)]  # the chat roles
     for e in examples:
         texts.append(e.caption)
         texts += [f"{q.question} {q.answer}" for q in e.questions]
