@@ -29,7 +29,7 @@ def tokenizer():
 
 @pytest.mark.parametrize("layout", ["chat", "raw"])
 def test_the_loss_falls_on_the_answer_tokens_only(tokenizer, layout):
-    ids, mask = encode_qa(tokenizer, "What colour is the square?", "red", layout, True, 4)
+    ids, mask = encode_qa(tokenizer, "What colour is the square?", "red", layout, IMAGE, 4)
     image = tokenizer.special_tokens[IMAGE]
     assert ids.count(image) == 4 and all(m == 0 for t, m in zip(ids, mask, strict=True)
                                            if t == image)
@@ -46,7 +46,7 @@ def test_the_answer_loss_reads_the_pictures(tokenizer, connection):
     examples = scenes("train", 8, seed=2)
     items = [(ids, mask, i) for i, e in enumerate(examples)
              for ids, mask in [encode_qa(tokenizer, e.questions[0].question,
-                                         e.questions[0].answer, "chat", True, per_image)]]
+                                         e.questions[0].answer, "chat", IMAGE, per_image)]]
     pixels = torch.stack([torch.nn.functional.avg_pool2d(e.pixels, 2) for e in examples])
     batch = VisionSampler(items, pixels, 4, seed=0).next()
     loss, _ = vision_answer_loss(model, batch)

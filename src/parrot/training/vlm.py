@@ -4,7 +4,8 @@
 with its own run directory, resumable like any other run):
 
     stages/lm     the language model, from scratch, on the questions and captions without
-                  the pictures (blind): what can be answered from priors alone
+                  the pictures (blind: the priors), and after the caption written out
+                  (so it learns to read an answer from a description)
     stages/align  encoder + projector trained to caption the pictures (scenes and the
                   scikit-learn training digits), the language model frozen (LLaVA stage 1)
     RUN_DIR       the answers: LoRA on the language model (vlm.tune=lora) or all of it
@@ -71,7 +72,7 @@ class VLMSpec(Section):
     digits: bool = True  # scikit-learn's training digits in the align and tune stages
     raw_share: float = 0.3
     vocab_size: int = 384
-    lm_steps: int = 300
+    lm_steps: int = 600
     align_steps: int = 400
     tune_steps: int = 900
     lm_lr: float = 3e-3
@@ -175,10 +176,14 @@ def stage_run(stage: str, root: Path, recipe: VLMRecipe, data: Data) -> Run:
               "chat_template": CHAT_TEMPLATE}
     if stage == "lm":
         model = Transformer(model_cfg)
-        # Captions too, so the frozen language model of the next stage can write them.
-        items = [*encode(data.train + data.digits_train, captions=False, image=False),
-                 *encode(data.train + data.digits_train, captions=True, image=False)]
-        val = encode(data.val, captions=False, image=False)
+        # Blind questions and captions (the priors), and the questions after the caption
+        # as text, so the frozen language model of the next stage can read answers.
+        seen = data.train + data.digits_train
+        items = [*encode(seen, captions=False, context="none"),
+                 *encode(seen, captions=True, context="none"),
+                 *encode(seen, captions=False, context="caption"),
+                 *encode(seen, captions=True, context="caption")]
+        val = encode(data.val, captions=False, context="caption")  # reading, not priors
         del config["vision"]
         return Run(model, vision_answer_loss, VisionSampler(items, None, train_cfg.batch_size,
                                                             train_cfg.seed),

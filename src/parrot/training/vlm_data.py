@@ -9,7 +9,11 @@ loss on the answer tokens only (and the end marker that closes the answer):
 
 `<image>` is one placeholder id, expanded to the model's tokens per image (all of the
 image's patches when splicing, one when cross-attending). A blind example is the same
-text without the placeholder: what the language model alone learns, its priors.
+text without the placeholder: what the language model alone learns, its priors. A
+caption example puts the picture's caption, as text, where the picture goes: a language
+model that has learned to answer from a description has the reading circuits a frozen
+model needs before pictures can take the description's place (LLaVA relies on a
+pretrained language model for this; ours learns it from the captions).
 """
 
 from __future__ import annotations
@@ -46,10 +50,9 @@ def train_tokenizer(examples: Sequence[Example], vocab_size: int) -> Tokenizer:
 
 
 def encode_qa(tokenizer: Tokenizer, question: str, answer: str, layout: str,
-              image: bool, per_image: int) -> tuple[list[int], list[int]]:
-    """(ids, loss mask) of one question in `layout` ("chat" or "raw"), with or without
-    the image placeholder (expanded to `per_image` ids)."""
-    prefix = IMAGE if image else ""
+              prefix: str, per_image: int) -> tuple[list[int], list[int]]:
+    """(ids, loss mask) of one question in `layout` ("chat" or "raw") after `prefix`:
+    the image placeholder (expanded to `per_image` ids), a caption, or nothing."""
     image_id = tokenizer.special_tokens[IMAGE]
     if layout == "chat":
         messages = [{"role": "user", "content": prefix + question},
@@ -68,19 +71,22 @@ def encode_qa(tokenizer: Tokenizer, question: str, answer: str, layout: str,
 
 
 def encode_examples(examples: Sequence[Example], tokenizer: Tokenizer, per_image: int,
-                    *, captions: bool, image: bool = True, raw_share: float = 0.3,
+                    *, captions: bool, context: str = "image", raw_share: float = 0.3,
                     seed: int = 0) -> list[Item]:
     """Every question (or, with `captions`, every caption) of the examples as items; a
-    seeded `raw_share` of them in the raw layout, the rest as chat."""
+    seeded `raw_share` of them in the raw layout, the rest as chat. context: what comes
+    before the question, "image" (the picture), "none" (blind) or "caption" (the
+    picture's caption as text, which the language model learns to read answers from)."""
     rng = random.Random(seed)
     items = []
     for index, example in enumerate(examples):
         pairs = [(CAPTION_QUESTION, example.caption)] if captions else \
             [(q.question, q.answer) for q in example.questions]
+        prefix = {"image": IMAGE, "none": "", "caption": example.caption + ". "}[context]
         for question, answer in pairs:
             layout = "raw" if rng.random() < raw_share else "chat"
-            ids, mask = encode_qa(tokenizer, question, answer, layout, image, per_image)
-            items.append((ids, mask, index if image else -1))
+            ids, mask = encode_qa(tokenizer, question, answer, layout, prefix, per_image)
+            items.append((ids, mask, index if context == "image" else -1))
     return items
 
 
