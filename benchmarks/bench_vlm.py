@@ -134,15 +134,17 @@ def figures(rows: list[dict], logreg: dict, run: Path) -> None:
                                         ("blind_lm", "#b2df8a"))):
         xs = [i + (k - 1) * 0.27 for i in range(len(rows))]
         ys = [r.get(name, 0.0) for r in rows]
-        err = [[y - r.get(f"{name}_ci95", (y, y))[0] for y, r in zip(ys, rows, strict=True)],
-               [r.get(f"{name}_ci95", (y, y))[1] - y for y, r in zip(ys, rows, strict=True)]]
+        err = [[max(0.0, y - r.get(f"{name}_ci95", (y, y))[0]) for y, r in
+                zip(ys, rows, strict=True)],
+               [max(0.0, r.get(f"{name}_ci95", (y, y))[1] - y) for y, r in
+                zip(ys, rows, strict=True)]]
         ax.bar(xs, ys, width=0.27, color=colour, label=name, yerr=err, capsize=2)
     ax.axhline(logreg["accuracy"], color="grey", ls="--", lw=1,
                label=f"logistic regression, sklearn digits ({logreg['accuracy']:.0%})")
     ax.set_xticks(range(len(rows)), labels, fontsize=8)
     ax.set_ylabel("exact-match accuracy (95% CI)")
     ax.set_ylim(0, 1.05)
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="upper center", ncol=4, bbox_to_anchor=(0.5, 1.12))
     save_png(fig, RESULTS / "vlm.png")
     model, tokenizer, _ = load_model(run)
     example = next(e for e in scenes("test", 50, seed=7)
