@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.parrot-runtime
 STAMP := $(VENV)/.parrot-installed
 
-.PHONY: setup setup-runtime setup-browser run test test-fast test-slow lint clean
+.PHONY: setup setup-runtime setup-browser setup-sandbox run test test-fast test-slow lint clean
 
 # `make run` needs only the runtime dependencies; the tests add the reference libraries.
 $(RUNTIME): pyproject.toml
@@ -31,6 +31,11 @@ setup-browser:
 	test -x /usr/bin/chromium || ($(SUDO) apt-get update && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y chromium)
 
+# Debian's bubblewrap: model-written code runs only inside it (parrot.tools.sandbox).
+setup-sandbox:
+	test -x /usr/bin/bwrap || ($(SUDO) apt-get update && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y bubblewrap)
+
 run: setup-runtime
 	$(BIN)/parrot demo
 
@@ -43,7 +48,7 @@ test-fast: setup
 test-slow: setup
 	$(BIN)/pytest -m slow
 
-test: setup-browser lint test-fast test-slow
+test: setup-browser setup-sandbox lint test-fast test-slow
 
 
 clean:

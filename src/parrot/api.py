@@ -69,34 +69,45 @@ class LLM:
     # ---- generation ---------------------------------------------------------------
 
     def generate(self, prompt: str | Sequence[int], *, truncate: bool = False,
-                 images: Sequence[Any] | None = None, **sampling: Any) -> Any:
+                 images: Sequence[Any] | None = None, json_schema: Any = None,
+                 **sampling: Any) -> Any:
         """One completion (`parrot.infer.Completion`: .text, .token_ids, .finish_reason).
+
         `images` (paths, data URLs, bytes, PIL images) go with a vision-language model's
-        prompt, one per `<image>` in it (placed in front when the text has none)."""
+        prompt, one per `<image>` in it (placed in front when the text has none).
+        `json_schema` constrains the output to JSON matching it (`{"type": "object"}`: any
+        object); the text then always parses."""
         from parrot.infer.vision import with_images
 
         return self.engine.generate(with_images(prompt, images), _params(sampling),
-                                    truncate=truncate)
+                                    truncate=truncate, json_schema=json_schema)
 
     def stream(self, prompt: str | Sequence[int], *, truncate: bool = False,
-               images: Sequence[Any] | None = None, **sampling: Any) -> Any:
+               images: Sequence[Any] | None = None, json_schema: Any = None,
+               **sampling: Any) -> Any:
         """An iterator of text pieces; its `.completion` is set once it is exhausted."""
         from parrot.infer.vision import with_images
 
         return self.engine.stream(with_images(prompt, images), _params(sampling),
-                                  truncate=truncate)
+                                  truncate=truncate, json_schema=json_schema)
 
-    def generate_batch(self, prompts: Sequence[str | Sequence[int]], **sampling: Any) -> list:
+    def generate_batch(self, prompts: Sequence[str | Sequence[int]], *, json_schema: Any = None,
+                       **sampling: Any) -> list:
         """Completions of several prompts decoded together (continuous batching), in order."""
-        return self.engine.generate_batch(list(prompts), _params(sampling))
+        return self.engine.generate_batch(list(prompts), _params(sampling),
+                                          json_schema=json_schema)
 
-    def chat(self, messages: Sequence[dict[str, Any]], **sampling: Any) -> Any:
+    def chat(self, messages: Sequence[dict[str, Any]], *, json_schema: Any = None,
+             **sampling: Any) -> Any:
         """The assistant's reply to OpenAI-style messages, rendered with the model's template."""
-        return self.engine.generate(self.chat_prompt(messages), self._chat_params(sampling))
+        return self.engine.generate(self.chat_prompt(messages), self._chat_params(sampling),
+                                    json_schema=json_schema)
 
-    def stream_chat(self, messages: Sequence[dict[str, Any]], **sampling: Any) -> Any:
+    def stream_chat(self, messages: Sequence[dict[str, Any]], *, json_schema: Any = None,
+                    **sampling: Any) -> Any:
         """`chat`, as an iterator of text pieces."""
-        return self.engine.stream(self.chat_prompt(messages), self._chat_params(sampling))
+        return self.engine.stream(self.chat_prompt(messages), self._chat_params(sampling),
+                                  json_schema=json_schema)
 
     def chat_prompt(self, messages: Sequence[dict[str, Any]]) -> Any:
         """The text the model continues for `messages` (generation prompt added); with

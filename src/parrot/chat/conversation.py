@@ -23,6 +23,8 @@ def check_messages(messages: Sequence[Message]) -> list[Message]:
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
             raise ParrotError(f"Message {i} needs a 'role' string, e.g. "
                               "{'role': 'user', 'content': 'Hello'}.")
+        if message.get("tool_calls") and message.get("content") is None:
+            message = {**message, "content": ""}  # an assistant turn that only calls tools
         if not isinstance(message.get("content"), str):
             raise ParrotError(f"Message {i} ({message['role']}) needs 'content' text.")
         checked.append(dict(message))
@@ -44,13 +46,16 @@ def render(
     add_generation_prompt: bool = True,
     bos_token: str = "",
     eos_token: str = "",
+    tools: Sequence[dict] | None = None,
 ) -> str:
     """The conversation as text in the template's layout (optionally opening an assistant
-    turn), exactly as `transformers`' apply_chat_template renders it."""
+    turn), exactly as `transformers`' apply_chat_template renders it. `tools` reach a
+    template that uses them (chat.tool_format has the default for those that do not)."""
     program = compile_template(get_template(template).source)
+    extra = {} if tools is None else {"tools": list(tools)}
     return program.render(messages=check_messages(messages),
                           add_generation_prompt=add_generation_prompt,
-                          bos_token=bos_token, eos_token=eos_token)
+                          bos_token=bos_token, eos_token=eos_token, **extra)
 
 
 def render_ids(

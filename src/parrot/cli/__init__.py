@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "finetune",
     "encoder",
     "seq2seq",
+    "tools",
 )
 
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
+from parrot.errors import ParrotError
 from parrot.infer import SamplingParams
 
 
@@ -84,19 +86,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="print one JSON object (text, tokens, finish reason, stats)")
     parser.add_argument("--truncate", action="store_true",
                         help="keep the end of a prompt longer than the context")
+    parser.add_argument("--json-schema", metavar="FILE", type=Path, default=None,
+                        help="constrain the output to JSON matching this schema file")
     add_image_flag(parser, "the prompt")
     add_sampling_flags(parser)
     parser.set_defaults(run=run)
+
+
+def read_schema(path: Path | None) -> Any:
+    """The JSON schema in `path`, checked to compile (None: no constraint)."""
+    if path is None:
+        return None
+    from parrot.infer.json_schema import compile_schema
+
+    try:
+        schema = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ParrotError(f"cannot read the schema file {path}: {err.strerror}") from None
+    except (ValueError, UnicodeDecodeError):
+        raise ParrotError(f"the schema file {path} is not valid JSON") from None
+    compile_schema(schema, where=str(path))
+    return schema
 
 
 def run(args: argparse.Namespace) -> int:
     from parrot.infer.vision import with_images
 
     params = sampling_params(args)  # validate flags before loading the model
+    schema = read_schema(args.json_schema)
     llm = load_llm(args)
     prompt = with_images(args.prompt, read_images(args, llm))
     if args.json:
-        completion = llm.engine.generate(prompt, params, truncate=args.truncate)
+        completion = llm.engine.generate(prompt, params, truncate=args.truncate,
+                                         json_schema=schema)
         print(json.dumps({
             "prompt": args.prompt, "text": completion.text,
             "prompt_ids": completion.prompt_ids, "token_ids": completion.token_ids,
@@ -104,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
             "stats": completion.stats.to_dict(),
         }, ensure_ascii=False))
         return 0
-    for delta in llm.engine.stream(prompt, params, truncate=args.truncate):
+    for delta in llm.engine.stream(prompt, params, truncate=args.truncate,
+                                   json_schema=schema):
         print(delta, end="", flush=True)
     print()
     return 0

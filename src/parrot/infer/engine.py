@@ -33,6 +33,7 @@ from collections.abc import Iterable, Sequence
 import torch
 
 from parrot.errors import ParrotError
+from parrot.infer.constrain import Grammars, mask_rows
 from parrot.infer.logprobs import token_logprobs
 from parrot.infer.requests import Completion, Request, StepOutput
 from parrot.infer.sampling import RowParams, SamplingParams, sample_rows, uses_penalties
@@ -96,6 +97,7 @@ class Engine:
         default_eos = [getattr(tokenizer, "eos_id", None)]  # the tokenizer's, if it has one
         self.eos_ids = set(default_eos if eos_ids is None else eos_ids) - {None}
         self._next_id = 0
+        self._grammar_cache: Grammars | None = None
         self._finished: dict[int, Completion] = {}
         self.compiled = compile
         # Penalty state, one row per slot, made when a request first needs it:
@@ -119,11 +121,16 @@ class Engine:
         record_logits: bool = False,
         collect: bool = False,
         logprobs: int | None = None,
+        json_schema: object = None,
+        json_trigger: str | None = None,
     ) -> int:
         """Queue a request; returns its id. A text prompt is encoded with special tokens allowed.
 
         `logprobs=k` (k >= 0) attaches each token's log-probability and its k best
-        alternatives to the request's `StepOutput`s (None: not computed).
+        alternatives to the request's `StepOutput`s (None: not computed). With `json_schema`
+        (a JSON schema; `{"type": "object"}` for any object) the output is constrained to a
+        document that parses and matches it (`infer.constrain`); with `json_trigger` only
+        once that text has been written (the reply may be free text or, say, a tool call).
         """
         params = params or SamplingParams()
         images = list(getattr(prompt, "images", ()))
@@ -140,7 +147,9 @@ class Engine:
                               self.steps.prompt_positions(ids), self.max_len)
         request = Request(self._next_id, ids, params, checker, self._generator(params),
                           record_logits=record_logits, collect=collect, logprobs=logprobs,
-                          keys=keys, pixels=pixels)
+                          keys=keys, pixels=pixels,
+                          constraint=None if json_schema is None else
+                          self._grammars().cursor(json_schema, json_trigger))
         self._next_id += 1
         self.queue.append(request)
         return request.request_id
@@ -279,6 +288,10 @@ class Engine:
         penalized = any(uses_penalties(r.params) for r in requests)
         rows = torch.tensor(indices, device=self.device) if penalized else None
         state = (self._counts[rows], self._seen[rows]) if penalized else ()
+        constrained = [(j, r.constraint, self._tokens_left(r)) for j, r in enumerate(requests)
+                       if r.constraint is not None]
+        if constrained:
+            logits = mask_rows(logits, constrained)
         chosen = sample_rows(logits, self._rows[1], [r.generator for r in requests], *state)
         if penalized:
             self._counts[rows, chosen] += 1
@@ -292,6 +305,8 @@ class Engine:
         if request.record_logits:
             request.logits.append(logits[0].float().cpu())
         request.tokens.append(token)
+        if request.constraint is not None:
+            request.constraint.advance(token)
         delta = request.checker.push(token)
         request.texts.append(delta.text)
         request.next_token = token
@@ -346,6 +361,16 @@ class Engine:
         if min(ids) < 0 or max(ids) >= vocab:
             raise ParrotError(f"Prompt token ids must be in [0, {vocab}); got {min(ids)}.."
                               f"{max(ids)}.")
+
+    def _grammars(self) -> Grammars:
+        if self._grammar_cache is None:
+            self._grammar_cache = Grammars(self.tokenizer, self.config.vocab_size, self.eos_ids)
+        return self._grammar_cache
+
+    def _tokens_left(self, request: Request) -> int:
+        generated = len(request.tokens)
+        return min(request.params.max_new_tokens - generated,
+                   self.max_len - len(request.prompt) - generated)
 
     def _generator(self, params: SamplingParams) -> torch.Generator | None:
         if params.greedy:

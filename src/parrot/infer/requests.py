@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -87,6 +88,7 @@ class Request:
     record_logits: bool = False
     collect: bool = False
     logprobs: int | None = None  # top alternatives to report per token (None: no logprobs)
+    constraint: Any = None  # an infer.constrain.JsonCursor when the output must match a schema
     next_token: int | None = None
     cached_tokens: int = 0
     tokens: list[int] = field(default_factory=list)

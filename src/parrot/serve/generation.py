@@ -42,11 +42,11 @@ class Choice:
 
 
 def submit(worker: Worker, prompts: list[tuple[list[int], SamplingParams]],
-           logprobs: int | None) -> Ticket:
+           logprobs: int | None, constraint: dict | None = None) -> Ticket:
     """A ticket for the request's jobs, or 429 with Retry-After when the queue is full."""
     ticket = Ticket(asyncio.get_running_loop())
     try:
-        worker.submit(ticket, prompts, logprobs)
+        worker.submit(ticket, prompts, logprobs, constraint)
     except QueueFull:
         raise APIError(429, "The server is busy (the request queue is full); retry shortly.",
                        headers={"Retry-After": "1"}) from None

@@ -21,13 +21,14 @@ from parrot.serve.errors import APIError
 from parrot.serve.schemas import ChatMessage
 
 
-def chat_messages(messages: list[ChatMessage]) -> tuple[list[dict[str, Any]], list[Any]]:
-    """Role/content dicts (developer -> system) and the image URLs, in order."""
-    raw = [{"role": "system" if m.role == "developer" else m.role,
-            "content": m.content if isinstance(m.content, list) else m.text()}
-           for m in messages]
-    plain, urls = split_images(raw)
-    return plain, urls
+def image_urls(messages: list[ChatMessage]) -> list[Any]:
+    """The URL of every image part, in the order `ChatMessage.text()` writes their
+    placeholders."""
+    urls = []
+    for message in messages:
+        if isinstance(message.content, list):
+            urls += split_images([{"role": message.role, "content": message.content}])[1]
+    return urls
 
 
 def image_prompt(engine: Any, ids: list[int], urls: list[Any]) -> tuple[list[int], int]:

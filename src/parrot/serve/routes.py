@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from parrot.chat import render, special_tokens_text
 from parrot.errors import ParrotError
 from parrot.infer import SamplingParams
-from parrot.serve import generation, images, responses
+from parrot.serve import generation, images, responses, tools
 from parrot.serve.errors import APIError, validation_error
 from parrot.serve.schemas import (
     ChatCompletionRequest,
@@ -110,9 +110,12 @@ async def list_models(request: Request) -> Any:
 async def chat_completions(request: Request) -> Any:
     body = await read_body(request, ChatCompletionRequest)
     name, loaded, worker = served(request, body.model)
-    messages, urls = images.chat_messages(body.messages)
+    output = tools.plan(body)
+    messages, extra = tools.messages_for(body, loaded.template.source)
+    urls = images.image_urls(body.messages)  # their text() holds an <image> per image part
     try:
-        text = render(messages, loaded.template, True, **special_tokens_text(loaded.tokenizer))
+        text = render(messages, loaded.template, True, **special_tokens_text(loaded.tokenizer),
+                      **extra)
     except ParrotError as err:
         raise APIError(400, err.message, param="messages") from None
     ids, length = images.image_prompt(worker.engine,
@@ -122,15 +125,21 @@ async def chat_completions(request: Request) -> Any:
     limit = body.max_completion_tokens or body.max_tokens or max_len - length
     prompts = [(ids, sampling(body, limit, i, loaded.template.stop)) for i in range(body.n)]
     top = (body.top_logprobs or 0) if body.logprobs else None
-    ticket = generation.submit(worker, prompts, top)
+    constraint = {} if output.json_schema is None else {
+        "json_schema": output.json_schema, "json_trigger": output.trigger}
+    ticket = generation.submit(worker, prompts, top, constraint)
     if body.stream:
-        return chat_stream(worker, ticket, request, body, name, length, loaded.tokenizer)
+        return chat_stream(worker, ticket, request, body, name, length, loaded.tokenizer,
+                           output)
     choices = await generation.collect(worker, ticket, request)
-    return {**responses.envelope("chat.completion", responses.new_id("chatcmpl"), name, [
-        {"index": c.index, "message": {"role": "assistant", "content": "".join(c.text)},
-         "logprobs": responses.chat_logprobs(c.scored, loaded.tokenizer) if body.logprobs else None,
-         "finish_reason": c.finish_reason} for c in choices]),
-        "usage": responses.usage(length, sum(len(c.token_ids) for c in choices))}
+    shaped = []
+    for c in choices:
+        reply, called = tools.message("".join(c.text), output)
+        shaped.append({"index": c.index, "message": reply, "logprobs":
+                       responses.chat_logprobs(c.scored, loaded.tokenizer) if body.logprobs
+                       else None, "finish_reason": "tool_calls" if called else c.finish_reason})
+    return {**responses.envelope("chat.completion", responses.new_id("chatcmpl"), name, shaped),
+            "usage": responses.usage(length, sum(len(c.token_ids) for c in choices))}
 
 
 async def completions(request: Request) -> Any:

@@ -45,14 +45,45 @@ class _Sampling(BaseModel):
         return stops
 
 
+class FunctionSpec(BaseModel):
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    description: str = ""
+    parameters: dict | None = None
+
+
+class Tool(BaseModel):
+    type: Literal["function"] = "function"
+    function: FunctionSpec
+
+
+class NamedToolChoice(BaseModel):
+    type: Literal["function"] = "function"
+    function: dict
+
+
+class JsonSchemaFormat(BaseModel):
+    name: str = "response"
+    schema_: dict = Field(default_factory=dict, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(BaseModel):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+
 class ChatMessage(BaseModel):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[dict] | None = None
+    tool_calls: list[dict] | None = None
+    tool_call_id: str | None = None
 
     def text(self) -> str:
-        """The message text; a list of parts keeps only its text parts."""
+        """The message text; a list of parts keeps its text parts and writes each image
+        part as the `<image>` placeholder (serve/images.py reads the images themselves)."""
         if isinstance(self.content, list):
-            return "".join(p.get("text", "") for p in self.content if p.get("type") == "text")
+            return "".join(p.get("text", "") if p.get("type") == "text" else "<image>"
+                           for p in self.content if p.get("type") in ("text", "image_url"))
         return self.content or ""
 
 
@@ -62,6 +93,10 @@ class ChatCompletionRequest(_Sampling):
     max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
     logprobs: bool = False
     top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
+    tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
 
 
 Prompt = str | list[str] | Annotated[list[int], Field(min_length=1)] | list[list[int]]

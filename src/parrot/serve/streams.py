@@ -19,6 +19,7 @@ from parrot.infer.logprobs import prompt_logprobs
 from parrot.serve import generation, responses
 from parrot.serve.errors import APIError
 from parrot.serve.schemas import ChatCompletionRequest, CompletionRequest
+from parrot.serve.tools import CallStream, OutputPlan
 from parrot.serve.worker import Ticket, Worker
 
 DONE = "data: [DONE]\n\n"
@@ -63,18 +64,25 @@ def _response(kind: str, prefix: str, worker: Worker, ticket: Ticket, http: Requ
 
 
 def chat_stream(worker: Worker, ticket: Ticket, http: Request, body: ChatCompletionRequest,
-                model: str, prompt_tokens: int, tokenizer: Any) -> StreamingResponse:
+                model: str, prompt_tokens: int, tokenizer: Any,
+                output: OutputPlan | None = None) -> StreamingResponse:
+    calls = [CallStream(output or OutputPlan()) for _ in range(body.n)]
+
     def choice(index: int, delta: dict, finish: str | None = None, logprobs=None) -> dict:
         return {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
 
     def choices(index: int, out: Any) -> list[dict]:
-        shown = []
-        if out.text or body.logprobs:
-            scored = None if not body.logprobs or out.logprobs is None else \
-                responses.chat_logprobs([out.logprobs], tokenizer)
-            shown.append(choice(index, {"content": out.text}, logprobs=scored))
+        scored = None if not body.logprobs or out.logprobs is None else \
+            responses.chat_logprobs([out.logprobs], tokenizer)
+        deltas = calls[index].push(out.text)
+        shown = [choice(index, delta, logprobs=scored) for delta in deltas]
+        if body.logprobs and not shown:
+            shown.append(choice(index, {"content": ""}, logprobs=scored))
         if out.completion is not None:
-            shown.append(choice(index, {}, out.completion.finish_reason))
+            held, called = calls[index].finish()
+            shown += [choice(index, delta) for delta in held]
+            shown.append(choice(index, {}, "tool_calls" if called
+                                else out.completion.finish_reason))
         return shown
 
     opening = [choice(i, {"role": "assistant", "content": ""}) for i in range(body.n)]

@@ -64,6 +64,7 @@ class Job:
     ticket: Ticket
     deadline: float
     engine_id: int | None = None
+    constraint: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -104,15 +105,16 @@ class Worker:
     # ---- called from handlers ------------------------------------------------------
 
     def submit(self, ticket: Ticket, prompts: list[tuple[list[int], SamplingParams]],
-               logprobs: int | None = None) -> None:
-        """Queue one job per (ids, params), indexed in order; QueueFull when over capacity."""
+               logprobs: int | None = None, constraint: dict | None = None) -> None:
+        """Queue one job per (ids, params), indexed in order; QueueFull when over capacity.
+        `constraint` holds the engine's json_schema/json_trigger options for every job."""
         with self._lock:
             if self._in_flight + len(prompts) > self.capacity:
                 raise QueueFull
             self._in_flight += len(prompts)
         deadline = time.monotonic() + self.timeout
         for index, (ids, params) in enumerate(prompts):
-            job = Job(index, ids, params, logprobs, ticket, deadline)
+            job = Job(index, ids, params, logprobs, ticket, deadline, constraint=constraint or {})
             ticket.jobs.append(job)
             self._inbox.put(("submit", job))
 
@@ -163,7 +165,8 @@ class Worker:
         if kind == "submit":
             job = command[1]
             try:
-                job.engine_id = self.engine.submit(job.ids, job.params, logprobs=job.logprobs)
+                job.engine_id = self.engine.submit(job.ids, job.params, logprobs=job.logprobs,
+                                                   **job.constraint)
             except Exception as err:  # noqa: BLE001 - reported to the client, not raised
                 self._finish(job, Event(job.index, error=str(err)))
                 return
