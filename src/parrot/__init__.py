@@ -13,7 +13,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _API = ("LLM", "load", "load_model", "load_tokenizer", "train", "finetune", "distill",
-        "seq2seq_train", "merge")
+        "seq2seq_train", "merge", "reward_train", "reward_score", "dpo")
 __all__ = ["__version__", *_API]
 
 

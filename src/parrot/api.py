@@ -254,7 +254,8 @@ def _build_engine(model: torch.nn.Module, tokenizer: Any, info: Any, quantize: s
                   eos_ids=info.eos_ids or None, compile=compile)
 
 
-# ---- training: the functions `parrot train`, `finetune`, `distill` and `seq2seq train` call
+# ---- training: the functions `parrot train`, `finetune`, `distill`, `seq2seq train`,
+# `reward train` and `align dpo` call
 
 def settings_to_overrides(settings: dict[str, Any], overrides: Sequence[str] = ()) -> list[str]:
     """Keyword settings as `--set` strings: steps=100 → "steps=100" (the section is found
@@ -323,6 +324,46 @@ def seq2seq_train(data: str | Path, out: str | Path, *, preset: str = "seq2seq-t
     return train_pairs(preset, out, data, source_field, target_field,
                        settings_to_overrides(settings, overrides), resume, hooks,
                        show_progress=show_progress)
+
+
+def reward_train(model: str | Path, data: str | Path, out: str | Path, *, method: str = "lora",
+                 resume: bool = False, overrides: Sequence[str] = (), hooks: Sequence[Any] = (),
+                 show_progress: bool = True, **settings: Any) -> Any:
+    """Train a reward model (MODEL + a scalar head on the last token, Bradley–Terry loss)
+    on the ranked pairs in `data` into `out`; settings as for `finetune`."""
+    from parrot.training.finetune import FinetuneConfig
+    from parrot.training.reward import train_reward
+
+    own, rest = _split(settings, FinetuneConfig)
+    return train_reward(model, data, out, FinetuneConfig(method=method, **own),
+                        settings_to_overrides(rest, overrides), resume, hooks,
+                        show_progress=show_progress, home=home())
+
+
+def reward_score(run_dir: str | Path, data: str | Path) -> Any:
+    """Rewards of a reward run on the pairs in `data`: `.rewards` (N, 2) (chosen,
+    rejected) and `.accuracy` (the share of pairs where chosen scores above rejected)."""
+    from parrot.training.reward import score_file
+
+    return score_file(run_dir, data, home())
+
+
+def dpo(model: str | Path, data: str | Path, out: str | Path, *, beta: float = 0.1,
+        loss: str = "sigmoid", label_smoothing: float = 0.0, method: str = "lora",
+        reference: str | Path | None = None, ref_cache: str | Path | None = None,
+        resume: bool = False, overrides: Sequence[str] = (), hooks: Sequence[Any] = (),
+        show_progress: bool = True, **settings: Any) -> Any:
+    """DPO of MODEL on the ranked pairs in `data` into `out`, against `reference`
+    (default MODEL itself, its log-probs cached in `ref_cache`, default RUN/ref_cache)."""
+    from parrot.training.dpo import dpo as run
+    from parrot.training.finetune import FinetuneConfig
+    from parrot.training.objectives_pref import DPOConfig
+
+    own, rest = _split(settings, FinetuneConfig)
+    return run(model, data, out, FinetuneConfig(method=method, **own),
+               DPOConfig(beta, loss, label_smoothing), reference, ref_cache,
+               settings_to_overrides(rest, overrides), resume, hooks,
+               show_progress=show_progress, home=home())
 
 
 def merge(run_dir: str | Path, out: str | Path) -> Path:

@@ -59,6 +59,14 @@ class RunDir:
         return self.root / "data"
 
 
+REWARD_WEIGHTS = "reward.safetensors"  # a reward model's trained tensors (training/reward.py)
+
+
+def is_reward_dir(path: str | Path) -> bool:
+    """True when `path` holds a reward model (config.json and reward.safetensors)."""
+    return RunDir(Path(path)).config.is_file() and (Path(path) / REWARD_WEIGHTS).is_file()
+
+
 def is_run_dir(path: str | Path) -> bool:
     """True when `path` holds a config with a model section and saved weights."""
     run = RunDir(Path(path))

@@ -239,3 +239,16 @@ def test_a_failed_admission_puts_the_other_requests_back_in_the_queue(byte_tok):
     while engine.has_work():
         engine.step()
     assert engine.result(a).token_ids == solo
+
+
+def test_generate_batch_takes_one_sampling_set_per_prompt(byte_tok):
+    model = tiny_model(positions="rope")
+    params = [SamplingParams(temperature=1.0, max_new_tokens=6, seed=s, ignore_eos=True)
+              for s in (1, 2, 1)]
+    batch = prompts([5, 5, 5])
+    solo = [Engine(model, byte_tok, max_batch=1).generate(p, q).token_ids
+            for p, q in zip(batch, params, strict=True)]
+    together = Engine(model, byte_tok, max_batch=4).generate_batch(batch, params)
+    assert [c.token_ids for c in together] == solo
+    with pytest.raises(ParrotError, match="one per prompt"):
+        Engine(model, byte_tok, max_batch=4).generate_batch(batch[:2], params)

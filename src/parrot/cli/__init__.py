@@ -26,6 +26,8 @@ COMMAND_MODULES = (
     "finetune",
     "encoder",
     "seq2seq",
+    "reward",
+    "align",
     "tools",
 )
 

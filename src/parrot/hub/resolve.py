@@ -20,7 +20,7 @@ from parrot.hub.hf import is_hf_dir, load_hf
 from parrot.hub.pull import ensure_pulled, local_path
 from parrot.hub.registry import REGISTRY
 from parrot.model import Transformer
-from parrot.rundir import is_run_dir, load_model, read_config
+from parrot.rundir import is_reward_dir, is_run_dir, load_model, read_config
 from parrot.tokenizer import Tokenizer
 
 
@@ -70,6 +70,10 @@ def _resolve(spec: str | Path, device: str | torch.device, home: str | Path | No
 
 def _load_dir(path: Path, device: str | torch.device, home: str | Path | None
               ) -> tuple[Transformer, Tokenizer, ModelInfo]:
+    if is_reward_dir(path):
+        raise ParrotError(f"{path} is a reward model: it scores answers (parrot reward score "
+                          f"{path} --data PAIRS.jsonl) and does not generate text; give a "
+                          "language model.")
     if is_adapter_dir(path):  # a LoRA run: its base (any MODEL), then the adapter on top
         base = read_adapter_config(path)["base"]
         model, tokenizer, info = resolve_model(base, device, home=home)

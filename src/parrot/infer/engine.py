@@ -212,10 +212,17 @@ class Engine:
         """Run one request to the end (other submitted requests advance alongside)."""
         return self.generate_batch([prompt], params, **options)[0]
 
-    def generate_batch(self, prompts: Sequence[Prompt], params: SamplingParams | None = None,
+    def generate_batch(self, prompts: Sequence[Prompt],
+                       params: SamplingParams | Sequence[SamplingParams] | None = None,
                        **options: bool) -> list[Completion]:
-        """Run several requests together, up to `max_batch` at a time; results in order."""
-        ids = [self.submit(p, params, collect=True, **options) for p in prompts]
+        """Run several requests together, up to `max_batch` at a time; results in order.
+        `params`: one SamplingParams for all, or one per prompt (e.g. a seed each)."""
+        each = list(params) if isinstance(params, (list, tuple)) else [params] * len(prompts)
+        if len(each) != len(prompts):
+            raise ParrotError(f"generate_batch got {len(prompts)} prompts but {len(each)} "
+                              "sampling parameter sets; give one set, or one per prompt.")
+        ids = [self.submit(p, q, collect=True, **options) for p, q in zip(prompts, each,
+                                                                         strict=True)]
         while any(i not in self._finished for i in ids):
             self.step()
         return [self._finished.pop(i) for i in ids]

@@ -28,7 +28,15 @@ SERIES = (  # (title, y label, [(record field, legend)], log scale)
     ("Learning rate", "learning rate", [("lr", "lr")], False),
     ("Gradient norm", "global L2 norm (before clipping)", [("grad_norm", "grad norm")], True),
     ("Throughput", "tokens / s", [("tokens_per_s", "tokens/s")], False),
+    ("Preference rewards", "reward (DPO: β log π/π_ref; RM: r(x, y))",
+     [("rewards/chosen", "chosen"), ("rewards/rejected", "rejected"),
+      ("rewards/margins", "margin"), ("val_rewards/margins", "validation margin")], False),
+    ("Preference accuracy", "share of pairs ranked right",
+     [("rewards/accuracies", "train"), ("val_rewards/accuracies", "validation"),
+      ("accuracy", "reward model, train"), ("val_accuracy", "reward model, validation")],
+     False),
 )
+PREFERENCE_PICTURE = "preference.png"  # DPO / reward-model runs: rewards and accuracy
 
 
 @dataclass(frozen=True)
@@ -135,9 +143,28 @@ def run_report(run_dir: str | Path) -> RunReport:
     return RunReport(Path(run_dir).resolve().name, figures, samples_of(rows), config)
 
 
+def preference_figure(rows: list[dict[str, Any]]) -> Figure | None:
+    """Rewards (left) and ranking accuracy (right) of a DPO or reward-model run, or None."""
+    panels = [p for p in SERIES if p[0].startswith("Preference")]
+    drawn = [(panel, [f for f in panel[2] if series(rows, f[0])[0]]) for panel in panels]
+    drawn = [(panel, fields) for panel, fields in drawn if fields]
+    if not drawn:
+        return None
+    fig = new_figure(11, 3.6)
+    for i, ((title, ylabel, _, _), fields) in enumerate(drawn, start=1):
+        ax = fig.add_subplot(1, len(drawn), i)
+        for key, name in fields:
+            ax.plot(*series(rows, key), label=name, linewidth=1.2)
+        ax.set(title=title, xlabel="step", ylabel=ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return fig
+
+
 class RunPictures(Hook):
-    """A training-loop hook: loss.png (and experts.png for MoE runs) redrawn from
-    metrics.jsonl at every checkpoint. The CLI adds it; the Python API draws nothing."""
+    """A training-loop hook: loss.png (and experts.png for MoE runs, preference.png for
+    preference runs) redrawn from metrics.jsonl at every checkpoint. The CLI adds it; the
+    Python API draws nothing."""
 
     def on_checkpoint(self, run_dir: Path) -> None:
         rows = read_metrics(run_dir)
@@ -145,6 +172,9 @@ class RunPictures(Hook):
         if fig is not None:
             save_png(fig, RunDir(Path(run_dir)).plot)
         plot_expert_loads(rows, Path(run_dir) / EXPERTS_PICTURE)
+        fig = preference_figure(rows)
+        if fig is not None:
+            save_png(fig, Path(run_dir) / PREFERENCE_PICTURE)
 
 
 def report_html(report: RunReport) -> str:
