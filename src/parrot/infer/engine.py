@@ -45,7 +45,7 @@ from parrot.infer.strategies import (
     common_prefix_length,
 )
 from parrot.infer.streaming import TextStream
-from parrot.infer.vision import VisionSteps, text_only_error
+from parrot.infer.vision import VisionSteps, attach_images
 from parrot.model import KVCache
 
 Prompt = str | Sequence[int]
@@ -133,13 +133,7 @@ class Engine:
         once that text has been written (the reply may be free text or, say, a tool call).
         """
         params = params or SamplingParams()
-        images = list(getattr(prompt, "images", ()))
-        ids = self.encode(prompt)
-        keys, pixels = None, None
-        if isinstance(self.steps, VisionSteps):  # placeholders expanded, pictures read
-            ids, keys, pixels = self.steps.attach(ids, images)
-        elif images:
-            raise text_only_error()
+        ids, keys, pixels = attach_images(self.steps, self.encode(prompt), prompt)
         if truncate and pixels is None:
             ids = truncate_left(ids, self.max_len, params.max_new_tokens)
         self._check_prompt(ids)

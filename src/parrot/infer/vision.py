@@ -95,6 +95,19 @@ def expand_placeholders(ids: Sequence[int], image_id: int, per_image: int) -> li
     return out
 
 
+def attach_images(steps: Any, ids: list[int], prompt: Any
+                  ) -> tuple[list[int], list[int] | None, torch.Tensor | None]:
+    """(ids, cache keys, pictures) of a prompt for the engine: a vision model's expansion
+    (`VisionSteps.attach`), the ids unchanged otherwise; pictures for a text-only model
+    raise the one sentence of `text_only_error`."""
+    images = list(getattr(prompt, "images", ()))
+    if isinstance(steps, VisionSteps):
+        return steps.attach(ids, images)
+    if images:
+        raise text_only_error()
+    return ids, None, None
+
+
 def picture_key(pixels: torch.Tensor) -> int:
     """A 48-bit number drawn from a picture's pixels (equal pictures, equal keys)."""
     digest = hashlib.blake2b(pixels.contiguous().numpy().tobytes(), digest_size=6).digest()
