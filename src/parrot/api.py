@@ -18,6 +18,7 @@ kernels live) and `PARROT_NATIVE=0` (PyTorch's kernels only).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -29,6 +30,7 @@ import torch
 from parrot.errors import ParrotError
 from parrot.hub.registry import DEFAULT_MODEL
 from parrot.infer.engine import DEFAULT_MAX_LEN
+from parrot.infer.vision import with_images
 
 
 def home() -> Path:
@@ -74,19 +76,23 @@ class LLM:
     # ---- generation ---------------------------------------------------------------
 
     def generate(self, prompt: str | Sequence[int], *, truncate: bool = False,
-                 json_schema: Any = None, **sampling: Any) -> Any:
+                 images: Sequence[Any] | None = None, json_schema: Any = None,
+                 **sampling: Any) -> Any:
         """One completion (`parrot.infer.Completion`: .text, .token_ids, .finish_reason).
 
+        `images` (paths, data URLs, bytes, PIL images) go with a vision-language model's
+        prompt, one per `<image>` in it (placed in front when the text has none).
         `json_schema` constrains the output to JSON matching it (`{"type": "object"}`: any
         object); the text then always parses."""
-        return self.engine.generate(prompt, self.sampling(**sampling), truncate=truncate,
-                                    json_schema=json_schema)
+        return self.engine.generate(with_images(prompt, images), self.sampling(**sampling),
+                                    truncate=truncate, json_schema=json_schema)
 
     def stream(self, prompt: str | Sequence[int], *, truncate: bool = False,
-               json_schema: Any = None, **sampling: Any) -> Any:
+               images: Sequence[Any] | None = None, json_schema: Any = None,
+               **sampling: Any) -> Any:
         """An iterator of text pieces; its `.completion` is set once it is exhausted."""
-        return self.engine.stream(prompt, self.sampling(**sampling), truncate=truncate,
-                                  json_schema=json_schema)
+        return self.engine.stream(with_images(prompt, images), self.sampling(**sampling),
+                                  truncate=truncate, json_schema=json_schema)
 
     def generate_batch(self, prompts: Sequence[str | Sequence[int]], *, json_schema: Any = None,
                        **sampling: Any) -> list:
@@ -106,12 +112,16 @@ class LLM:
         return self.engine.stream(self.chat_prompt(messages), self._chat_params(sampling),
                                   json_schema=json_schema)
 
-    def chat_prompt(self, messages: Sequence[dict[str, Any]]) -> str:
-        """The text the model continues for `messages` (generation prompt added)."""
+    def chat_prompt(self, messages: Sequence[dict[str, Any]]) -> Any:
+        """The text the model continues for `messages` (generation prompt added); with
+        image_url content parts, an `ImagePrompt` of that text and the images."""
         from parrot.chat import render, special_tokens_text
+        from parrot.infer.vision import ImagePrompt, split_images
 
-        return render(list(messages), self.template, add_generation_prompt=True,
+        messages, images = split_images(messages)
+        text = render(messages, self.template, add_generation_prompt=True,
                       **special_tokens_text(self.tokenizer))
+        return ImagePrompt(text, images) if images else text
 
     def session(self, system: str | None = None, note: Callable[[str], None] | None = None,
                 **sampling: Any) -> Any:
@@ -167,8 +177,6 @@ class LLM:
                               f"calibration MODEL --data TEXT --fit-temperature` first.")
         return params.replace(temperature=params.temperature * self.calibration_temperature)
 
-    # ---- internals ----------------------------------------------------------------
-
     def _chat_params(self, sampling: dict[str, Any]) -> Any:
         params = self.sampling(**sampling)
         return params.replace(stop=tuple(params.stop) + self.template.stop)
@@ -176,11 +184,9 @@ class LLM:
 
 def _params(sampling: dict[str, Any]) -> Any:
     """SamplingParams from keyword options (an unknown one is a ParrotError)."""
-    from dataclasses import fields
-
     from parrot.infer import SamplingParams
 
-    known = {f.name for f in fields(SamplingParams)}
+    known = {f.name for f in dataclasses.fields(SamplingParams)}
     unknown = sorted(set(sampling) - known)
     if unknown:
         raise ParrotError(f"Unknown sampling option {unknown[0]!r}; use "
@@ -386,9 +392,7 @@ def merge(run_dir: str | Path, out: str | Path) -> Path:
 
 def _split(settings: dict[str, Any], config_class: type) -> tuple[dict, dict]:
     """(the settings that are fields of `config_class`, the rest)."""
-    from dataclasses import fields
-
-    own = {f.name for f in fields(config_class)}
+    own = {f.name for f in dataclasses.fields(config_class)}
     return ({k: v for k, v in settings.items() if k in own},
             {k: v for k, v in settings.items() if k not in own})
 

@@ -128,7 +128,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple:
     from safetensors import SafetensorError
     from safetensors.torch import load_model as load_weights
 
-    from parrot.model import ModelConfig, build_model
+    from parrot.model import ModelConfig, VisionConfig, VisionLanguageModel, build_model
     from parrot.tokenizer import Tokenizer
 
     run = require_run_dir(path)
@@ -138,6 +138,9 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple:
 
         model_config = RNNConfig.from_dict(config["rnn"])
         model = build_rnn(model_config)
+    elif "vision" in config:  # a vision-language run: the language model plus its image side
+        model_config = ModelConfig.from_dict(config["model"])
+        model = VisionLanguageModel(model_config, VisionConfig.from_dict(config["vision"]))
     else:
         model_config = ModelConfig.from_dict(config["model"])
         check_weights_fit(model_config, run)  # before allocating what config.json describes

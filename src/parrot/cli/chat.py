@@ -11,7 +11,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from parrot.cli.generate import add_sampling_flags, calibrated, load_llm, sampling_params
+from parrot.cli.generate import (
+    add_image_flag,
+    add_sampling_flags,
+    calibrated,
+    load_llm,
+    read_images,
+    sampling_params,
+)
 from parrot.errors import ParrotError
 from parrot.hub.registry import DEFAULT_MODEL
 from parrot.infer.chat_session import ChatSession
@@ -31,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "file or postgresql:// DSN); the sources follow each answer")
     parser.add_argument("--k", type=int, default=4, help="passages per turn with --rag")
     parser.add_argument("--mode", default="hybrid", help="retrieval mode with --rag")
+    add_image_flag(parser, "the first message")
     add_sampling_flags(parser, max_new_tokens=256)
     parser.set_defaults(run=run)
 
@@ -43,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
         from parrot.cli.rag_chat import run_rag_chat
 
         return run_rag_chat(args, llm, params, _lines(sys.stdin.isatty()), _note)
-    session = ChatSession(llm.engine, llm.template, params, args.system, note=_note)
+    session = ChatSession(llm.engine, llm.template, params, args.system, note=_note,
+                          images=read_images(args, llm))
     interactive = sys.stdin.isatty()
     if interactive:
         _note(f"chatting with {args.model} ({llm.template.name} template); /quit to leave")

@@ -50,6 +50,25 @@ def load_llm(args: argparse.Namespace, max_batch: int = 1) -> Any:
     return llm
 
 
+def add_image_flag(parser: argparse.ArgumentParser, where: str) -> None:
+    parser.add_argument("--image", action="append", default=[], metavar="PATH",
+                        help=f"a PNG or JPEG picture for a vision-language model, placed in "
+                             f"front of {where} (repeatable; a data URL works too)")
+
+
+def read_images(args: argparse.Namespace, llm: Any) -> list:
+    """The --image pictures, read and checked now (a bad file fails before any prompt)."""
+    from parrot.data.images import image_tensor
+    from parrot.infer.vision import text_only_error
+
+    if not args.image:
+        return []
+    vision = getattr(llm.model, "vision_config", None)
+    if vision is None:
+        raise text_only_error(str(args.model))
+    return [image_tensor(source, vision.image_size) for source in args.image]
+
+
 def sampling_params(args: argparse.Namespace, extra_stop: tuple[str, ...] = ()) -> SamplingParams:
     """SamplingParams from the flags (validated: a bad value is a ParrotError)."""
     return SamplingParams(
@@ -72,6 +91,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="keep the end of a prompt longer than the context")
     parser.add_argument("--json-schema", metavar="FILE", type=Path, default=None,
                         help="constrain the output to JSON matching this schema file")
+    add_image_flag(parser, "the prompt")
     add_sampling_flags(parser)
     parser.set_defaults(run=run)
 
@@ -101,12 +121,15 @@ def read_schema(path: Path | None) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    from parrot.infer.vision import with_images
+
     params = sampling_params(args)  # validate flags before loading the model
     schema = read_schema(args.json_schema)
     llm = load_llm(args)
     params = calibrated(llm, params, args)
+    prompt = with_images(args.prompt, read_images(args, llm))
     if args.json:
-        completion = llm.engine.generate(args.prompt, params, truncate=args.truncate,
+        completion = llm.engine.generate(prompt, params, truncate=args.truncate,
                                          json_schema=schema)
         print(json.dumps({
             "prompt": args.prompt, "text": completion.text,
@@ -115,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
             "stats": completion.stats.to_dict(),
         }, ensure_ascii=False))
         return 0
-    for delta in llm.engine.stream(args.prompt, params, truncate=args.truncate,
+    for delta in llm.engine.stream(prompt, params, truncate=args.truncate,
                                    json_schema=schema):
         print(delta, end="", flush=True)
     print()

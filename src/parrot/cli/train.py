@@ -8,9 +8,11 @@ import argparse
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from parrot.training.recipes import RECIPES
+    from parrot.training.vlm import VLM_RECIPES
 
     train = subparsers.add_parser("train", help="pretrain a model into a run directory")
-    train.add_argument("--preset", required=True, help=f"one of: {', '.join(RECIPES)}")
+    train.add_argument("--preset", required=True,
+                       help=f"one of: {', '.join([*RECIPES, *VLM_RECIPES])}")
     train.add_argument("--data", nargs="+", metavar="PATH", default=None,
                        help="text files, folders or .jsonl (default: the embedded corpus)")
     train.add_argument("--text-field", default="text", help="the JSONL field holding the text")

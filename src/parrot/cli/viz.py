@@ -34,6 +34,9 @@ def _register_model_kinds(commands: argparse._SubParsersAction) -> None:
     attention.add_argument("--layer", type=int, default=None, help="one layer (from 0)")
     attention.add_argument("--head", type=int, default=None, help="one head of --layer")
     attention.add_argument("--all", action="store_true", help="every layer and head (default)")
+    attention.add_argument("--image", default=None, metavar="PATH",
+                           help="a picture (PNG/JPEG) for a vision-language model: draws the "
+                                "question's attention on the picture's patches")
 
     embeddings = _add(commands, "embeddings", "neighbours, analogies, PCA of token embeddings",
                       run_embeddings)
@@ -118,6 +121,13 @@ def run_attention(args: argparse.Namespace) -> int:
     if args.all and (args.layer is not None or args.head is not None):
         raise ParrotError("--all shows every layer and head; drop it or drop --layer/--head.")
     model, tokenizer, _ = load_model(args.model)
+    if args.image is not None:
+        from parrot.viz.image_attention import patch_attention, patch_attention_figure
+
+        view = patch_attention(model, tokenizer, args.text, args.image)
+        shares = ", ".join(f"{s:.0%}" for s in view.image_share)
+        print(f"attention of the last prompt token on the picture, by layer: {shares}")
+        return _write(patch_attention_figure(view), args.out)
     maps = attention_maps(model, tokenizer, args.text)
     return _write(attention_figure(maps, args.layer, args.head), args.out)
 

@@ -20,7 +20,7 @@ from parrot.hub.hf import is_hf_dir, load_hf
 from parrot.hub.pull import ensure_pulled, local_path
 from parrot.hub.registry import REGISTRY
 from parrot.model import Transformer
-from parrot.rundir import is_reward_dir, is_run_dir, load_model
+from parrot.rundir import is_reward_dir, is_run_dir, load_model, read_config
 from parrot.tokenizer import Tokenizer
 
 
@@ -81,8 +81,9 @@ def _load_dir(path: Path, device: str | torch.device, home: str | Path | None
     if is_run_dir(path):
         model, tokenizer, config = load_model(path, device=device)
         eos = () if tokenizer.eos_id is None else (tokenizer.eos_id,)
-        return model, tokenizer, ModelInfo("run", path, path.name, "parrot",
-                                           eos_ids=eos, bos_id=tokenizer.bos_id)
+        template = read_config(path).get("chat_template")  # a run trained on chat turns
+        return model, tokenizer, ModelInfo("run", path, path.name, "parrot", eos_ids=eos,
+                                           bos_id=tokenizer.bos_id, chat_template=template)
     if is_hf_dir(path):
         return load_hf(path, device)
     raise ParrotError(f"{path} is neither a parrot run directory nor a Hugging Face model "

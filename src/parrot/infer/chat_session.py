@@ -7,12 +7,13 @@ The session keeps the turns, renders them with the model's template for each ans
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from parrot.chat import ChatTemplate, Conversation, fit_to_context, render, special_tokens_text
 from parrot.infer.engine import Engine
 from parrot.infer.sampling import SamplingParams
+from parrot.infer.vision import IMAGE_PLACEHOLDER, ImagePrompt
 from parrot.utils.atomic import atomic_write_json
 
 COMMANDS = "commands: /reset, /system TEXT, /stats, /save FILE, /quit"
@@ -23,7 +24,8 @@ class ChatSession:
     (dropped turns, command results); by default they are discarded."""
 
     def __init__(self, engine: Engine, template: ChatTemplate, params: SamplingParams,
-                 system: str | None = None, note: Callable[[str], None] | None = None) -> None:
+                 system: str | None = None, note: Callable[[str], None] | None = None,
+                 images: Sequence[Any] = ()) -> None:
         self.engine = engine
         self.template = template
         self.params = params.replace(stop=tuple(params.stop) + template.stop)
@@ -31,6 +33,9 @@ class ChatSession:
         self.specials = special_tokens_text(engine.tokenizer)
         self.last_stats: dict[str, Any] | None = None
         self.note = note or (lambda text: None)
+        # Pictures go with the conversation's first user turn (`<image>` in front of it);
+        # each answer resends them, and the engine's cache skips what it already holds.
+        self.images = list(images)
 
     def prompt_text(self) -> str:
         """The conversation rendered for the next answer, oldest turns dropped if needed."""
@@ -43,8 +48,14 @@ class ChatSession:
 
     def answer(self, text: str, out: TextIO | None = None) -> str:
         """The reply to `text`, streamed into `out` when given; Ctrl-C ends it early."""
+        first = not any(m["role"] == "user" for m in self.conversation.turns)
+        if first and self.images and IMAGE_PLACEHOLDER not in text:
+            text = IMAGE_PLACEHOLDER * len(self.images) + text
         self.conversation.add("user", text)
-        stream = self.engine.stream(self.prompt_text(), self.params)
+        prompt = self.prompt_text()
+        shown = prompt.count(IMAGE_PLACEHOLDER)  # 0 once the image turn no longer fits
+        stream = self.engine.stream(ImagePrompt(prompt, self.images[:shown]) if shown
+                                    else prompt, self.params)
         reply = []
         try:
             for delta in stream:

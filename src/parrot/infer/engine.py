@@ -45,6 +45,7 @@ from parrot.infer.strategies import (
     common_prefix_length,
 )
 from parrot.infer.streaming import TextStream
+from parrot.infer.vision import VisionSteps, attach_images
 from parrot.model import KVCache
 
 Prompt = str | Sequence[int]
@@ -106,6 +107,7 @@ class Engine:
         self._rows: tuple[tuple[int, ...], RowParams | None] = ((), None)  # (request ids, params)
         self.steps = (EncoderDecoderSteps(self, start_id)
                       if getattr(self.config, "is_encoder_decoder", False)
+                      else VisionSteps(self) if hasattr(model, "vision_config")
                       else DecoderOnlySteps(self))
 
     # ---- step-level API -------------------------------------------------------------
@@ -131,14 +133,15 @@ class Engine:
         once that text has been written (the reply may be free text or, say, a tool call).
         """
         params = params or SamplingParams()
-        ids = self.encode(prompt)
-        if truncate:
+        ids, keys, pixels = attach_images(self.steps, self.encode(prompt), prompt)
+        if truncate and pixels is None:
             ids = truncate_left(ids, self.max_len, params.max_new_tokens)
         self._check_prompt(ids)
         checker = StopChecker(params, self.eos_ids, self.tokenizer.token_bytes,
                               self.steps.prompt_positions(ids), self.max_len)
         request = Request(self._next_id, ids, params, checker, self._generator(params),
                           record_logits=record_logits, collect=collect, logprobs=logprobs,
+                          keys=keys, pixels=pixels,
                           constraint=None if json_schema is None else
                           self._grammars().cursor(json_schema, json_trigger))
         self._next_id += 1
@@ -171,9 +174,10 @@ class Engine:
         """Token ids of a text prompt (or ids as given). Models trained with BOS in front of
         every text (a tokenizer with `add_bos`, e.g. Gemma from GGUF) get it unless the text
         already starts with it, as a chat template that writes the BOS token does."""
-        if not isinstance(prompt, str):
+        text = getattr(prompt, "text", None) or prompt  # an ImagePrompt may carry a text
+        if not isinstance(text, str):
             return [int(t) for t in prompt]
-        ids = self.tokenizer.encode(prompt, allowed_special="all")
+        ids = self.tokenizer.encode(text, allowed_special="all")
         bos = getattr(self.tokenizer, "bos_id", None)
         if getattr(self.tokenizer, "add_bos", False) and bos is not None and ids[:1] != [bos]:
             ids = [bos, *ids]
@@ -230,7 +234,7 @@ class Engine:
         try:
             while self.queue and self._free_slots():
                 request = self.queue.popleft()
-                index = self._pick_slot(request.prompt)
+                index = self._pick_slot(request.keys or request.prompt)
                 logits.append(self._prefill(index, request))
                 indices.append(index)
         except BaseException:  # the failing request is dropped; the others wait to try again

@@ -32,6 +32,7 @@ class RequestStats:
     prefill_tokens_per_s: float
     decode_tokens_per_s: float
     total_s: float
+    image_encode_s: float = 0.0  # of the time to first token: the pictures' encoder
 
     @property
     def prefill_tokens(self) -> int:
@@ -93,6 +94,11 @@ class Request:
     tokens: list[int] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
     logits: list[torch.Tensor] = field(default_factory=list)
+    # A vision prompt: the cache key of each position (image positions: the picture's),
+    # the pictures (n, 3, H, W) and the seconds their encoder took.
+    keys: list[int] | None = None
+    pixels: torch.Tensor | None = None
+    image_encode_s: float = 0.0
     t_submit: float = field(default_factory=time.perf_counter)
     t_admit: float = 0.0
     t_first: float = 0.0
@@ -109,4 +115,5 @@ class Request:
             prefill_tokens_per_s=prefilled / prefill_s if prefill_s > 0 else 0.0,
             decode_tokens_per_s=(len(self.tokens) - 1) / decode_s if decode_s > 0 else 0.0,
             total_s=t_done - self.t_submit,
+            image_encode_s=self.image_encode_s,
         )

@@ -9,6 +9,8 @@ from parrot.model.config import ModelConfig
 from parrot.model.presets import PRESETS, get_preset
 from parrot.model.seq2seq import EncoderDecoder, Seq2SeqCache, build_model
 from parrot.model.transformer import Transformer
+from parrot.model.vision import VisionConfig, VisionLanguageModel
 
 __all__ = ["AttentionCapture", "EncoderDecoder", "KVCache", "ModelConfig", "PRESETS",
-           "Seq2SeqCache", "Transformer", "build_model", "get_preset"]
+           "Seq2SeqCache", "Transformer", "VisionConfig", "VisionLanguageModel", "build_model",
+           "get_preset"]

@@ -158,18 +158,22 @@ class Transformer(nn.Module):
                capture: AttentionCapture | None = None,
                token_types: torch.Tensor | None = None,
                attention_mask: torch.Tensor | None = None,
-               head_mask: torch.Tensor | None = None) -> torch.Tensor:
+               head_mask: torch.Tensor | None = None,
+               embeds: torch.Tensor | None = None,
+               after_block: Callable[[int, torch.Tensor], torch.Tensor] | None = None
+               ) -> torch.Tensor:
         """The final hidden states (B, T, d_model), after the final norm, before the head.
 
         Split from `forward` so callers that need logits at a few positions only (the
         engine's prefill, which samples from the last one) or no logits at all (sentence
-        embeddings) skip the rest of the (large) output projection.
+        embeddings) skip the rest of the (large) output projection. `embeds` (B, T, d),
+        when given, replace `token_embeddings(tokens)` (a vision model splices image
+        features into them); positions are still added to them. `after_block(layer, x)`
+        maps the residual stream after each block (a vision model's gated cross-attention).
         """
         positions = self._check_inputs(tokens, positions, cache)
         check_encoder_inputs(tokens, token_types, attention_mask, self.config.type_vocab_size)
-        x = self.tok_emb(tokens)                                       # (B, T, d)
-        if self.config.embed_scale:  # Gemma: * sqrt(d_model), rounded to the activation dtype
-            x = x * torch.tensor(self.config.d_model ** 0.5, dtype=x.dtype)
+        x = self.token_embeddings(tokens) if embeds is None else embeds  # (B, T, d)
         if self.pos_emb is not None:
             x = x + self.pos_emb(positions)
         elif self.config.positions == "sinusoidal":
@@ -187,8 +191,18 @@ class Transformer(nn.Module):
             inputs = with_head_mask(inputs, head_mask, self.config)
         for block in self.blocks:
             x = block(x, inputs)                                       # (B, T, d)
+            if after_block is not None:
+                x = after_block(block.layer, x)
         if self.final_norm is not None:
             x = self.final_norm(x)
+        return x
+
+    def token_embeddings(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (B, T) -> their table rows (B, T, d_model), times sqrt(d_model) with
+        embed_scale (Gemma; rounded to the activation dtype)."""
+        x = self.tok_emb(tokens)
+        if self.config.embed_scale:
+            x = x * torch.tensor(self.config.d_model ** 0.5, dtype=x.dtype)
         return x
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:

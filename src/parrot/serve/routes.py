@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 from parrot.chat import render, special_tokens_text
 from parrot.errors import ParrotError
 from parrot.infer import SamplingParams
-from parrot.serve import generation, responses, tools
+from parrot.serve import generation, images, responses, tools
 from parrot.serve.errors import APIError, validation_error
 from parrot.serve.schemas import (
     ChatCompletionRequest,
@@ -123,22 +123,24 @@ async def chat_completions(request: Request) -> Any:
     name, loaded, worker = served(request, body.model)
     output = tools.plan(body)
     messages, extra = tools.messages_for(body, loaded.template.source)
+    urls = images.image_urls(body.messages)  # their text() holds an <image> per image part
     try:
         text = render(messages, loaded.template, True, **special_tokens_text(loaded.tokenizer),
                       **extra)
     except ParrotError as err:
         raise APIError(400, err.message, param="messages") from None
-    ids = loaded.tokenizer.encode(text, allowed_special="all")
+    ids, length = images.image_prompt(worker.engine,
+                                      loaded.tokenizer.encode(text, allowed_special="all"), urls)
     max_len = worker.engine.max_len
-    check_context(ids, max_len)
-    limit = body.max_completion_tokens or body.max_tokens or max_len - len(ids)
+    check_context(range(length), max_len)  # the length with image tokens expanded
+    limit = body.max_completion_tokens or body.max_tokens or max_len - length
     prompts = [(ids, sampling(body, limit, i, loaded.template.stop)) for i in range(body.n)]
     top = (body.top_logprobs or 0) if body.logprobs else None
     constraint = {} if output.json_schema is None else {
         "json_schema": output.json_schema, "json_trigger": output.trigger}
     ticket = generation.submit(worker, prompts, top, constraint)
     if body.stream:
-        return chat_stream(worker, ticket, request, body, name, len(ids), loaded.tokenizer,
+        return chat_stream(worker, ticket, request, body, name, length, loaded.tokenizer,
                            output)
     choices = await generation.collect(worker, ticket, request)
     shaped = []
@@ -148,7 +150,7 @@ async def chat_completions(request: Request) -> Any:
                        responses.chat_logprobs(c.scored, loaded.tokenizer) if body.logprobs
                        else None, "finish_reason": "tool_calls" if called else c.finish_reason})
     return {**responses.envelope("chat.completion", responses.new_id("chatcmpl"), name, shaped),
-            "usage": responses.usage(len(ids), sum(len(c.token_ids) for c in choices))}
+            "usage": responses.usage(length, sum(len(c.token_ids) for c in choices))}
 
 
 async def completions(request: Request) -> Any:

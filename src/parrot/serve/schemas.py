@@ -79,9 +79,11 @@ class ChatMessage(BaseModel):
     tool_call_id: str | None = None
 
     def text(self) -> str:
-        """The message text; a list of parts keeps only its text parts."""
+        """The message text; a list of parts keeps its text parts and writes each image
+        part as the `<image>` placeholder (serve/images.py reads the images themselves)."""
         if isinstance(self.content, list):
-            return "".join(p.get("text", "") for p in self.content if p.get("type") == "text")
+            return "".join(p.get("text", "") if p.get("type") == "text" else "<image>"
+                           for p in self.content if p.get("type") in ("text", "image_url"))
         return self.content or ""
 
 

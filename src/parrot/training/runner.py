@@ -128,6 +128,10 @@ def train(
 ) -> TrainResult:
     """Train recipe `preset` (with `--set` style overrides) into run directory `out`;
     resume=True continues the run in `out` from its last checkpoint."""
+    from parrot.training.vlm import VLM_RECIPES, train_vlm
+
+    if preset in VLM_RECIPES:  # staged: language model, alignment, answers
+        return train_vlm(preset, out, overrides, resume, hooks, show_progress)
     prepare = None
     if not resume:
         recipe = apply_overrides(get_recipe(preset), overrides)

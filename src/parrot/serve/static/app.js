@@ -86,9 +86,33 @@ function formatStats(t0, tFirst, tEnd, tokens, note) {
   return `first token ${ttft} · ${rate} tok/s · ${tokens} tokens` + (note ? " · " + note : "");
 }
 
-async function send(text) {
-  conversation.push({ role: "user", content: text });
-  addMessage("user", text);
+// An attached picture travels as an OpenAI image_url part holding a base64 data URL.
+function readImage(file) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result);
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(file);
+  });
+}
+
+function userContent(text, imageUrl) {
+  if (!imageUrl) return text;
+  return [{ type: "text", text }, { type: "image_url", image_url: { url: imageUrl } }];
+}
+
+function showImage(view, imageUrl) {
+  const picture = document.createElement("img");
+  picture.className = "attached";
+  picture.src = imageUrl;
+  picture.alt = "attached image";
+  view.item.insertBefore(picture, view.content);
+}
+
+async function send(text, imageUrl) {
+  conversation.push({ role: "user", content: userContent(text, imageUrl) });
+  const sent = addMessage("user", text);
+  if (imageUrl) showImage(sent, imageUrl);
   const view = addMessage("assistant", "");
   view.item.setAttribute("aria-busy", "true");
   const stream = $("stream").checked;
@@ -139,12 +163,14 @@ function setBusy(busy) {
   $("stop").disabled = !busy;
 }
 
-$("composer").addEventListener("submit", (event) => {
+$("composer").addEventListener("submit", async (event) => {
   event.preventDefault();
   const text = $("input").value.trim();
   if (!text || controller) return;
   $("input").value = "";
-  send(text);
+  const file = $("image").files[0];
+  $("image").value = "";
+  send(text, file ? await readImage(file) : null);
 });
 $("input").addEventListener("keydown", (event) => {
   if (event.key === "Enter" && !event.shiftKey) {
