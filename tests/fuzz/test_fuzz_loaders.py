@@ -45,7 +45,8 @@ def test_mutated_inputs_only_ever_raise_parrot_error(name, edits, rounds):
         assert run_one(TARGETS[name], data, Path(tmp)) in ("ok", "refused")
 
 
-@pytest.mark.parametrize("name", ["gguf", "safetensors", "tokenizer_bpe", "sft_jsonl"])
+@pytest.mark.parametrize("name", ["gguf", "safetensors", "tokenizer_bpe", "sft_jsonl", "image_png",
+                                  "document_pdf"])
 @BUDGET
 @given(data=st.binary(max_size=512))
 def test_arbitrary_bytes_only_ever_raise_parrot_error(name, data):
@@ -173,3 +174,14 @@ def test_deeply_nested_json_is_refused_everywhere(tmp_path):
     for name in ("config_json", "hf_config_json", "tokenizer_bpe", "chat_messages",
                  "sft_jsonl"):
         assert run_one(TARGETS[name], deep, tmp_path) == "refused", name
+
+
+def test_a_jsonl_document_nested_too_deep_is_skipped_with_a_warning(tmp_path):
+    """Found by the long fuzz run: json.loads raised RecursionError out of the reader."""
+    from parrot.rag.documents import read_documents
+
+    path = tmp_path / "deep.jsonl"
+    path.write_text("[" * 100_000 + "]" * 100_000 + "\n")
+    warnings: list[str] = []
+    [(_, _, text)] = list(read_documents([path], warnings.append))
+    assert text is None and "nested too deeply" in warnings[0]

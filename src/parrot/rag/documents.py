@@ -146,7 +146,10 @@ def jsonl_text(source: str, field: str) -> str:
     for line in source.splitlines():
         if not line.strip():
             continue
-        record = json.loads(line)  # JSONDecodeError is a ValueError
+        try:
+            record = json.loads(line)  # JSONDecodeError is a ValueError
+        except RecursionError:  # found by fuzzing: a line nested thousands deep
+            raise ValueError("a record is nested too deeply to read") from None
         if isinstance(record, dict) and isinstance(record.get(field), str):
             texts.append(record[field])
     if not texts:
