@@ -68,7 +68,8 @@ def load_image(source: Any) -> Any:
         image = Image.open(io.BytesIO(data))  # reads the header only
     except Image.DecompressionBombError:  # Pillow's own limit (about 179 MP) came first
         raise ParrotError(f"{name} is {limit}") from None
-    except (UnidentifiedImageError, OSError):
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        # ValueError, found by fuzzing: a PNG whose IHDR chunk is cut short
         raise ParrotError(f"{name} is not a PNG or JPEG image; give a PNG or JPEG file."
                           ) from None
     if image.format not in FORMATS:

@@ -161,11 +161,12 @@ def _pdf_text(data: bytes) -> str:
     import io
 
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import PyPdfError
 
     try:
         reader = PdfReader(io.BytesIO(data))
         pages = [page.extract_text() or "" for page in reader.pages]
-    except (PdfReadError, KeyError, TypeError) as err:
+    # PyPdfError covers LimitReachedError (a self-referencing object, found by fuzzing)
+    except (PyPdfError, KeyError, TypeError, AttributeError, RecursionError) as err:
         raise ValueError(f"unreadable PDF ({err})") from err
     return "\n\n".join(p.strip() for p in pages if p.strip())
