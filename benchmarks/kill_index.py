@@ -2,7 +2,7 @@
 store must hold exactly what one uninterrupted run writes (same chunks, texts, offsets and
 vectors bit for bit), and every intermediate store must be consistent.
 
-    PARROT_HOME=... python benchmarks/kill_index.py [--kills 20] [--copies 6]
+    PARROT_HOME=... python benchmarks/kill_index.py [--kills 20] [--copies 3]
 
 Uses the real CLI and MiniLM on Python's own docs (`pydoc_data.topics`, several copies).
 Writes benchmarks/results/kill_index.json.
@@ -73,9 +73,9 @@ def contents(db: Path) -> list:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=20)
-    parser.add_argument("--copies", type=int, default=6)
-    parser.add_argument("--min-s", type=float, default=3.5, help="earliest kill (start-up)")
-    parser.add_argument("--max-s", type=float, default=6.5)
+    parser.add_argument("--copies", type=int, default=3)
+    parser.add_argument("--min-s", type=float, default=8.0, help="earliest kill (after start-up)")
+    parser.add_argument("--max-s", type=float, default=13.0)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}

@@ -134,6 +134,13 @@ def test_serve_rag_search_route_and_chat_extension(store, tmp_path):
         assert "rag" not in plain and plain["usage"]["prompt_tokens"] < 40
         bad = client.post("/v1/rag/search", json={"query": "x", "k": 0})
         assert bad.status_code == 400
+        schema = {"type": "object", "properties": {"answer": {"type": "string", "maxLength": 8}},
+                  "required": ["answer"]}
+        shaped = client.post("/v1/chat/completions", json={
+            **chat, "max_tokens": 40, "temperature": 1.0, "seed": 3, "response_format": {
+                "type": "json_schema", "json_schema": {"name": "a", "schema": schema}}}).json()
+        assert "answer" in json.loads(shaped["choices"][0]["message"]["content"])
+        assert shaped["rag"]["passages"]  # grounded and constrained at once
 
 
 def test_a_store_is_a_search_tool_for_agents(store):

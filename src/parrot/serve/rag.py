@@ -17,7 +17,9 @@ parrot.rag.prompt (rules — the client's system message appended to them — ea
 then numbered passages and the question), tokenized with passages as plain text. A
 non-streamed answer carries `"rag": {"passages": [...], "cited": [n, ...]}`; a streamed
 one does not (call /v1/rag/search for the passages). With `"rag": false` the request is
-served exactly as without --rag.
+served exactly as without --rag. `response_format` and `tool_choice` constrain the answer
+either way (serve/tools.py); the tools' descriptions reach the prompt only without
+retrieval, since the grounded prompt has its own layout.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from starlette.concurrency import run_in_threadpool
 
 from parrot.chat import render, special_tokens_text
 from parrot.errors import ParrotError
-from parrot.serve import generation, responses
+from parrot.serve import generation, responses, tools
 from parrot.serve.errors import APIError
 from parrot.serve.routes import check_context, read_body, sampling, served
 from parrot.serve.schemas import ChatCompletionRequest
@@ -139,22 +141,31 @@ async def rag_chat_completions(request: Request) -> Any:
             room = max_len - min(body.max_completion_tokens or body.max_tokens or 256,
                                  max_len // 2)
             ids, kept = _grounded_ids(messages, hits, loaded, room)
-        else:
-            text = render(messages, loaded.template, True, **special_tokens_text(loaded.tokenizer))
+        else:  # as without --rag, tools included
+            plain, extra = tools.messages_for(body, loaded.template.source)
+            text = render(plain, loaded.template, True, **special_tokens_text(loaded.tokenizer),
+                          **extra)
             ids = loaded.tokenizer.encode(text, allowed_special="all")
     except ParrotError as err:
         raise APIError(400, err.message, param="messages") from None
     check_context(ids, max_len)
     limit = body.max_completion_tokens or body.max_tokens or max_len - len(ids)
     prompts = [(ids, sampling(body, limit, i, loaded.template.stop)) for i in range(body.n)]
-    ticket = generation.submit(worker, prompts, None)
+    output = tools.plan(body)  # response_format and tool calls work with retrieval too
+    constraint = {} if output.json_schema is None else {
+        "json_schema": output.json_schema, "json_trigger": output.trigger}
+    ticket = generation.submit(worker, prompts, None, constraint)
     if body.stream:
-        return chat_stream(worker, ticket, request, body, name, len(ids), loaded.tokenizer)
+        return chat_stream(worker, ticket, request, body, name, len(ids), loaded.tokenizer,
+                           output)
     choices = await generation.collect(worker, ticket, request)
-    out = {**responses.envelope("chat.completion", responses.new_id("chatcmpl"), name, [
-        {"index": c.index, "message": {"role": "assistant", "content": "".join(c.text)},
-         "logprobs": None, "finish_reason": c.finish_reason} for c in choices]),
-        "usage": responses.usage(len(ids), sum(len(c.token_ids) for c in choices))}
+    shaped = []
+    for c in choices:
+        reply, called = tools.message("".join(c.text), output)
+        shaped.append({"index": c.index, "message": reply, "logprobs": None,
+                       "finish_reason": "tool_calls" if called else c.finish_reason})
+    out = {**responses.envelope("chat.completion", responses.new_id("chatcmpl"), name, shaped),
+           "usage": responses.usage(len(ids), sum(len(c.token_ids) for c in choices))}
     if kept is not None:
         first = "".join(choices[0].text)
         out["rag"] = {"passages": [h.to_dict() for h in kept],
