@@ -5,8 +5,9 @@ A `JsonGrammar` joins a compiled schema (`infer.json_schema`) with a vocabulary.
 the set of matcher stacks the text so far can be in. The mask of a state is found by walking
 a trie of the tokens' bytes with the matcher, pruning a whole subtree at the first byte that
 fits nowhere; masks are cached per state and shared by every request with the same schema.
-Inside a free string almost every token fits, so there the walk covers only the tokens
-holding a quote, a backslash or a control byte, and the rest are allowed at once.
+Inside a string almost every token fits, so there the walk covers only the tokens holding a
+quote, a backslash, a control byte or part of a character, and the rest are allowed at once
+(in a string with a maxLength, those short enough for the room left).
 
 Near the end of the token budget, a token is allowed only if the shortest completion of the
 document after it (`completion`) still fits in the tokens left, one byte per token at worst,
@@ -61,12 +62,14 @@ class JsonGrammar:
         self.width, self.eos_ids = width, sorted(eos_ids)
         self.trie, self.special_trie = _Trie(), _Trie()
         self.plain = torch.zeros(width, dtype=torch.bool)
+        self.chars = torch.zeros(width, dtype=torch.long)  # characters in each plain token
         for token_id, data in enumerate(token_bytes):
             if not data or token_id >= width:
                 continue
             self.trie.add(data, token_id)
             if _plain_string_bytes(data):
                 self.plain[token_id] = True
+                self.chars[token_id] = len(data.decode("utf-8"))
             else:
                 self.special_trie.add(data, token_id)
         self._feeds: dict[tuple, tuple] = {}
@@ -131,12 +134,18 @@ class JsonGrammar:
         cached = self._masks.get(key)
         if cached is None:
             cached = torch.zeros(self.width, dtype=torch.bool)
-            in_free_string = all(stack and isinstance(stack[-1][0], String)
-                                 and stack[-1][1] == ("body", None) for stack in state)
-            if in_free_string and (budget is None or self._finish_length(state) < budget):
-                cached |= self.plain  # plain tokens keep every stack as it is
+            in_string = all(stack and isinstance(stack[-1][0], String)
+                            and stack[-1][1][0] == "body" for stack in state)
+            # A plain token leaves a string's stack as it was (its count aside), and the
+            # shortest finish can only shrink, so within budget it fits if it fits the room.
+            fast = in_string and (budget is None or self._finish_length(state) < budget)
+            if fast:
+                for stack in state:
+                    node, (_, count) = stack[-1]
+                    room = None if node.max is None else node.max - count
+                    cached |= self.plain if room is None else self.plain & (self.chars <= room)
             allowed: list[int] = []
-            trie = self.special_trie if in_free_string else self.trie
+            trie = self.special_trie if fast else self.trie
             self._walk(trie, state, allowed, None if budget is None else budget - 1)
             cached[allowed] = True
             if self.complete(state):
