@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from fuzz_media import load_image_file, pdf_seed, png_seed, read_document
 
 from parrot.errors import ParrotError
 
@@ -235,46 +236,6 @@ def load_preference(data: bytes, tmp: Path) -> None:
     encode_preferences(pairs, tok, "chatml", 256)
 
 
-def png_seed() -> bytes:
-    from parrot.data.images import png_bytes
-
-    return png_bytes(torch.rand(3, 12, 9))
-
-
-def pdf_seed() -> bytes:
-    import io
-
-    from pypdf import PdfWriter
-
-    writer, out = PdfWriter(), io.BytesIO()
-    writer.add_blank_page(width=72, height=72)
-    writer.add_metadata({"/Title": "seed"})
-    writer.write(out)
-    return out.getvalue()
-
-
-def load_image_file(data: bytes, tmp: Path) -> None:
-    """The picture rule users hit through --image and image_url parts."""
-    from parrot.data.images import image_tensor
-
-    (tmp / "picture.png").write_bytes(data)
-    image_tensor(tmp / "picture.png", 32)
-
-
-def _read_document(name: str):
-    """A document reader as indexing runs it: a file it cannot read is a warning, not an
-    error, so here nothing at all may escape (a ParrotError included would be a bug too,
-    but the rules allow it)."""
-    def load(data: bytes, tmp: Path) -> None:
-        from parrot.rag.documents import read_documents
-
-        (tmp / name).write_bytes(data)
-        warnings: list[str] = []
-        for _path, _data, text in read_documents([tmp / name], warnings.append):
-            assert text is not None or warnings
-    return load
-
-
 @dataclass(frozen=True)
 class Target:
     name: str
@@ -297,11 +258,11 @@ TARGETS = {t.name: t for t in [
     Target("sft_jsonl", sft_seed, load_sft, True),
     Target("preference_jsonl", preference_seed, load_preference, True),
     Target("image_png", png_seed, load_image_file, False),
-    Target("document_pdf", pdf_seed, _read_document("doc.pdf"), False),
+    Target("document_pdf", pdf_seed, read_document("doc.pdf"), False),
     Target("document_html", lambda: b"<html><body><p>Hi &amp; bye</p><script>x</script>"
-           b"</body></html>", _read_document("page.html"), False),
+           b"</body></html>", read_document("page.html"), False),
     Target("document_jsonl", lambda: b'{"text": "one"}\n{"text": "two", "n": 2}\n',
-           _read_document("rows.jsonl"), True),
+           read_document("rows.jsonl"), True),
 ]}
 
 
